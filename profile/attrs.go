@@ -1,0 +1,131 @@
+package profile
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/metalboot/metalboot/internal/hwaddr"
+)
+
+// ErrBadRequest is wrapped by every error ParseQuery returns: the request
+// itself is malformed (HTTP 400), as opposed to not matching (HTTP 404).
+var ErrBadRequest = errors.New("bad request")
+
+// Limits on request attributes. They keep hostile input small before it
+// reaches matching or templates.
+const (
+	MaxAttrs    = 16
+	MaxKeyLen   = 64
+	MaxValueLen = 256
+	MaxQueryLen = 2048
+)
+
+// ParseQuery turns a /grub or /ignition query string into normalised
+// selector attributes: every parameter becomes an attribute (as in
+// matchbox), "mac" is parsed and put in canonical form, "uuid" is checked
+// and lower-cased, "hostname" is lower-cased. Repeated, overlong or
+// malformed parameters, and values with characters outside
+// [A-Za-z0-9.:_@/+=,-], are rejected with an error wrapping ErrBadRequest.
+func ParseQuery(rawQuery string) (map[string]string, error) {
+	if len(rawQuery) > MaxQueryLen {
+		return nil, fmt.Errorf("%w: query longer than %d bytes", ErrBadRequest, MaxQueryLen)
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("%w: query: %v", ErrBadRequest, err)
+	}
+	if len(q) > MaxAttrs {
+		return nil, fmt.Errorf("%w: more than %d parameters", ErrBadRequest, MaxAttrs)
+	}
+	attrs := make(map[string]string, len(q))
+	for k, vs := range q {
+		if len(vs) != 1 {
+			return nil, fmt.Errorf("%w: parameter %q given %d times", ErrBadRequest, trunc(k), len(vs))
+		}
+		nk, nv, err := normalizeAttr(k, vs[0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		if nv == "" {
+			continue // "uuid=" from a boot loader that had none: no attribute
+		}
+		attrs[nk] = nv
+	}
+	return attrs, nil
+}
+
+// Normalize checks and normalises one attribute the way ParseQuery and
+// selectors do. It is exported for callers that build attributes by hand
+// (e.g. from a DHCP lease).
+func Normalize(key, value string) (string, string, error) {
+	return normalizeAttr(key, value)
+}
+
+func normalizeAttr(k, v string) (string, string, error) {
+	if k == "" || len(k) > MaxKeyLen {
+		return "", "", fmt.Errorf("parameter name %q: want 1 to %d characters", trunc(k), MaxKeyLen)
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return "", "", fmt.Errorf("parameter name %q: use letters, digits, '_', '-' and '.'", trunc(k))
+		}
+	}
+	k = strings.ToLower(k)
+	if len(v) > MaxValueLen {
+		return "", "", fmt.Errorf("%s: value longer than %d bytes", k, MaxValueLen)
+	}
+	switch k {
+	case KeyMAC:
+		if v == "" {
+			return k, "", nil
+		}
+		m, err := hwaddr.Parse(v)
+		if err != nil {
+			return "", "", fmt.Errorf("mac %q: not a MAC address", trunc(v))
+		}
+		return k, m.String(), nil
+	case KeyUUID:
+		if v == "" {
+			return k, "", nil
+		}
+		u, err := normalizeUUID(v)
+		if err != nil {
+			return "", "", err
+		}
+		return k, u, nil
+	case KeyHostname:
+		v = strings.ToLower(v)
+	}
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(".:_@/+=,-", c)) {
+			return "", "", fmt.Errorf("%s %q: character %q not allowed", k, trunc(v), c)
+		}
+	}
+	return k, v, nil
+}
+
+// normalizeUUID accepts 32 hex digits with or without the usual hyphens (and
+// braces) and returns the lower-case 8-4-4-4-12 form.
+func normalizeUUID(s string) (string, error) {
+	t := strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}")
+	t = strings.ReplaceAll(t, "-", "")
+	if len(t) != 32 {
+		return "", fmt.Errorf("uuid %q: want 32 hex digits", trunc(s))
+	}
+	t = strings.ToLower(t)
+	for _, c := range t {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return "", fmt.Errorf("uuid %q: not hexadecimal", trunc(s))
+		}
+	}
+	return t[0:8] + "-" + t[8:12] + "-" + t[12:16] + "-" + t[16:20] + "-" + t[20:], nil
+}
+
+func trunc(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}

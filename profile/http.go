@@ -1,0 +1,140 @@
+package profile
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/metalboot/metalboot/internal/hwaddr"
+)
+
+// Facts are what the server knows about a machine outside of the request,
+// typically from its DHCP lease.
+type Facts struct {
+	IP       netip.Addr
+	UUID     string
+	Hostname string
+}
+
+// FactSource looks up facts by MAC; labserver fills it from DHCP leases.
+type FactSource interface {
+	Facts(mac hwaddr.MAC) (Facts, bool)
+}
+
+// FactSourceFunc adapts a function to FactSource.
+type FactSourceFunc func(hwaddr.MAC) (Facts, bool)
+
+// Facts calls f.
+func (f FactSourceFunc) Facts(m hwaddr.MAC) (Facts, bool) { return f(m) }
+
+// Resolver resolves requests to machines: it parses and validates the
+// request's attributes, matches them against the store's current inventory
+// and completes the machine with known facts.
+type Resolver struct {
+	// Store gives the inventory; required.
+	Store Store
+	// BaseURL is what rendered configs point machines at, e.g.
+	// "http://10.99.0.1:8080"; a trailing slash is removed.
+	BaseURL string
+	// Facts, when set, supplies UUID, hostname and IP for a MAC.
+	Facts FactSource
+}
+
+// Resolve matches attributes (normalised, see ParseQuery) to a machine. It
+// returns an error wrapping ErrNoMatch when no group matches.
+func (r *Resolver) Resolve(attrs map[string]string, rawQuery string) (*Machine, error) {
+	inv := r.Store.Inventory()
+	g, p, err := inv.Match(attrs)
+	if err != nil {
+		return nil, err
+	}
+	m := &Machine{
+		Attrs:    attrs,
+		RawQuery: rawQuery,
+		Group:    g,
+		Profile:  p,
+		BaseURL:  strings.TrimSuffix(r.BaseURL, "/"),
+		UUID:     attrs[KeyUUID],
+		Hostname: attrs[KeyHostname],
+		inv:      inv,
+	}
+	if s, ok := attrs[KeyMAC]; ok {
+		m.MAC, _ = hwaddr.Parse(s) // validated by ParseQuery
+	}
+	if s, ok := g.Metadata["hostname"].(string); ok && m.Hostname == "" {
+		m.Hostname = s
+	}
+	if s, ok := g.Metadata["ip"].(string); ok {
+		m.IP, _ = netip.ParseAddr(s)
+	}
+	if r.Facts != nil && !m.MAC.IsZero() {
+		if f, ok := r.Facts.Facts(m.MAC); ok {
+			if m.UUID == "" {
+				m.UUID = f.UUID
+			}
+			if m.Hostname == "" {
+				m.Hostname = f.Hostname
+			}
+			if f.IP.IsValid() {
+				m.IP = f.IP
+			}
+		}
+	}
+	return m, nil
+}
+
+type ctxKey struct{}
+
+// NewContext returns a context carrying m.
+func NewContext(ctx context.Context, m *Machine) context.Context {
+	return context.WithValue(ctx, ctxKey{}, m)
+}
+
+// FromContext returns the machine Middleware put in the context.
+func FromContext(ctx context.Context) (*Machine, bool) {
+	m, ok := ctx.Value(ctxKey{}).(*Machine)
+	return m, ok
+}
+
+// Middleware resolves the request's query to a machine and passes it to
+// next in the request context (FromContext), so renderers stay small. A
+// malformed query gets 400 and no matching group 404, each with a one-line
+// plain-text reason; next never sees such a request.
+func (r *Resolver) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			Error(w, http.StatusMethodNotAllowed, "method not allowed")
+			return
+		}
+		attrs, err := ParseQuery(req.URL.RawQuery)
+		if err != nil {
+			Error(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		m, err := r.Resolve(attrs, req.URL.RawQuery)
+		if errors.Is(err, ErrNoMatch) {
+			Error(w, http.StatusNotFound, err.Error())
+			return
+		}
+		if err != nil {
+			slog.Default().Error("resolve", "err", err)
+			Error(w, http.StatusInternalServerError, "internal error")
+			return
+		}
+		next.ServeHTTP(w, req.WithContext(NewContext(req.Context(), m)))
+	})
+}
+
+// Error writes a one-line plain-text error response.
+func Error(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	msg = strings.ReplaceAll(msg, "\n", "; ")
+	_, _ = w.Write([]byte(msg + "\n"))
+}

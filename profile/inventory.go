@@ -1,0 +1,388 @@
+package profile
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"text/template"
+
+	"github.com/metalboot/metalboot/internal/hwaddr"
+)
+
+// ErrNoMatch is returned by Inventory.Match when no group matches.
+var ErrNoMatch = errors.New("no matching group")
+
+// ErrInvalid is wrapped by every validation error of an inventory.
+var ErrInvalid = errors.New("invalid inventory")
+
+// Data is the raw material of an inventory, for building one in Go instead
+// of loading a data directory.
+type Data struct {
+	Profiles []Profile
+	Groups   []Group
+	// Templates holds the files of ignition/ by name (e.g.
+	// "install.yaml.tmpl"): Ignition JSON or Butane YAML templates.
+	Templates map[string][]byte
+	// Generic holds the files of generic/ by name.
+	Generic map[string][]byte
+}
+
+// Warning is a problem in the inventory that does not stop it from loading,
+// e.g. a profile whose JSON id disagrees with its file name.
+type Warning struct {
+	File string
+	Msg  string
+}
+
+func (w Warning) String() string {
+	if w.File == "" {
+		return w.Msg
+	}
+	return w.File + ": " + w.Msg
+}
+
+// Host is a machine the inventory names: a group whose selector has a MAC
+// and whose metadata has "hostname" and/or "ip". DNS and DHCP reservations
+// are fed from these.
+type Host struct {
+	MAC      hwaddr.MAC
+	Hostname string
+	IP       netip.Addr
+	Group    string
+}
+
+// Inventory is an immutable, validated set of profiles, groups and
+// templates. It is safe for concurrent use. An Inventory is also a Store
+// that always returns itself.
+type Inventory struct {
+	profiles  map[string]*Profile
+	groups    []*Group // most specific first
+	templates map[string][]byte
+	generic   map[string][]byte
+	compiled  map[string]*template.Template
+	warnings  []Warning
+	hosts     []Host
+}
+
+// Inventory implements Store.
+func (inv *Inventory) Inventory() *Inventory { return inv }
+
+// Profile returns a profile by ID.
+func (inv *Inventory) Profile(id string) (*Profile, bool) {
+	p, ok := inv.profiles[id]
+	return p, ok
+}
+
+// Profiles returns every profile, sorted by ID.
+func (inv *Inventory) Profiles() []*Profile {
+	out := slices.Collect(maps.Values(inv.profiles))
+	slices.SortFunc(out, func(a, b *Profile) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Groups returns every group, most specific first (ties by ID).
+func (inv *Inventory) Groups() []*Group { return slices.Clone(inv.groups) }
+
+// Template returns the content of a file under ignition/.
+func (inv *Inventory) Template(name string) ([]byte, bool) {
+	b, ok := inv.templates[name]
+	return b, ok
+}
+
+// TemplateNames lists the files under ignition/, sorted.
+func (inv *Inventory) TemplateNames() []string {
+	return slices.Sorted(maps.Keys(inv.templates))
+}
+
+// Generic returns the content of a file under generic/.
+func (inv *Inventory) Generic(name string) ([]byte, bool) {
+	b, ok := inv.generic[name]
+	return b, ok
+}
+
+// Warnings lists what was odd but not fatal when the inventory was built.
+func (inv *Inventory) Warnings() []Warning { return slices.Clone(inv.warnings) }
+
+// Hosts lists machines named by groups with a "mac" selector and a
+// "hostname" and/or "ip" metadata value, sorted by MAC.
+func (inv *Inventory) Hosts() []Host { return slices.Clone(inv.hosts) }
+
+// Match returns the most specific group whose selector the attributes
+// satisfy, and its profile. attrs must be normalised (see ParseQuery or
+// Normalize). It returns an error wrapping ErrNoMatch when none matches.
+func (inv *Inventory) Match(attrs map[string]string) (*Group, *Profile, error) {
+	for _, g := range inv.groups {
+		if selects(g.Selector, attrs) {
+			return g, inv.profiles[g.Profile], nil
+		}
+	}
+	return nil, nil, fmt.Errorf("%w for %s", ErrNoMatch, describe(attrs))
+}
+
+func selects(sel, attrs map[string]string) bool {
+	for k, v := range sel {
+		if attrs[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func describe(attrs map[string]string) string {
+	if len(attrs) == 0 {
+		return "a request without attributes"
+	}
+	keys := slices.Sorted(maps.Keys(attrs))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + attrs[k]
+	}
+	return strings.Join(parts, " ")
+}
+
+// New validates d and builds an inventory. Every problem is reported, each
+// naming the profile or group (and its file when loaded from one); on error
+// no inventory is returned.
+func New(d Data) (*Inventory, error) {
+	b := builder{inv: &Inventory{
+		profiles:  map[string]*Profile{},
+		templates: map[string][]byte{},
+		generic:   map[string][]byte{},
+		compiled:  map[string]*template.Template{},
+	}}
+	return b.build(d)
+}
+
+type builder struct {
+	inv  *Inventory
+	errs []error
+}
+
+func (b *builder) errorf(src, id, format string, args ...any) {
+	where := src
+	if where == "" {
+		where = id
+	}
+	b.errs = append(b.errs, fmt.Errorf("%w: %s: %s", ErrInvalid, where, fmt.Sprintf(format, args...)))
+}
+
+func (b *builder) warn(src, format string, args ...any) {
+	b.inv.warnings = append(b.inv.warnings, Warning{File: src, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (b *builder) build(d Data) (*Inventory, error) {
+	inv := b.inv
+	maps.Copy(inv.templates, d.Templates)
+	maps.Copy(inv.generic, d.Generic)
+	for i := range d.Profiles {
+		p := d.Profiles[i]
+		p.Boot.Initrd = slices.Clone(p.Boot.Initrd)
+		p.Boot.Args = slices.Clone(p.Boot.Args)
+		b.addProfile(&p)
+	}
+	for i := range d.Groups {
+		g := d.Groups[i]
+		b.addGroup(&g)
+	}
+	b.checkTies()
+	if len(b.errs) > 0 {
+		return nil, errors.Join(b.errs...)
+	}
+	b.checkRender()
+	if len(b.errs) > 0 {
+		return nil, errors.Join(b.errs...)
+	}
+	b.collectHosts()
+	return inv, nil
+}
+
+func (b *builder) addProfile(p *Profile) {
+	inv := b.inv
+	if p.ID == "" {
+		b.errorf(p.Source, "", "profile without id")
+		return
+	}
+	if !validID(p.ID) {
+		b.errorf(p.Source, p.ID, "profile id %q: use letters, digits, '.', '_' and '-'", p.ID)
+		return
+	}
+	if old, dup := inv.profiles[p.ID]; dup {
+		b.errorf(p.Source, p.ID, "profile %q defined twice (also in %s)", p.ID, orGo(old.Source))
+		return
+	}
+	if p.Boot.Kernel == "" && (len(p.Boot.Initrd) > 0 || len(p.Boot.Args) > 0) {
+		b.errorf(p.Source, p.ID, "profile %q: boot has initrd or args but no kernel", p.ID)
+	}
+	if p.Boot.Kernel == "" && p.IgnitionID == "" && p.GenericID == "" {
+		b.errorf(p.Source, p.ID, "profile %q: empty: needs boot.kernel, ignition_id or generic_id", p.ID)
+	}
+	if p.IgnitionID != "" {
+		if _, ok := inv.templates[p.IgnitionID]; !ok {
+			b.errorf(p.Source, p.ID, "profile %q: ignition_id %q: no such file under ignition/", p.ID, p.IgnitionID)
+		}
+	}
+	if p.GenericID != "" {
+		if _, ok := inv.generic[p.GenericID]; !ok {
+			b.errorf(p.Source, p.ID, "profile %q: generic_id %q: no such file under generic/", p.ID, p.GenericID)
+		}
+	}
+	for _, s := range p.Boot.strings() {
+		if _, err := inv.compile(s, func(v string) {
+			b.warn(p.Source, "boot-loader variable %s is rendered by the server from the matched machine", v)
+		}); err != nil {
+			b.errorf(p.Source, p.ID, "profile %q: template %q: %v", p.ID, s, err)
+		}
+	}
+	inv.profiles[p.ID] = p
+}
+
+func (bt Boot) strings() []string {
+	out := make([]string, 0, 1+len(bt.Initrd)+len(bt.Args))
+	if bt.Kernel != "" {
+		out = append(out, bt.Kernel)
+	}
+	out = append(out, bt.Initrd...)
+	return append(out, bt.Args...)
+}
+
+func (b *builder) addGroup(g *Group) {
+	inv := b.inv
+	if g.ID == "" {
+		b.errorf(g.Source, "", "group without id")
+		return
+	}
+	if g.Profile == "" {
+		b.errorf(g.Source, g.ID, "group %q: no profile", g.ID)
+		return
+	}
+	if _, ok := inv.profiles[g.Profile]; !ok {
+		b.errorf(g.Source, g.ID, "group %q: unknown profile %q", g.ID, g.Profile)
+		return
+	}
+	for _, o := range inv.groups {
+		if o.ID == g.ID {
+			b.errorf(g.Source, g.ID, "group %q defined twice (also in %s)", g.ID, orGo(o.Source))
+			return
+		}
+	}
+	sel := make(map[string]string, len(g.Selector))
+	for k, v := range g.Selector {
+		nk, nv, err := normalizeAttr(k, v)
+		if err != nil {
+			b.errorf(g.Source, g.ID, "group %q: selector: %v", g.ID, err)
+			return
+		}
+		sel[nk] = nv
+	}
+	g.Selector = sel
+	g.Metadata = maps.Clone(g.Metadata)
+	inv.groups = append(inv.groups, g)
+}
+
+// checkTies reports pairs of equally specific groups that one request can
+// satisfy both: the winner would be arbitrary.
+func (b *builder) checkTies() {
+	gs := b.inv.groups
+	sort.SliceStable(gs, func(i, j int) bool {
+		if len(gs[i].Selector) != len(gs[j].Selector) {
+			return len(gs[i].Selector) > len(gs[j].Selector)
+		}
+		return gs[i].ID < gs[j].ID
+	})
+	for i := 0; i < len(gs); i++ {
+		for j := i + 1; j < len(gs) && len(gs[j].Selector) == len(gs[i].Selector); j++ {
+			if compatible(gs[i].Selector, gs[j].Selector) {
+				b.errs = append(b.errs, fmt.Errorf("%w: groups %q (%s) and %q (%s) are equally specific and can match the same request (%s); make one selector more specific",
+					ErrInvalid, gs[i].ID, orGo(gs[i].Source), gs[j].ID, orGo(gs[j].Source), describe(union(gs[i].Selector, gs[j].Selector))))
+			}
+		}
+	}
+}
+
+func compatible(a, b map[string]string) bool {
+	for k, v := range a {
+		if w, ok := b[k]; ok && w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func union(a, b map[string]string) map[string]string {
+	u := maps.Clone(a)
+	maps.Copy(u, b)
+	return u
+}
+
+// checkRender renders every group's profile once against a sample machine,
+// so a template that refers to a missing metadata key fails at load time,
+// not when the machine boots.
+func (b *builder) checkRender() {
+	for _, g := range b.inv.groups {
+		p := b.inv.profiles[g.Profile]
+		m := &Machine{
+			MAC:      hwaddr.MAC{0x02, 0, 0, 0, 0, 1},
+			Attrs:    maps.Clone(g.Selector),
+			Group:    g,
+			Profile:  p,
+			BaseURL:  "http://metalboot.invalid",
+			inv:      b.inv,
+			Hostname: "sample",
+		}
+		if _, err := m.RenderBoot(); err != nil {
+			b.errorf(g.Source, g.ID, "group %q with profile %q: %v", g.ID, p.ID, err)
+		}
+	}
+}
+
+func (b *builder) collectHosts() {
+	for _, g := range b.inv.groups {
+		mac, ok := g.Selector[KeyMAC]
+		if !ok {
+			continue
+		}
+		h := Host{MAC: hwaddr.MustParse(mac), Group: g.ID}
+		if s, ok := g.Metadata["hostname"].(string); ok {
+			h.Hostname = s
+		}
+		if s, ok := g.Metadata["ip"].(string); ok {
+			ip, err := netip.ParseAddr(s)
+			if err != nil {
+				b.warn(g.Source, "metadata ip %q: %v", s, err)
+			} else {
+				h.IP = ip
+			}
+		}
+		if h.Hostname == "" && !h.IP.IsValid() {
+			continue
+		}
+		if slices.ContainsFunc(b.inv.hosts, func(o Host) bool { return o.MAC == h.MAC }) {
+			continue // the same machine in several groups (install, installed)
+		}
+		b.inv.hosts = append(b.inv.hosts, h)
+	}
+	slices.SortFunc(b.inv.hosts, func(a, c Host) int { return strings.Compare(a.MAC.String(), c.MAC.String()) })
+}
+
+func orGo(src string) string {
+	if src == "" {
+		return "built in Go"
+	}
+	return src
+}
+
+func validID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
