@@ -1,0 +1,538 @@
+package dnssrv
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// config is the Server's fields, checked and compiled once.
+type config struct {
+	log       *slog.Logger
+	zones     map[string]*zone // apex → zone, forward and reverse
+	records   RecordSource
+	hostname  string
+	allow     []netip.Prefix
+	ttl       uint32
+	udpSize   int
+	limiter   *limiter // nil: no limit
+	fwd       *forwarder
+	fwdSlots  semaphore
+	recursion bool
+}
+
+type zone struct {
+	apex    string
+	reverse bool
+	soa     *dns.SOA
+	ns      *dns.NS
+}
+
+type semaphore chan struct{}
+
+func (s semaphore) TryAcquire() bool {
+	select {
+	case s <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s semaphore) Release() { <-s }
+
+type discardHandler struct{}
+
+func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
+func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discardHandler) WithGroup(string) slog.Handler           { return d }
+
+func (s *Server) setup() error {
+	s.once.Do(func() { s.cfg, s.err = s.compile() })
+	return s.err
+}
+
+func (s *Server) compile() (*config, error) {
+	c := &config{
+		log:      s.Logger,
+		zones:    map[string]*zone{},
+		records:  s.Records,
+		ttl:      uint32(DefaultTTL / time.Second),
+		udpSize:  DefaultUDPSize,
+		fwdSlots: make(semaphore, DefaultMaxForwards),
+	}
+	if c.log == nil {
+		c.log = slog.New(discardHandler{})
+	}
+	if c.records == nil {
+		c.records = Multi()
+	}
+	if s.TTL < 0 {
+		return nil, fmt.Errorf("%w: negative TTL %v", ErrConfig, s.TTL)
+	}
+	if s.TTL > 0 {
+		c.ttl = uint32(max(1, s.TTL/time.Second))
+	}
+	if s.UDPSize != 0 {
+		if s.UDPSize < dns.MinMsgSize || s.UDPSize > dns.MaxMsgSize {
+			return nil, fmt.Errorf("%w: UDPSize %d outside [512, 65535]", ErrConfig, s.UDPSize)
+		}
+		c.udpSize = s.UDPSize
+	}
+	var forward []string
+	for _, z := range s.Zones {
+		apex := CanonicalName(z)
+		if _, ok := dns.IsDomainName(apex); !ok || apex == "." {
+			return nil, fmt.Errorf("%w: zone %q", ErrConfig, z)
+		}
+		forward = append(forward, apex)
+	}
+	c.hostname = CanonicalName(s.Hostname)
+	if s.Hostname == "" {
+		c.hostname = "ns.lab."
+		if len(forward) > 0 {
+			c.hostname = "ns." + forward[0]
+		}
+	} else if _, ok := dns.IsDomainName(c.hostname); !ok {
+		return nil, fmt.Errorf("%w: hostname %q", ErrConfig, s.Hostname)
+	}
+	serial := uint32(time.Now().Unix())
+	mbox := "hostmaster." + c.hostname
+	if i := strings.IndexByte(c.hostname, '.'); i >= 0 && i+1 < len(c.hostname) {
+		mbox = "hostmaster." + c.hostname[i+1:]
+	}
+	add := func(apex string, reverse bool) {
+		c.zones[apex] = &zone{
+			apex:    apex,
+			reverse: reverse,
+			soa: &dns.SOA{
+				Hdr:     dns.RR_Header{Name: apex, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: c.ttl},
+				Ns:      c.hostname,
+				Mbox:    mbox,
+				Serial:  serial,
+				Refresh: 3600, Retry: 600, Expire: 86400,
+				Minttl: c.ttl,
+			},
+			ns: &dns.NS{
+				Hdr: dns.RR_Header{Name: apex, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: c.ttl},
+				Ns:  c.hostname,
+			},
+		}
+	}
+	for _, apex := range forward {
+		add(apex, false)
+	}
+	for _, p := range s.ReverseFor {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("%w: reverse prefix %v", ErrConfig, p)
+		}
+		for _, apex := range ReverseZones(p) {
+			add(apex, true)
+		}
+	}
+	c.allow = s.Allow
+	if len(c.allow) == 0 {
+		c.allow = append([]netip.Prefix{
+			netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"),
+		}, s.ReverseFor...)
+	}
+	for i, p := range c.allow {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("%w: allow prefix %v", ErrConfig, p)
+		}
+		c.allow[i] = p.Masked()
+	}
+	switch {
+	case s.RateLimit == 0:
+		c.limiter = newLimiter(DefaultRateLimit)
+	case s.RateLimit > 0:
+		c.limiter = newLimiter(s.RateLimit)
+	}
+	if len(s.Upstreams) > 0 {
+		f, err := newForwarder(s.Upstreams, s.UpstreamTimeout, s.CacheSize, c.udpSize)
+		if err != nil {
+			return nil, err
+		}
+		c.fwd = f
+		c.recursion = true
+	}
+	return c, nil
+}
+
+// ReverseZones returns the reverse-lookup zone apexes covering exactly
+// prefix p: in-addr.arpa zones on octet boundaries for IPv4, ip6.arpa zones
+// on nibble boundaries for IPv6. 172.22.10.0/24 gives
+// ["10.22.172.in-addr.arpa."]; 172.22.10.0/23 gives the two /24 zones.
+func ReverseZones(p netip.Prefix) []string {
+	p = p.Masked()
+	bits, total, unit := p.Bits(), p.Addr().BitLen(), 8
+	suffix := "in-addr.arpa."
+	if p.Addr().Is6() {
+		unit, suffix = 4, "ip6.arpa."
+	}
+	zbits := (bits + unit - 1) / unit * unit
+	count := 1 << (zbits - bits)
+	out := make([]string, 0, count)
+	base := p.Addr().AsSlice()
+	for i := range count {
+		a := append([]byte(nil), base...)
+		// add i << (total - zbits) to the address
+		carry := uint64(i) << ((total - zbits) % 8)
+		for j := (total-zbits)/8 + 1; j <= len(a) && carry > 0; j++ {
+			v := uint64(a[len(a)-j]) + carry
+			a[len(a)-j] = byte(v)
+			carry = v >> 8
+		}
+		var b strings.Builder
+		if unit == 8 {
+			for k := zbits/8 - 1; k >= 0; k-- {
+				b.WriteString(strconv.Itoa(int(a[k])))
+				b.WriteByte('.')
+			}
+		} else {
+			for k := zbits/4 - 1; k >= 0; k-- {
+				nib := a[k/2] >> 4
+				if k%2 == 1 {
+					nib = a[k/2] & 0xf
+				}
+				b.WriteString(strconv.FormatUint(uint64(nib), 16))
+				b.WriteByte('.')
+			}
+		}
+		b.WriteString(suffix)
+		out = append(out, b.String())
+	}
+	return out
+}
+
+// parseReverse parses the labels of a reverse name in front of
+// "in-addr.arpa." or "ip6.arpa.". It returns the address when the name is a
+// complete one, partial=true for a valid name above a host (a zone cut or an
+// empty non-terminal), ok=false for anything else.
+func parseReverse(name string) (addr netip.Addr, partial, ok bool) {
+	var v6 bool
+	switch {
+	case strings.HasSuffix(name, ".in-addr.arpa."):
+		name = name[:len(name)-len(".in-addr.arpa.")]
+	case strings.HasSuffix(name, ".ip6.arpa."):
+		name, v6 = name[:len(name)-len(".ip6.arpa.")], true
+	case name == "in-addr.arpa." || name == "ip6.arpa.":
+		return netip.Addr{}, true, true
+	default:
+		return netip.Addr{}, false, false
+	}
+	labels := strings.Split(name, ".")
+	if v6 {
+		if len(labels) > 32 {
+			return netip.Addr{}, false, false
+		}
+		var a [16]byte
+		for i, l := range labels {
+			if len(l) != 1 {
+				return netip.Addr{}, false, false
+			}
+			n, err := strconv.ParseUint(l, 16, 8)
+			if err != nil {
+				return netip.Addr{}, false, false
+			}
+			k := 31 - i - (32 - len(labels)) // nibble index from the left
+			if k%2 == 0 {
+				a[k/2] |= byte(n) << 4
+			} else {
+				a[k/2] |= byte(n)
+			}
+		}
+		if len(labels) < 32 {
+			return netip.Addr{}, true, true
+		}
+		return netip.AddrFrom16(a), false, true
+	}
+	if len(labels) > 4 {
+		return netip.Addr{}, false, false
+	}
+	var a [4]byte
+	for i, l := range labels {
+		if l == "" || len(l) > 3 || (len(l) > 1 && l[0] == '0') {
+			return netip.Addr{}, false, false
+		}
+		n, err := strconv.ParseUint(l, 10, 8)
+		if err != nil {
+			return netip.Addr{}, false, false
+		}
+		a[len(labels)-1-i] = byte(n)
+	}
+	if len(labels) < 4 {
+		return netip.Addr{}, true, true
+	}
+	return netip.AddrFrom4(a), false, true
+}
+
+func (c *config) allowed(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range c.allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// findZone returns the most specific zone containing name (lower case), or nil.
+func (c *config) findZone(name string) *zone {
+	if len(c.zones) == 0 {
+		return nil
+	}
+	for i := 0; i < len(name); {
+		if z, ok := c.zones[name[i:]]; ok {
+			return z
+		}
+		j := strings.IndexByte(name[i:], '.')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+	}
+	return nil
+}
+
+// pending is a query that needs an upstream.
+type pending struct {
+	req   *dns.Msg
+	udp   bool
+	limit int
+}
+
+// handlePacket turns one received packet into the wire response (appended
+// to out), or nil to send nothing, or a pending forward.
+func (s *Server) handlePacket(in, out []byte, from netip.Addr, udp bool) ([]byte, *pending) {
+	c := s.cfg
+	if !c.allowed(from) {
+		s.stats.denied.Add(1)
+		return nil, nil
+	}
+	req := new(dns.Msg)
+	if err := req.Unpack(in); err != nil || req.Response {
+		s.stats.malformed.Add(1)
+		return nil, nil
+	}
+	if udp && c.limiter != nil && !from.IsLoopback() {
+		switch c.limiter.allow(from, time.Now()) {
+		case limitDrop:
+			s.stats.rateLimited.Add(1)
+			return nil, nil
+		case limitSlip:
+			s.stats.rateLimited.Add(1)
+			m := new(dns.Msg)
+			m.SetReply(req)
+			m.Truncated = true
+			b, _ := m.PackBuffer(out)
+			return b, nil
+		}
+	}
+	s.stats.queries.Add(1)
+	resp, fwd := s.respond(req, udp)
+	if fwd != nil {
+		return nil, fwd
+	}
+	return s.pack(resp, req, udp, out), nil
+}
+
+// udpLimit is the largest UDP response req's sender accepts from us.
+func (c *config) udpLimit(req *dns.Msg) int {
+	if opt := req.IsEdns0(); opt != nil {
+		return max(dns.MinMsgSize, min(int(opt.UDPSize()), c.udpSize))
+	}
+	return dns.MinMsgSize
+}
+
+// pack adds EDNS0 to resp when req had it, truncates it for UDP and packs it.
+func (s *Server) pack(resp, req *dns.Msg, udp bool, out []byte) []byte {
+	if resp == nil {
+		return nil
+	}
+	if opt := req.IsEdns0(); opt != nil && resp.IsEdns0() == nil {
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(uint16(s.cfg.udpSize))
+		if opt.Do() {
+			o.SetDo()
+		}
+		resp.Extra = append(resp.Extra, o)
+	}
+	if udp {
+		resp.Truncate(s.cfg.udpLimit(req))
+	}
+	resp.Compress = true
+	b, err := resp.PackBuffer(out)
+	if err != nil {
+		s.cfg.log.Warn("dns pack", "err", err)
+		return nil
+	}
+	return b
+}
+
+// respond answers req locally, or returns it as pending when it needs an
+// upstream and no cached answer exists.
+func (s *Server) respond(req *dns.Msg, udp bool) (*dns.Msg, *pending) {
+	c := s.cfg
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.RecursionAvailable = c.recursion
+	if req.Opcode != dns.OpcodeQuery {
+		m.Rcode = dns.RcodeNotImplemented
+		m.Question = nil
+		return m, nil
+	}
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		return m, nil
+	}
+	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
+		m.Rcode = dns.RcodeBadVers
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(uint16(c.udpSize))
+		m.Extra = append(m.Extra, o)
+		return m, nil
+	}
+	q := req.Question[0]
+	name := strings.ToLower(q.Name)
+	z := c.findZone(name)
+	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR || (q.Qclass != dns.ClassINET && (z != nil || c.fwd == nil)) {
+		s.stats.refused.Add(1)
+		m.Rcode = dns.RcodeRefused
+		return m, nil
+	}
+	if z != nil {
+		s.stats.answered.Add(1)
+		m.Authoritative = true
+		s.authoritative(m, z, name, q)
+		return m, nil
+	}
+	// PTR for an address outside the lab subnets that Records knows anyway.
+	if q.Qtype == dns.TypePTR && q.Qclass == dns.ClassINET {
+		if a, partial, ok := parseReverse(name); ok && !partial {
+			if names := c.records.LookupAddr(a); len(names) > 0 {
+				s.stats.answered.Add(1)
+				m.Authoritative = true
+				for _, n := range names {
+					m.Answer = append(m.Answer, &dns.PTR{Hdr: c.hdr(q.Name, dns.TypePTR), Ptr: n})
+				}
+				return m, nil
+			}
+		}
+	}
+	if c.fwd == nil {
+		s.stats.refused.Add(1)
+		m.Rcode = dns.RcodeRefused
+		return m, nil
+	}
+	if r := c.fwd.cached(req); r != nil {
+		s.stats.cacheHits.Add(1)
+		return r, nil
+	}
+	return nil, &pending{req: req, udp: udp}
+}
+
+func (c *config) hdr(name string, t uint16) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: c.ttl}
+}
+
+// authoritative fills m with the answer for q in zone z. name is q.Name in
+// lower case.
+func (s *Server) authoritative(m *dns.Msg, z *zone, name string, q dns.Question) {
+	c := s.cfg
+	exists := name == z.apex
+	qt := q.Qtype
+	if exists {
+		if qt == dns.TypeSOA || qt == dns.TypeANY {
+			m.Answer = append(m.Answer, z.soa)
+		}
+		if qt == dns.TypeNS || qt == dns.TypeANY {
+			m.Answer = append(m.Answer, z.ns)
+			if c.findZone(c.hostname) != nil {
+				m.Extra = append(m.Extra, c.addrRRs(c.hostname)...)
+			}
+		}
+	}
+	if z.reverse {
+		a, partial, ok := parseReverse(name)
+		switch {
+		case !ok:
+		case partial:
+			exists = true // a zone cut or empty non-terminal above hosts
+		default:
+			names := c.records.LookupAddr(a)
+			exists = exists || len(names) > 0
+			if qt == dns.TypePTR || qt == dns.TypeANY {
+				for _, n := range names {
+					m.Answer = append(m.Answer, &dns.PTR{Hdr: c.hdr(q.Name, dns.TypePTR), Ptr: n})
+				}
+			}
+		}
+	} else {
+		addrs := c.records.LookupHost(name)
+		exists = exists || len(addrs) > 0
+		for _, a := range addrs {
+			if a.Is4() && (qt == dns.TypeA || qt == dns.TypeANY) {
+				m.Answer = append(m.Answer, &dns.A{Hdr: c.hdr(q.Name, dns.TypeA), A: a.AsSlice()})
+			} else if a.Is6() && (qt == dns.TypeAAAA || qt == dns.TypeANY) {
+				m.Answer = append(m.Answer, &dns.AAAA{Hdr: c.hdr(q.Name, dns.TypeAAAA), AAAA: a.AsSlice()})
+			}
+		}
+	}
+	if !exists {
+		m.Rcode = dns.RcodeNameError
+	}
+	if len(m.Answer) == 0 {
+		m.Ns = append(m.Ns, z.soa) // NXDOMAIN or NODATA: SOA for negative caching
+	}
+}
+
+// addrRRs returns the A/AAAA records of name (canonical), for glue.
+func (c *config) addrRRs(name string) []dns.RR {
+	var out []dns.RR
+	for _, a := range c.records.LookupHost(name) {
+		if a.Is4() {
+			out = append(out, &dns.A{Hdr: c.hdr(name, dns.TypeA), A: a.AsSlice()})
+		} else {
+			out = append(out, &dns.AAAA{Hdr: c.hdr(name, dns.TypeAAAA), AAAA: a.AsSlice()})
+		}
+	}
+	return out
+}
+
+// ServeDNS implements dns.Handler, so the Server can be mounted in a
+// github.com/miekg/dns server (tests, middleware). Serve and ListenAndServe
+// do not use it: they read the sockets themselves.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	if err := s.setup(); err != nil {
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeServerFailure)
+		w.WriteMsg(m)
+		return
+	}
+	from := addrPortOf(w.RemoteAddr()).Addr()
+	_, udp := w.RemoteAddr().(*net.UDPAddr)
+	if !s.cfg.allowed(from) {
+		s.stats.denied.Add(1)
+		return
+	}
+	s.stats.queries.Add(1)
+	resp, fwd := s.respond(req, udp)
+	var b []byte
+	if fwd != nil {
+		b = s.finishForward(context.Background(), fwd, nil)
+	} else {
+		b = s.pack(resp, req, udp, nil)
+	}
+	if b != nil {
+		w.Write(b)
+	}
+}

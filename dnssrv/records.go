@@ -1,0 +1,295 @@
+package dnssrv
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// RecordSource answers the two questions the authoritative part of the
+// server asks: which addresses does a name have, and which names does an
+// address have. Names are fully qualified and lower case ("mp.lab.").
+// Implementations must be safe for concurrent use and should return quickly:
+// they are called on the query path.
+//
+// A nil or empty result means "no such record". The server decides between
+// NXDOMAIN and NODATA from LookupHost: a name with any address (A or AAAA)
+// exists, so a query for the other type is answered NODATA.
+type RecordSource interface {
+	// LookupHost returns the addresses (IPv4 and IPv6) of name.
+	LookupHost(name string) []netip.Addr
+	// LookupAddr returns the names of addr, for PTR answers.
+	LookupAddr(addr netip.Addr) []string
+}
+
+// CanonicalName returns name lower-cased and fully qualified, the form
+// RecordSource methods receive and Table stores. "MP.lab" becomes "mp.lab.".
+func CanonicalName(name string) string {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if name == "" || name[len(name)-1] != '.' {
+		name += "."
+	}
+	return name
+}
+
+type tableEntry struct {
+	addr    netip.Addr
+	expires time.Time // zero: never
+}
+
+func (e tableEntry) live(now time.Time) bool {
+	return e.expires.IsZero() || now.Before(e.expires)
+}
+
+// Table is a concurrency-safe, mutable RecordSource: static records from a
+// configuration, or the names of DHCP clients that come and go with their
+// leases. The zero value is an empty table ready to use. Names are stored in
+// canonical form (see CanonicalName); IPv4-mapped IPv6 addresses are stored as
+// IPv4.
+//
+// Records set with SetExpiring disappear from lookups at their expiry time
+// without any further call; they are purged from memory on the next write.
+type Table struct {
+	mu     sync.RWMutex
+	byName map[string][]tableEntry
+	byAddr map[netip.Addr][]string
+	// nextPurge is the earliest expiry of any stored entry (zero: none), so
+	// writes only scan the table when something has actually expired.
+	nextPurge time.Time
+	now       func() time.Time // tests; nil means time.Now
+}
+
+var _ RecordSource = (*Table)(nil)
+
+func (t *Table) clock() time.Time {
+	if t.now != nil {
+		return t.now()
+	}
+	return time.Now()
+}
+
+// Set replaces every record of name with addrs, which never expire. Set with
+// no addresses deletes name. Invalid addresses are ignored.
+func (t *Table) Set(name string, addrs ...netip.Addr) {
+	name = CanonicalName(name)
+	entries := make([]tableEntry, 0, len(addrs))
+	for _, a := range addrs {
+		if a.IsValid() {
+			entries = append(entries, tableEntry{addr: a.Unmap()})
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.replaceLocked(name, entries)
+}
+
+// SetExpiring replaces every record of name with addr, valid until expires;
+// a DHCP server calls it when a client with a hostname gets or renews its
+// lease. An expiry in the past deletes name.
+func (t *Table) SetExpiring(name string, addr netip.Addr, expires time.Time) {
+	name = CanonicalName(name)
+	var entries []tableEntry
+	if addr.IsValid() && t.clock().Before(expires) {
+		entries = []tableEntry{{addr: addr.Unmap(), expires: expires}}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.replaceLocked(name, entries)
+}
+
+// Add adds addr to the records of name (keeping the others), valid until
+// expires, or forever when expires is zero.
+func (t *Table) Add(name string, addr netip.Addr, expires time.Time) {
+	if !addr.IsValid() {
+		return
+	}
+	name = CanonicalName(name)
+	addr = addr.Unmap()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	entries := slices.Clone(t.byName[name])
+	entries = slices.DeleteFunc(entries, func(e tableEntry) bool { return e.addr == addr })
+	entries = append(entries, tableEntry{addr: addr, expires: expires})
+	t.replaceLocked(name, entries)
+}
+
+// Delete removes every record of name.
+func (t *Table) Delete(name string) {
+	name = CanonicalName(name)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.replaceLocked(name, nil)
+}
+
+// Remove removes the record name → addr only, leaving the name's other
+// addresses. Use it when a lease ends: if the name has meanwhile moved to
+// another client's address, that newer record stays.
+func (t *Table) Remove(name string, addr netip.Addr) {
+	name = CanonicalName(name)
+	addr = addr.Unmap()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.byName[name]
+	if !slices.ContainsFunc(old, func(e tableEntry) bool { return e.addr == addr }) {
+		return
+	}
+	entries := slices.DeleteFunc(slices.Clone(old), func(e tableEntry) bool { return e.addr == addr })
+	t.replaceLocked(name, entries)
+}
+
+// Len returns the number of names with at least one live record.
+func (t *Table) Len() int {
+	now := t.clock()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	n := 0
+	for _, es := range t.byName {
+		if slices.ContainsFunc(es, func(e tableEntry) bool { return e.live(now) }) {
+			n++
+		}
+	}
+	return n
+}
+
+// replaceLocked sets name's entries (nil deletes) and keeps byAddr in step.
+// It also purges expired entries of every name, so a table fed by leases does
+// not grow without bound. t.mu must be held for writing.
+func (t *Table) replaceLocked(name string, entries []tableEntry) {
+	if t.byName == nil {
+		t.byName = make(map[string][]tableEntry)
+		t.byAddr = make(map[netip.Addr][]string)
+	}
+	for _, e := range t.byName[name] {
+		t.unlinkLocked(e.addr, name)
+	}
+	delete(t.byName, name)
+	if len(entries) > 0 {
+		t.byName[name] = entries
+		for _, e := range entries {
+			t.byAddr[e.addr] = append(t.byAddr[e.addr], name)
+			if !e.expires.IsZero() && (t.nextPurge.IsZero() || e.expires.Before(t.nextPurge)) {
+				t.nextPurge = e.expires
+			}
+		}
+	}
+	if !t.nextPurge.IsZero() && !t.clock().Before(t.nextPurge) {
+		t.purgeLocked()
+	}
+}
+
+func (t *Table) unlinkLocked(addr netip.Addr, name string) {
+	names := slices.DeleteFunc(slices.Clone(t.byAddr[addr]), func(n string) bool { return n == name })
+	if len(names) == 0 {
+		delete(t.byAddr, addr)
+	} else {
+		t.byAddr[addr] = names
+	}
+}
+
+func (t *Table) purgeLocked() {
+	now := t.clock()
+	t.nextPurge = time.Time{}
+	defer func() {
+		for _, es := range t.byName {
+			for _, e := range es {
+				if !e.expires.IsZero() && (t.nextPurge.IsZero() || e.expires.Before(t.nextPurge)) {
+					t.nextPurge = e.expires
+				}
+			}
+		}
+	}()
+	for name, es := range t.byName {
+		if slices.ContainsFunc(es, func(e tableEntry) bool { return !e.live(now) }) {
+			for _, e := range es {
+				t.unlinkLocked(e.addr, name)
+			}
+			kept := slices.DeleteFunc(slices.Clone(es), func(e tableEntry) bool { return !e.live(now) })
+			if len(kept) == 0 {
+				delete(t.byName, name)
+				continue
+			}
+			t.byName[name] = kept
+			for _, e := range kept {
+				t.byAddr[e.addr] = append(t.byAddr[e.addr], name)
+			}
+		}
+	}
+}
+
+// LookupHost implements RecordSource.
+func (t *Table) LookupHost(name string) []netip.Addr {
+	name = CanonicalName(name)
+	now := t.clock()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	es := t.byName[name]
+	if len(es) == 0 {
+		return nil
+	}
+	out := make([]netip.Addr, 0, len(es))
+	for _, e := range es {
+		if e.live(now) {
+			out = append(out, e.addr)
+		}
+	}
+	return out
+}
+
+// LookupAddr implements RecordSource.
+func (t *Table) LookupAddr(addr netip.Addr) []string {
+	addr = addr.Unmap()
+	now := t.clock()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	names := t.byAddr[addr]
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if slices.ContainsFunc(t.byName[n], func(e tableEntry) bool { return e.addr == addr && e.live(now) }) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Multi combines sources into one RecordSource: lookups ask every source in
+// order and return the union, without duplicates. Nil sources are skipped.
+func Multi(sources ...RecordSource) RecordSource {
+	var ms multi
+	for _, s := range sources {
+		if s != nil {
+			ms = append(ms, s)
+		}
+	}
+	return ms
+}
+
+type multi []RecordSource
+
+func (m multi) LookupHost(name string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range m {
+		for _, a := range s.LookupHost(name) {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+func (m multi) LookupAddr(addr netip.Addr) []string {
+	var out []string
+	for _, s := range m {
+		for _, n := range s.LookupAddr(addr) {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,437 @@
+package dnssrv
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Defaults used when the corresponding Server field is zero.
+const (
+	// DefaultAddr is the listen address of ListenAndServe.
+	DefaultAddr = ":53"
+	// DefaultTTL is the TTL of authoritative answers and of negative answers.
+	DefaultTTL = 60 * time.Second
+	// DefaultUDPSize is the EDNS0 UDP payload size the server advertises and
+	// uses towards upstreams (the DNS flag day 2020 value).
+	DefaultUDPSize = 1232
+	// DefaultRateLimit is the number of UDP responses per second one client
+	// network (an IPv4 /24 or IPv6 /56) may receive.
+	DefaultRateLimit = 2000
+	// DefaultCacheSize is the number of forwarded answers kept.
+	DefaultCacheSize = 4096
+	// DefaultUpstreamTimeout bounds one exchange with one upstream.
+	DefaultUpstreamTimeout = 2 * time.Second
+	// DefaultTCPIdleTimeout closes TCP connections idle this long.
+	DefaultTCPIdleTimeout = 10 * time.Second
+	// DefaultMaxTCPConns bounds concurrent TCP connections.
+	DefaultMaxTCPConns = 256
+	// DefaultMaxForwards bounds queries waiting on an upstream at once;
+	// beyond it queries needing an upstream are dropped and counted.
+	DefaultMaxForwards = 1024
+)
+
+// Sentinel errors.
+var (
+	// ErrConfig wraps every configuration error returned by Serve and
+	// ListenAndServe.
+	ErrConfig = errors.New("dnssrv: invalid configuration")
+	// ErrNoListener is returned by Serve when given neither a PacketConn
+	// nor a Listener.
+	ErrNoListener = errors.New("dnssrv: no packet conn and no listener")
+)
+
+// Server is a small DNS server for a lab: authoritative for the lab's zones
+// (forward names from Records and the reverse zones of ReverseFor), a
+// forwarder with a cache for everything else.
+//
+// Configure the exported fields, then call ListenAndServe or Serve; do not
+// change them afterwards. A Server is also a dns.Handler (ServeDNS), so it can
+// be mounted in a github.com/miekg/dns server or wrapped in middleware.
+//
+// # Amplification
+//
+// A DNS server reachable from untrusted networks can be abused to reflect
+// and amplify traffic towards a spoofed source address. Server therefore
+// answers only clients in Allow (by default loopback and the ReverseFor lab
+// subnets; queries from elsewhere are dropped silently and counted as
+// Denied), never answers malformed packets, and bounds the UDP response rate
+// per client network (RateLimit; excess queries are dropped, every second one
+// answered with an empty truncated reply so that a real client retries over
+// TCP). Setting Allow to 0.0.0.0/0 and ::/0 makes it an open resolver: do that
+// only behind a firewall.
+type Server struct {
+	// Addr is the UDP and TCP address ListenAndServe listens on;
+	// "" means DefaultAddr.
+	Addr string
+	// Zones are the forward zones the server is authoritative for, e.g.
+	// "lab.". Names below them are answered from Records only, never
+	// forwarded: a name Records does not know is NXDOMAIN.
+	Zones []string
+	// ReverseFor lists the lab subnets: the server is authoritative for
+	// their in-addr.arpa / ip6.arpa zones (rounded to whole octets or
+	// nibbles, split into several zones when needed). PTR queries for other
+	// addresses are answered when Records knows the address, forwarded
+	// otherwise.
+	ReverseFor []netip.Prefix
+	// Records provides A, AAAA and PTR data; nil means none.
+	Records RecordSource
+	// Hostname is the server's own name, used as SOA MNAME and NS target;
+	// "" means "ns." plus the first zone (or "ns.lab." without zones). If
+	// Records has addresses for it they are sent as glue.
+	Hostname string
+	// Upstreams are resolvers ("host" or "host:port") that get every query
+	// outside the zones, tried in order, over UDP with a retry over TCP when
+	// the answer is truncated. With none, such queries are REFUSED.
+	Upstreams []string
+	// Allow lists the client networks served; nil or empty means loopback
+	// plus ReverseFor. See the type documentation about amplification.
+	Allow []netip.Prefix
+	// TTL of authoritative answers, and SOA minimum (negative caching TTL);
+	// 0 means DefaultTTL.
+	TTL time.Duration
+	// UDPSize is the EDNS0 payload size advertised; 0 means DefaultUDPSize.
+	UDPSize int
+	// RateLimit is the number of UDP responses per second per client
+	// network (/24, /56); 0 means DefaultRateLimit, negative disables it.
+	// Loopback clients are never limited (their source cannot be spoofed
+	// from outside the host), nor TCP clients (a TCP handshake proves the
+	// source address).
+	RateLimit int
+	// CacheSize is the number of forwarded answers cached; 0 means
+	// DefaultCacheSize, negative disables the cache.
+	CacheSize int
+	// UpstreamTimeout bounds one exchange with one upstream; 0 means
+	// DefaultUpstreamTimeout.
+	UpstreamTimeout time.Duration
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+
+	once  sync.Once
+	cfg   *config
+	err   error
+	stats counters
+}
+
+// Stats are counters of a running Server, from Server.Stats.
+type Stats struct {
+	// Queries counts well-formed queries received from allowed clients.
+	Queries uint64
+	// Answered counts queries answered authoritatively from the lab zones,
+	// NXDOMAIN and NODATA included.
+	Answered uint64
+	// Forwarded counts queries sent to an upstream (cache misses).
+	Forwarded uint64
+	// CacheHits counts queries answered from the forwarding cache.
+	CacheHits uint64
+	// Refused counts REFUSED answers: no upstream, zone transfers, classes
+	// other than IN.
+	Refused uint64
+	// Failed counts SERVFAIL answers (every upstream failed) and queries
+	// dropped because too many were waiting on upstreams.
+	Failed uint64
+	// Denied counts packets and connections from clients outside Allow,
+	// dropped without an answer.
+	Denied uint64
+	// RateLimited counts UDP queries over the rate limit.
+	RateLimited uint64
+	// Malformed counts packets dropped because they did not parse, or were
+	// responses rather than queries.
+	Malformed uint64
+}
+
+type counters struct {
+	queries, answered, forwarded, cacheHits, refused, failed,
+	denied, rateLimited, malformed atomic.Uint64
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Queries: c.queries.Load(), Answered: c.answered.Load(), Forwarded: c.forwarded.Load(),
+		CacheHits: c.cacheHits.Load(), Refused: c.refused.Load(), Failed: c.failed.Load(),
+		Denied: c.denied.Load(), RateLimited: c.rateLimited.Load(), Malformed: c.malformed.Load(),
+	}
+}
+
+// ListenAndServe listens on Addr over UDP and TCP (the same port, also when
+// Addr's port is 0) and serves until ctx ends; it then closes both and
+// returns nil.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	if err := s.setup(); err != nil {
+		return err
+	}
+	addr := s.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	pc, l, err := ListenUDPTCP(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, pc, l)
+}
+
+// ListenUDPTCP opens a UDP socket and a TCP listener on the same address and
+// port. With port 0 it picks a port free for both (trying a few times).
+func ListenUDPTCP(ctx context.Context, addr string) (net.PacketConn, net.Listener, error) {
+	var lc net.ListenConfig
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dnssrv: listen %q: %w", addr, err)
+	}
+	var lastErr error
+	for range 10 {
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dnssrv: listen udp %s: %w", addr, err)
+		}
+		p := port
+		if p == "0" || p == "" {
+			p = strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
+		}
+		l, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, p))
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		lastErr = err
+		if port != "0" && port != "" {
+			break
+		}
+	}
+	return nil, nil, fmt.Errorf("dnssrv: listen tcp %s: %w", addr, lastErr)
+}
+
+// Serve answers DNS queries arriving on pc (UDP) and l (TCP); either may be
+// nil, not both. It returns nil when ctx ends, after closing pc and l and
+// waiting for its goroutines, or the first error of either.
+func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) error {
+	if err := s.setup(); err != nil {
+		if pc != nil {
+			pc.Close()
+		}
+		if l != nil {
+			l.Close()
+		}
+		return err
+	}
+	if pc == nil && l == nil {
+		return ErrNoListener
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	if pc != nil {
+		s.cfg.log.Info("dns listening", "net", "udp", "addr", pc.LocalAddr().String())
+		wg.Go(func() { errs <- s.serveUDP(ctx, pc, &wg) })
+	}
+	if l != nil {
+		s.cfg.log.Info("dns listening", "net", "tcp", "addr", l.Addr().String())
+		wg.Go(func() { errs <- s.serveTCP(ctx, l, &wg) })
+	}
+	<-ctx.Done()
+	if pc != nil {
+		pc.Close()
+	}
+	if l != nil {
+		l.Close()
+	}
+	wg.Wait()
+	close(errs)
+	var first error
+	for err := range errs {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// serveUDP runs one reader per CPU on pc; authoritative and cached answers
+// are computed inline, upstream exchanges in their own goroutines.
+func (s *Server) serveUDP(ctx context.Context, pc net.PacketConn, wg *sync.WaitGroup) error {
+	defer context.AfterFunc(ctx, func() { pc.Close() })()
+	n := runtime.GOMAXPROCS(0)
+	errs := make(chan error, n)
+	var readers sync.WaitGroup
+	for range n {
+		readers.Go(func() { errs <- s.udpReader(ctx, pc, wg) })
+	}
+	readers.Wait()
+	close(errs)
+	err := <-errs
+	if ctx.Err() != nil {
+		return nil
+	}
+	pc.Close()
+	return fmt.Errorf("dnssrv: udp: %w", err)
+}
+
+func (s *Server) udpReader(ctx context.Context, pc net.PacketConn, wg *sync.WaitGroup) error {
+	udp, _ := pc.(*net.UDPConn)
+	in := make([]byte, 4096)
+	out := make([]byte, 0, 4096)
+	for {
+		var (
+			n    int
+			from netip.AddrPort
+			err  error
+		)
+		if udp != nil {
+			n, from, err = udp.ReadFromUDPAddrPort(in)
+		} else {
+			var a net.Addr
+			n, a, err = pc.ReadFrom(in)
+			from = addrPortOf(a)
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		resp, fwd := s.handlePacket(in[:n], out[:0], from.Addr(), true)
+		if fwd != nil {
+			if !s.cfg.fwdSlots.TryAcquire() {
+				s.stats.failed.Add(1)
+				continue
+			}
+			wg.Go(func() {
+				defer s.cfg.fwdSlots.Release()
+				if b := s.finishForward(ctx, fwd, nil); b != nil {
+					writeUDP(pc, udp, b, from)
+				}
+			})
+			continue
+		}
+		if resp != nil {
+			writeUDP(pc, udp, resp, from)
+			out = resp[:0]
+		}
+	}
+}
+
+func writeUDP(pc net.PacketConn, udp *net.UDPConn, b []byte, to netip.AddrPort) {
+	if udp != nil {
+		udp.WriteToUDPAddrPort(b, to)
+		return
+	}
+	pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case nil:
+		return netip.AddrPort{}
+	default:
+		ap, _ := netip.ParseAddrPort(a.String())
+		return ap
+	}
+}
+
+func (s *Server) serveTCP(ctx context.Context, l net.Listener, wg *sync.WaitGroup) error {
+	defer context.AfterFunc(ctx, func() { l.Close() })()
+	var (
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range conns {
+			c.Close()
+		}
+	})
+	defer stop()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("dnssrv: tcp accept: %w", err)
+		}
+		from := addrPortOf(c.RemoteAddr()).Addr()
+		if !s.cfg.allowed(from) {
+			s.stats.denied.Add(1)
+			c.Close()
+			continue
+		}
+		mu.Lock()
+		if len(conns) >= DefaultMaxTCPConns || ctx.Err() != nil {
+			mu.Unlock()
+			c.Close()
+			continue
+		}
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Go(func() {
+			defer func() {
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				c.Close()
+			}()
+			s.serveTCPConn(ctx, c, from)
+		})
+	}
+}
+
+func (s *Server) serveTCPConn(ctx context.Context, c net.Conn, from netip.Addr) {
+	in := make([]byte, dns.MaxMsgSize)
+	out := make([]byte, 0, 4096)
+	var hdr [2]byte
+	for ctx.Err() == nil {
+		c.SetDeadline(time.Now().Add(DefaultTCPIdleTimeout))
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(hdr[:]))
+		if _, err := io.ReadFull(c, in[:n]); err != nil {
+			return
+		}
+		resp, fwd := s.handlePacket(in[:n], out[:0], from, false)
+		if fwd != nil {
+			resp = s.finishForward(ctx, fwd, out[:0])
+		}
+		if resp == nil {
+			continue // dropped (malformed): no answer, as over UDP
+		}
+		binary.BigEndian.PutUint16(hdr[:], uint16(len(resp)))
+		bufs := net.Buffers{hdr[:], resp}
+		if _, err := bufs.WriteTo(c); err != nil {
+			return
+		}
+		if cap(resp) > cap(out) {
+			out = resp[:0]
+		}
+	}
+}
