@@ -1,0 +1,279 @@
+// Package e2e is the harness of metalboot's end-to-end tests with real
+// firmware: it prepares everything a network-booting QEMU machine needs and
+// runs such machines inside a network namespace made by internal/netns.
+//
+//   - [MakeTFTPRoot]: GRUB network images from Debian's grub-efi-amd64-bin
+//     and grub-pc-bin, made with grub-mknetdir.
+//   - [PrepareKernel]: the Debian cloud kernel and its virtio modules,
+//     fetched with `apt-get download` and extracted with `dpkg-deb -x` into a
+//     cache directory reused between runs (nothing is installed).
+//   - [BuildInitrd]: a newc cpio (written by [CPIOWriter], no cpio program
+//     needed) holding busybox-static and an /init that loads the virtio
+//     modules, takes a DHCP lease with udhcpc, fetches the URL named by
+//     metalboot.ignition= (or metalboot.url=) on the kernel command line and
+//     prints it between [MarkerIgnitionBegin] and [MarkerIgnitionEnd] on the
+//     serial console, then powers off.
+//   - [NewLab]: a namespace with a bridge 10.99.0.1/24, tap devices for the
+//     machines and router advertisements on the bridge (so iPXE does not
+//     wait for IPv6); [Lab.Start] runs server processes inside it, stopped by
+//     PID; [Lab.HTTPClient] talks to servers inside it.
+//   - [StartVM]: QEMU with OVMF (q35, fresh VARS copy) or SeaBIOS (pc),
+//     KVM when usable else TCG, always under `timeout`, serial console to a
+//     file; [VM.WaitFor] waits for markers on it.
+//
+// Everything skips with a clear message when not root or when a Debian
+// package is missing: qemu-system-x86, ovmf, ipxe-qemu, grub-efi-amd64-bin,
+// grub-pc-bin, grub-common, busybox-static, iproute2 (and apt/dpkg to fetch
+// the kernel package linux-image-*-cloud-amd64 on first use).
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/metalboot/metalboot/internal/netns"
+)
+
+// Addresses of the lab network made by [NewLab].
+const (
+	BridgeName = "br0"
+	ServerIP   = "10.99.0.1"
+	ServerCIDR = ServerIP + "/24"
+)
+
+// Assets is everything served to the machines, prepared by [Prepare].
+type Assets struct {
+	Kernel *Kernel
+	// Dir holds vmlinuz and initrd.cpio, as served under /assets/.
+	Dir string
+	// Vmlinuz and Initrd are the files in Dir.
+	Vmlinuz, Initrd string
+	// TFTPRoot is the grub-mknetdir output (no grub.cfg).
+	TFTPRoot string
+}
+
+// Prepare skips the test unless every tool is installed, then returns the
+// assets for a boot test: the cached Debian kernel, a fresh initrd and a
+// fresh TFTP root under a test temporary directory. It skips (with the
+// reason) when the kernel package cannot be downloaded and is not cached.
+func Prepare(t testing.TB) *Assets {
+	t.Helper()
+	netns.Need(t, "grub-mknetdir", "apt-cache", "apt-get", "dpkg-deb")
+	NeedFirmware(t, UEFI)
+	NeedFirmware(t, BIOS)
+	for _, d := range []string{GrubEFIDir, GrubBIOSDir} {
+		if _, err := os.Stat(filepath.Join(d, "modinfo.sh")); err != nil {
+			t.Skipf("e2e: %s missing (apt-get install grub-efi-amd64-bin grub-pc-bin)", d)
+		}
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("e2e: /bin/busybox missing (apt-get install busybox-static)")
+	}
+	if out, err := exec.Command("/bin/busybox", "--list").Output(); err != nil || !slices.Contains(strings.Fields(string(out)), "udhcpc") {
+		t.Skip("e2e: /bin/busybox has no udhcpc applet (apt-get install busybox-static)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	k, err := PrepareKernel(ctx, CacheDir())
+	if errors.Is(err, ErrNoKernel) {
+		t.Skipf("e2e: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	dir := t.TempDir()
+	a := &Assets{Kernel: k, Dir: filepath.Join(dir, "assets"), TFTPRoot: filepath.Join(dir, "tftp")}
+	if err := os.MkdirAll(a.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a.Vmlinuz = filepath.Join(a.Dir, "vmlinuz")
+	a.Initrd = filepath.Join(a.Dir, "initrd.cpio")
+	if err := copyFile(k.Vmlinuz, a.Vmlinuz); err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	if err := WriteInitrd(a.Initrd, InitrdConfig{Modules: k.Modules}); err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	if err := MakeTFTPRoot(ctx, a.TFTPRoot); err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	return a
+}
+
+// Lab is a network namespace with a bridge the machines' taps join.
+type Lab struct {
+	NS  *netns.NS
+	Dir string
+	t   testing.TB
+}
+
+// NewLab creates the namespace (skipping unless root), the bridge
+// [BridgeName] with [ServerCIDR], and starts router advertisements on it for
+// the rest of the test. The namespace and everything in it is removed by
+// t.Cleanup.
+func NewLab(t testing.TB) *Lab {
+	t.Helper()
+	ns := netns.New(t)
+	ns.Bridge(BridgeName, ServerCIDR)
+	l := &Lab{NS: ns, Dir: t.TempDir(), t: t}
+	// No duplicate address detection: the bridge's link-local address is
+	// usable as soon as the first tap comes up, so RAs go out at once.
+	if out, err := exec.Command("ip", "netns", "exec", ns.Name, "sh", "-c",
+		"echo 0 > /proc/sys/net/ipv6/conf/"+BridgeName+"/accept_dad").CombinedOutput(); err != nil {
+		t.Logf("e2e: disabling DAD on %s: %v: %s", BridgeName, err, out)
+	}
+	var s RASocket
+	if err := ns.Do(func() error {
+		var err error
+		s, err = OpenRASocket(BridgeName)
+		return err
+	}); err != nil {
+		t.Logf("e2e: no router advertisements (iPXE will wait ~15 s for IPv6): %v", err)
+		return l
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { SendRouterAdvertisements(ctx, s, 500*time.Millisecond); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
+// Tap creates tap device name on the bridge.
+func (l *Lab) Tap(name string) { l.t.Helper(); l.NS.Tap(name, BridgeName) }
+
+// Listen opens a listener inside the namespace.
+func (l *Lab) Listen(network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := l.NS.Do(func() error {
+		var err error
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln, err
+}
+
+// HTTPClient returns a client whose connections are made inside the
+// namespace.
+func (l *Lab) HTTPClient() *http.Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := l.NS.Do(func() error {
+				var err error
+				c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+		DisableKeepAlives: true,
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// Process is a server program running inside the lab namespace.
+type Process struct {
+	Name string
+	// Log is the file receiving its stdout and stderr.
+	Log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	err  error
+}
+
+// Start runs program inside the namespace with stdout and stderr appended to
+// <lab dir>/<name>.log. It is stopped by PID (SIGTERM, then SIGKILL after
+// 5 s) at the end of the test or by [Process.Stop].
+func (l *Lab) Start(name, program string, args ...string) *Process {
+	l.t.Helper()
+	p := &Process{Name: name, Log: filepath.Join(l.Dir, name+".log"), done: make(chan struct{})}
+	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		l.t.Fatalf("e2e: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := l.NS.Command(ctx, program, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		cancel()
+		f.Close()
+		l.t.Fatalf("e2e: start %s: %v", name, err)
+	}
+	p.cmd = cmd
+	go func() {
+		err := cmd.Wait()
+		f.Close()
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	l.t.Cleanup(func() {
+		cancel()
+		<-p.done
+	})
+	return p
+}
+
+// Pid is the process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Stop sends SIGTERM by PID and waits (SIGKILL after 5 s).
+func (p *Process) Stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// ExitErr is the exit status once [Process.Done] is closed.
+func (p *Process) ExitErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Output returns the process's log so far.
+func (p *Process) Output() string {
+	b, _ := os.ReadFile(p.Log)
+	return string(b)
+}
+
+// WaitHTTP polls url through c until it answers 200 or ctx ends.
+func WaitHTTP(ctx context.Context, c *http.Client, url string) error {
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("e2e: %s not ready: %v: %w", url, err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,348 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/internal/netns"
+)
+
+// Firmware selects how a test machine starts.
+type Firmware string
+
+// The two firmware kinds of the end-to-end test.
+const (
+	// UEFI is OVMF on a q35 machine (client architecture 7, x86_64-efi).
+	UEFI Firmware = "uefi"
+	// BIOS is SeaBIOS with the iPXE option ROM on a pc machine (client
+	// architecture 0, i386-pc).
+	BIOS Firmware = "bios"
+)
+
+// Paths of Debian's firmware and emulator.
+const (
+	QEMUBinary = "qemu-system-x86_64"
+	OVMFCode   = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars   = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// ErrVMExited is returned by [VM.WaitFor] when QEMU exited before the marker
+// appeared.
+var ErrVMExited = errors.New("e2e: VM exited")
+
+// Accel returns the QEMU accelerator to use: METALBOOT_E2E_ACCEL when set,
+// "kvm" when /dev/kvm opens and the CPU advertises vmx or svm, else "tcg".
+// (A /dev/kvm without vmx/svm, as on some nested cloud machines, makes OVMF
+// hang with an emulation failure.)
+func Accel() string {
+	if a := os.Getenv("METALBOOT_E2E_ACCEL"); a != "" {
+		return a
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return "tcg"
+	}
+	f.Close()
+	cpu, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "tcg"
+	}
+	for _, line := range strings.Split(string(cpu), "\n") {
+		if strings.HasPrefix(line, "flags") {
+			for _, fl := range strings.Fields(line) {
+				if fl == "vmx" || fl == "svm" {
+					return "kvm"
+				}
+			}
+			break
+		}
+	}
+	return "tcg"
+}
+
+// NeedFirmware skips the test unless QEMU, the firmware for fw and
+// `timeout` are installed.
+func NeedFirmware(t testing.TB, fw Firmware) {
+	t.Helper()
+	netns.Need(t, QEMUBinary, "timeout")
+	if fw == UEFI {
+		for _, f := range []string{OVMFCode, OVMFVars} {
+			if _, err := os.Stat(f); err != nil {
+				t.Skipf("e2e: %s missing (apt-get install ovmf)", f)
+			}
+		}
+	}
+}
+
+// VMConfig describes one test machine.
+type VMConfig struct {
+	// Name labels logs and files.
+	Name     string
+	Firmware Firmware
+	MAC      hwaddr.MAC
+	// Tap is the tap device QEMU opens inside the namespace (create it with
+	// netns.NS.Tap first).
+	Tap string
+	// Dir receives the serial log and, for UEFI, the VARS copy.
+	Dir string
+	// Timeout bounds QEMU's run time (it runs under `timeout`); zero means
+	// 3 minutes.
+	Timeout time.Duration
+	// MemoryMB is the guest RAM; zero means 512.
+	MemoryMB int
+	// UseOVMFPXE disables the iPXE option ROM of the NIC under UEFI so that
+	// OVMF's own PXE client boots, as on real hardware.
+	UseOVMFPXE bool
+}
+
+// VM is a running QEMU started by [StartVM].
+type VM struct {
+	Config VMConfig
+	// SerialLog is the file QEMU writes the guest's serial console to.
+	SerialLog string
+	// Args is the full command line (for failure reports).
+	Args    []string
+	Started time.Time
+
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	done chan struct{}
+	mu   sync.Mutex
+	err  error
+}
+
+// QEMUArgs returns the qemu-system-x86_64 arguments for cfg, writing the
+// serial console to serial and using vars as the UEFI VARS flash.
+func QEMUArgs(cfg VMConfig, accel, serial, vars string) []string {
+	mem := cfg.MemoryMB
+	if mem == 0 {
+		mem = 512
+	}
+	args := []string{
+		"-nodefaults", "-no-user-config", "-display", "none",
+		"-accel", accel, "-m", strconv.Itoa(mem), "-smp", "1",
+		"-no-reboot",
+		"-chardev", "file,id=ser0,path=" + serial,
+		"-serial", "chardev:ser0",
+		"-netdev", "tap,id=n0,ifname=" + cfg.Tap + ",script=no,downscript=no",
+	}
+	nic := "virtio-net-pci,netdev=n0,mac=" + cfg.MAC.String() + ",bootindex=1"
+	switch cfg.Firmware {
+	case UEFI:
+		args = append(args, "-machine", "q35",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+		if cfg.UseOVMFPXE {
+			nic += ",romfile="
+		}
+	default:
+		args = append(args, "-machine", "pc")
+	}
+	return append(args, "-device", nic)
+}
+
+// StartVM powers on a machine inside ns, under `timeout`, and registers a
+// cleanup that stops it (SIGTERM to `timeout`, which forwards it to QEMU,
+// then SIGKILL; both by PID).
+func StartVM(t testing.TB, ns *netns.NS, cfg VMConfig) *VM {
+	t.Helper()
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	serial := filepath.Join(cfg.Dir, cfg.Name+"-serial.log")
+	vars := filepath.Join(cfg.Dir, cfg.Name+"-OVMF_VARS.fd")
+	if cfg.Firmware == UEFI {
+		if err := copyFile(OVMFVars, vars); err != nil {
+			t.Fatalf("e2e: fresh OVMF VARS: %v", err)
+		}
+	}
+	if err := os.WriteFile(serial, nil, 0o644); err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 3 * time.Minute
+	}
+	args := append([]string{"-k", "5", strconv.Itoa(int(timeout.Seconds())), QEMUBinary},
+		QEMUArgs(cfg, Accel(), serial, vars)...)
+	vm := &VM{Config: cfg, SerialLog: serial, Args: args, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := ns.Command(ctx, "timeout", args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	cmd.Stdout = &lockedWriter{mu: &vm.mu, w: &vm.out}
+	cmd.Stderr = cmd.Stdout
+	vm.cmd = cmd
+	vm.Started = time.Now()
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("e2e: start %s: %v", cfg.Name, err)
+	}
+	go func() {
+		err := cmd.Wait()
+		vm.mu.Lock()
+		vm.err = err
+		vm.mu.Unlock()
+		close(vm.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-vm.done:
+		case <-time.After(20 * time.Second):
+			t.Logf("e2e: %s (pid %d) did not stop", cfg.Name, cmd.Process.Pid)
+		}
+	})
+	return vm
+}
+
+// Stop ends QEMU (SIGTERM to its `timeout` wrapper by PID) and waits for it.
+func (vm *VM) Stop() {
+	if vm.cmd.Process != nil {
+		_ = vm.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-vm.done:
+	case <-time.After(10 * time.Second):
+		_ = vm.cmd.Process.Kill()
+		<-vm.done
+	}
+}
+
+// Done is closed when QEMU has exited.
+func (vm *VM) Done() <-chan struct{} { return vm.done }
+
+// ExitErr is QEMU's exit status once [VM.Done] is closed (nil: it powered
+// off cleanly; exit status 124: `timeout` killed it).
+func (vm *VM) ExitErr() error {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.err
+}
+
+// Output is what QEMU itself printed on stdout/stderr.
+func (vm *VM) Output() string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.out.String()
+}
+
+// Serial returns the serial console captured so far.
+func (vm *VM) Serial() string {
+	b, _ := os.ReadFile(vm.SerialLog)
+	return string(b)
+}
+
+// WaitFor polls the serial log until it contains every marker (as
+// substrings: the log has ANSI escapes and carriage returns), until ctx
+// ends, or until QEMU exits without printing them. It returns the time from
+// power-on to the moment the markers were seen.
+func (vm *VM) WaitFor(ctx context.Context, markers ...string) (time.Duration, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		exited := false
+		select {
+		case <-vm.done:
+			exited = true
+		default:
+		}
+		s := vm.Serial()
+		all := true
+		for _, m := range markers {
+			if !strings.Contains(s, m) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return time.Since(vm.Started), nil
+		}
+		if exited {
+			return time.Since(vm.Started), fmt.Errorf("%w (%v) before printing %q", ErrVMExited, vm.ExitErr(), markers)
+		}
+		if i := strings.Index(s, MarkerError); i >= 0 {
+			line, _, _ := strings.Cut(s[i:], "\n")
+			return time.Since(vm.Started), fmt.Errorf("e2e: %s: guest reported %q", vm.Config.Name, strings.TrimSpace(line))
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(vm.Started), fmt.Errorf("e2e: %s: waiting for %q: %w", vm.Config.Name, markers, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// Tail returns the last n lines of the serial log with carriage returns
+// and ANSI escape sequences removed, for failure reports.
+func (vm *VM) Tail(n int) string {
+	return TailLines(StripANSI(vm.Serial()), n)
+}
+
+// StripANSI removes ANSI escape sequences and carriage returns.
+func StripANSI(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\r':
+		case c == 0x1b && i+1 < len(s) && s[i+1] == '[':
+			j := i + 2
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			i = j
+		case c == 0x1b:
+			i++
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// TailLines returns the last n lines of s.
+func TailLines(s string, n int) string {
+	return lastLines(s, n)
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
