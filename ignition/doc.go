@@ -1,0 +1,24 @@
+// Package ignition generates, renders, validates and serves Ignition
+// configs: stage 6 of the metalboot boot flow.
+//
+// Three layers, each usable alone:
+//
+//   - Generation in Go: an [Installer] (Flatcar's flatcar-install or Fedora
+//     CoreOS's coreos-installer) and an [Installed] system config become
+//     Ignition configs built from github.com/coreos/ignition/v2 types and
+//     marshalled at a chosen spec version ([DefaultVersion], 3.4.0, unless
+//     the caller picks another).
+//   - Templates as matchbox users write them: files under ignition/ in a
+//     data directory that are Ignition JSON or Butane YAML, rendered with
+//     text/template against the matched machine ([Data]) and translated to
+//     Ignition by Butane. [Check] compiles and test-renders every template
+//     when an inventory loads, so a broken template is found before a
+//     machine boots.
+//   - [Handler], the /ignition HTTP endpoint.
+//
+// Every config leaves this package validated by Ignition's own parser for
+// the config's spec version ([Validate]), and is served in the version it
+// was written or translated for: Butane's flatcar 1.0.0 gives 3.3.0, and
+// that is what the machine receives, never the 3.6.0-experimental form
+// that config.Parse translates everything up to.
+package ignition

@@ -1,0 +1,509 @@
+package ignition
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"text/template/parse"
+
+	butane "github.com/coreos/butane/config"
+	"github.com/coreos/butane/config/common"
+	"github.com/coreos/vcontext/report"
+
+	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/profile"
+)
+
+// ErrTemplate is wrapped by every *TemplateError.
+var ErrTemplate = errors.New("ignition template")
+
+// ErrMissingParam is wrapped when a template reads a request query
+// parameter ({{.request.query.name}}) that the request did not carry: the
+// request is incomplete, not the template broken (HTTP 400).
+var ErrMissingParam = errors.New("missing query parameter")
+
+// Stages a template goes through; TemplateError.Stage names the one that
+// failed.
+const (
+	StageParse     = "parse"     // text/template syntax
+	StageExecute   = "execute"   // text/template execution (missing keys …)
+	StageTranslate = "translate" // Butane YAML to Ignition
+	StageValidate  = "validate"  // Ignition's validation
+)
+
+// TemplateError is a template that did not parse, execute, translate or
+// validate. Error gives the detail for logs; Short gives a reason fit for
+// an HTTP client (no values, no config text).
+type TemplateError struct {
+	// File is the template's path in the data directory, "ignition/<name>".
+	File string
+	// Line is the line of the template (parse, execute) or of the rendered
+	// text (translate, validate: the same line unless a value spans
+	// lines); 0 when unknown.
+	Line int
+	// Stage is one of the Stage constants.
+	Stage string
+	// Text is the offending line of the rendered text, when known.
+	Text string
+	// Err is the underlying error.
+	Err error
+}
+
+func (e *TemplateError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " line %d", e.Line)
+	}
+	fmt.Fprintf(&b, ": %s: %v", e.Stage, e.Err)
+	if e.Text != "" {
+		fmt.Fprintf(&b, " (at %q)", e.Text)
+	}
+	return b.String()
+}
+
+// Short is a one-line reason without values from the config.
+func (e *TemplateError) Short() string {
+	if errors.Is(e.Err, ErrMissingParam) {
+		return e.File + ": " + e.Err.Error()
+	}
+	s := e.File
+	if e.Line > 0 {
+		s += " line " + strconv.Itoa(e.Line)
+	}
+	return s + ": " + e.Stage + " failed (details in the server log)"
+}
+
+// Unwrap returns both ErrTemplate and the underlying error.
+func (e *TemplateError) Unwrap() []error { return []error{ErrTemplate, e.Err} }
+
+// Template is one compiled file of a data directory's ignition/ folder: a
+// text/template (missingkey=error) whose output is Butane YAML or Ignition
+// JSON (output starting with '{').
+type Template struct {
+	// Name is the file name under ignition/.
+	Name string
+
+	tmpl  *template.Template
+	query []string // keys of .request.query the template reads
+}
+
+// Compile parses src, the content of ignition/<name>.
+func Compile(name string, src []byte) (*Template, error) {
+	file := "ignition/" + name
+	t, err := template.New(file).Option("missingkey=error").Parse(string(src))
+	if err != nil {
+		return nil, tmplError(file, StageParse, err, nil)
+	}
+	tp := &Template{Name: name, tmpl: t}
+	seen := map[string]bool{}
+	for _, tr := range t.Templates() {
+		if tr.Tree != nil {
+			walk(tr.Tree.Root, func(ident []string) {
+				if len(ident) >= 3 && ident[0] == "request" && ident[1] == "query" && !seen[ident[2]] {
+					seen[ident[2]] = true
+					tp.query = append(tp.query, ident[2])
+				}
+			})
+		}
+	}
+	slices.Sort(tp.query)
+	return tp, nil
+}
+
+// QueryParams lists the request query parameters the template reads as
+// {{.request.query.name}}.
+func (t *Template) QueryParams() []string { return slices.Clone(t.query) }
+
+// walk calls f with the field chain of every field reference in the tree:
+// ".request.query.mac" and "$.request.query.mac" give
+// ["request" "query" "mac"].
+func walk(n parse.Node, f func([]string)) {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n != nil {
+			for _, c := range n.Nodes {
+				walk(c, f)
+			}
+		}
+	case *parse.ActionNode:
+		walk(n.Pipe, f)
+	case *parse.PipeNode:
+		if n != nil {
+			for _, c := range n.Cmds {
+				walk(c, f)
+			}
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walk(a, f)
+		}
+	case *parse.FieldNode:
+		f(n.Ident)
+	case *parse.VariableNode:
+		if len(n.Ident) > 1 && n.Ident[0] == "$" {
+			f(n.Ident[1:])
+		}
+	case *parse.ChainNode:
+		walk(n.Node, f)
+	case *parse.IfNode:
+		walkBranch(&n.BranchNode, f)
+	case *parse.RangeNode:
+		walkBranch(&n.BranchNode, f)
+	case *parse.WithNode:
+		walkBranch(&n.BranchNode, f)
+	case *parse.TemplateNode:
+		walk(n.Pipe, f)
+	}
+}
+
+func walkBranch(b *parse.BranchNode, f func([]string)) {
+	walk(b.Pipe, f)
+	walk(b.List, f)
+	walk(b.ElseList, f)
+}
+
+// Execute renders the template against data (see Data) and returns the
+// text: Butane YAML or Ignition JSON. A query parameter the template reads
+// but data's request lacks is an error wrapping ErrMissingParam.
+func (t *Template) Execute(data map[string]any) ([]byte, error) {
+	file := "ignition/" + t.Name
+	if len(t.query) > 0 {
+		q, _ := data["request"].(map[string]any)
+		query, _ := q["query"].(map[string]string)
+		for _, k := range t.query {
+			if _, ok := query[k]; !ok {
+				return nil, &TemplateError{File: file, Stage: StageExecute,
+					Err: fmt.Errorf("%w %q (the template reads {{.request.query.%s}})", ErrMissingParam, k, k)}
+			}
+		}
+	}
+	var b bytes.Buffer
+	if err := t.tmpl.Execute(&b, data); err != nil {
+		return nil, tmplError(file, StageExecute, err, nil)
+	}
+	return b.Bytes(), nil
+}
+
+// Render executes the template against data and converts the text (see
+// Convert).
+func (t *Template) Render(data map[string]any) (Output, error) {
+	text, err := t.Execute(data)
+	if err != nil {
+		return Output{}, err
+	}
+	return Convert(t.Name, text)
+}
+
+// Output is a config ready to serve.
+type Output struct {
+	// JSON is the validated Ignition config, compact.
+	JSON []byte
+	// Version is its spec version, as Butane emitted it or the JSON
+	// declares it.
+	Version string
+	// Warnings are the non-fatal findings of Butane and Ignition.
+	Warnings []string
+}
+
+var translateOptions = common.TranslateBytesOptions{
+	// Keep file contents readable in the served config (and in logs and
+	// serial consoles); Ignition accepts both forms.
+	TranslateOptions: common.TranslateOptions{NoResourceAutoCompression: true},
+	// For the openshift variant, the Ignition config rather than a
+	// MachineConfig wrapper.
+	Raw: true,
+}
+
+// Convert turns the rendered text of ignition/<name> into a config to
+// serve. Text starting with '{' is Ignition JSON, validated as the version
+// it declares; anything else is Butane YAML, translated with the variant
+// and version its header names (no local files: files_dir is unset) and
+// validated as the version Butane emitted. Errors are *TemplateError.
+func Convert(name string, text []byte) (Output, error) {
+	file := "ignition/" + name
+	var out Output
+	raw := text
+	isJSON := false
+	if trimmed := bytes.TrimLeft(text, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' {
+		isJSON = true
+	} else {
+		ign, rpt, err := butane.TranslateBytes(text, translateOptions)
+		if err == nil && rpt.IsFatal() {
+			err = errors.New("fatal report")
+		}
+		if err != nil {
+			return Output{}, tmplError(file, StageTranslate, reportError(err, rpt), text, rpt)
+		}
+		out.Warnings = append(out.Warnings, entries(rpt, false)...)
+		raw = ign
+	}
+	ver, rpt, err := Validate(raw)
+	if err != nil {
+		e := tmplError(file, StageValidate, err, nil)
+		if isJSON {
+			// The report's lines are the rendered JSON's; for Butane output
+			// they would point into the translation, not the template.
+			addLine(e, raw, rpt)
+		}
+		return Output{}, e
+	}
+	out.Warnings = append(out.Warnings, entries(rpt, false)...)
+	out.JSON = compactJSON(raw)
+	out.Version = ver
+	return out, nil
+}
+
+// entries renders report entries, fatal or not.
+func entries(rpt report.Report, fatal bool) []string {
+	var out []string
+	for _, e := range rpt.Entries {
+		if e.Kind.IsFatal() == fatal {
+			out = append(out, strings.TrimSpace(e.String()))
+		}
+	}
+	return out
+}
+
+func reportError(err error, rpt report.Report) error {
+	if f := entries(rpt, true); len(f) > 0 {
+		return fmt.Errorf("%v: %s", err, strings.Join(f, "; "))
+	}
+	return err
+}
+
+var (
+	tmplPos = regexp.MustCompile(`^template: (.*?):(\d+):(?:\d+:)? ?`)
+	yamlPos = regexp.MustCompile(`line (\d+)`)
+)
+
+// tmplError builds a TemplateError, finding the line in text/template's
+// message, the report's markers or a YAML error message; text is the
+// rendered text when the line refers to it.
+func tmplError(file, stage string, err error, text []byte, rpts ...report.Report) *TemplateError {
+	e := &TemplateError{File: file, Stage: stage, Err: err}
+	msg := err.Error()
+	if m := tmplPos.FindStringSubmatch(msg); m != nil && m[1] == file {
+		e.Line, _ = strconv.Atoi(m[2])
+		e.Err = errors.New(strings.TrimSpace(msg[len(m[0]):]))
+		if errors.Is(err, ErrMissingParam) {
+			e.Err = err
+		}
+		return e
+	}
+	for _, r := range rpts {
+		addLine(e, text, r)
+	}
+	if e.Line == 0 && text != nil {
+		if m := yamlPos.FindStringSubmatch(msg); m != nil {
+			e.Line, _ = strconv.Atoi(m[1])
+			e.Text = lineOf(text, e.Line)
+		}
+	}
+	return e
+}
+
+func addLine(e *TemplateError, text []byte, rpt report.Report) {
+	if e.Line > 0 {
+		return
+	}
+	for _, en := range rpt.Entries {
+		if en.Kind.IsFatal() && en.Marker.StartP != nil && en.Marker.StartP.Line > 0 {
+			e.Line = int(en.Marker.StartP.Line)
+			e.Text = lineOf(text, e.Line)
+			return
+		}
+	}
+}
+
+func lineOf(text []byte, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	lines := bytes.Split(text, []byte("\n"))
+	if n > len(lines) {
+		return ""
+	}
+	s := strings.TrimSpace(string(lines[n-1]))
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
+}
+
+// Data returns what ignition/ templates render against, as matchbox
+// does: the group's metadata keys at the top level ({{.ssh_authorized_key}}),
+// "request" with "query" (the request's query parameters, first value
+// each, MAC and UUID in canonical form: {{.request.query.mac}}) and
+// "raw_query" (as received), plus the profile package's fields MAC,
+// MACHyphen, MACRaw, UUID, Hostname, IP, BaseURL, Metadata, Labels, Group
+// and Profile, which win over metadata keys of the same name.
+func Data(m *profile.Machine) map[string]any {
+	td := m.Data()
+	data := make(map[string]any, len(td.Metadata)+12)
+	maps.Copy(data, td.Metadata)
+	query := map[string]string{}
+	if q, err := url.ParseQuery(m.RawQuery); err == nil {
+		for k, vs := range q {
+			if len(vs) > 0 {
+				query[k] = vs[0]
+			}
+		}
+	}
+	maps.Copy(query, m.Attrs)
+	labels := td.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	data["request"] = map[string]any{"query": query, "raw_query": m.RawQuery}
+	data["MAC"] = td.MAC
+	data["MACHyphen"] = td.MACHyphen
+	data["MACRaw"] = td.MACRaw
+	data["UUID"] = td.UUID
+	data["Hostname"] = td.Hostname
+	data["IP"] = td.IP
+	data["BaseURL"] = td.BaseURL
+	data["Metadata"] = td.Metadata
+	data["Labels"] = labels
+	data["Group"] = td.Group
+	data["Profile"] = td.Profile
+	return data
+}
+
+// compiledSet holds the compiled templates of one inventory.
+type compiledSet struct {
+	inv  *profile.Inventory
+	tmpl map[string]*Template
+	errs map[string]error
+}
+
+// compileInventory compiles every template a profile references.
+func compileInventory(inv *profile.Inventory) *compiledSet {
+	s := &compiledSet{inv: inv, tmpl: map[string]*Template{}, errs: map[string]error{}}
+	for _, p := range inv.Profiles() {
+		name := p.IgnitionID
+		if name == "" || s.tmpl[name] != nil || s.errs[name] != nil {
+			continue
+		}
+		src, ok := inv.Template(name)
+		if !ok {
+			s.errs[name] = &TemplateError{File: "ignition/" + name, Stage: StageParse, Err: errors.New("no such file")}
+			continue
+		}
+		t, err := Compile(name, src)
+		if err != nil {
+			s.errs[name] = err
+			continue
+		}
+		s.tmpl[name] = t
+	}
+	return s
+}
+
+// Sample placeholders used when test-rendering a template for a group.
+const (
+	SampleBaseURL = "http://metalboot.invalid"
+	SampleUUID    = "00000000-0000-4000-8000-000000000000"
+	SampleValue   = "sample"
+)
+
+// SampleMAC is the MAC of the sample machine of a group whose selector
+// names none.
+var SampleMAC = hwaddr.MAC{0x02, 0, 0, 0, 0, 0x01}
+
+// sampleMachine is a machine group g could match: its selector's MAC and
+// UUID or placeholders, its metadata's hostname and ip, and a placeholder
+// for every other query parameter t reads.
+func sampleMachine(inv *profile.Inventory, g *profile.Group, p *profile.Profile, t *Template) *profile.Machine {
+	attrs := maps.Clone(g.Selector)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	m := &profile.Machine{MAC: SampleMAC, UUID: SampleUUID, Hostname: SampleValue, BaseURL: SampleBaseURL, Group: g, Profile: p}
+	if s, ok := attrs[profile.KeyMAC]; ok {
+		if mac, err := hwaddr.Parse(s); err == nil {
+			m.MAC = mac
+		}
+	}
+	attrs[profile.KeyMAC] = m.MAC.String()
+	if s, ok := attrs[profile.KeyUUID]; ok {
+		m.UUID = s
+	}
+	attrs[profile.KeyUUID] = m.UUID
+	if s, ok := g.Metadata["hostname"].(string); ok {
+		m.Hostname = s
+	}
+	if s, ok := attrs[profile.KeyHostname]; ok {
+		m.Hostname = s
+	}
+	if t != nil {
+		for _, k := range t.query {
+			if _, ok := attrs[k]; !ok {
+				attrs[k] = SampleValue
+			}
+		}
+	}
+	m.Attrs = attrs
+	q := url.Values{}
+	for k, v := range attrs {
+		q.Set(k, v)
+	}
+	m.RawQuery = q.Encode()
+	_ = inv
+	return m
+}
+
+// Check compiles every template a profile of inv references and, for each
+// group using such a profile, renders it against a sample machine of the
+// group (its selector's MAC, UUID and attributes or placeholders, its
+// metadata), translates and validates the result. Every problem is
+// reported, each naming the group, profile and template file and line.
+// Pass it as profile.FSStore.Check so a broken template fails the load,
+// not a machine's boot.
+func Check(inv *profile.Inventory) error {
+	_, _, err := check(inv)
+	return err
+}
+
+// check returns the compiled set and the warnings of every render.
+func check(inv *profile.Inventory) (*compiledSet, []string, error) {
+	s := compileInventory(inv)
+	var errs []error
+	var warns []string
+	for _, name := range slices.Sorted(maps.Keys(s.errs)) {
+		errs = append(errs, s.errs[name])
+	}
+	for _, g := range inv.Groups() {
+		p, ok := inv.Profile(g.Profile)
+		if !ok || p.IgnitionID == "" {
+			continue
+		}
+		t := s.tmpl[p.IgnitionID]
+		if t == nil {
+			continue // reported above
+		}
+		out, err := t.Render(Data(sampleMachine(inv, g, p, t)))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("group %q (%s), profile %q: %w", g.ID, orGo(g.Source), p.ID, err))
+			continue
+		}
+		for _, w := range out.Warnings {
+			warns = append(warns, fmt.Sprintf("group %q, profile %q, ignition/%s: %s", g.ID, p.ID, t.Name, w))
+		}
+	}
+	return s, warns, errors.Join(errs...)
+}
+
+func orGo(src string) string {
+	if src == "" {
+		return "built in Go"
+	}
+	return src
+}
