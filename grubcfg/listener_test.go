@@ -63,4 +63,3 @@ func TestListenerNoTimeWait(t *testing.T) {
 		c.Close()
 	}
 }
-
