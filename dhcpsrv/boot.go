@@ -1,0 +1,178 @@
+package dhcpsrv
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// Arch is a client system architecture (RFC 4578 option 93, IANA
+// "Processor Architecture Types").
+type Arch uint16
+
+// Architectures with a default boot file.
+const (
+	ArchBIOS         Arch = 0  // x86 BIOS (PXE)
+	ArchEFIIA32      Arch = 6  // UEFI 32-bit x86
+	ArchEFIx64       Arch = 7  // UEFI x86-64
+	ArchEFIBC        Arch = 9  // UEFI x86-64 (EFI byte code; firmware sends it for x64)
+	ArchEFIARM64     Arch = 11 // UEFI ARM64
+	ArchEFIx64HTTP   Arch = 16 // UEFI x86-64 HTTP boot
+	ArchEFIARM64HTTP Arch = 19 // UEFI ARM64 HTTP boot
+	// ArchUnknown marks a client that sent neither option 93 nor an
+	// architecture in option 60.
+	ArchUnknown Arch = 0xffff
+)
+
+// String returns a short name such as "bios", "efi-x64" or "arch-25".
+func (a Arch) String() string {
+	switch a {
+	case ArchBIOS:
+		return "bios"
+	case ArchEFIIA32:
+		return "efi-ia32"
+	case ArchEFIx64:
+		return "efi-x64"
+	case ArchEFIBC:
+		return "efi-bc"
+	case ArchEFIARM64:
+		return "efi-arm64"
+	case ArchEFIx64HTTP:
+		return "efi-x64-http"
+	case ArchEFIARM64HTTP:
+		return "efi-arm64-http"
+	case ArchUnknown:
+		return "unknown"
+	}
+	return "arch-" + strconv.Itoa(int(a))
+}
+
+// HTTP reports whether a is a UEFI HTTP boot architecture (RFC 4578 /
+// IANA types 15–20, 23, 24, 26, 28, 30).
+func (a Arch) HTTP() bool {
+	switch a {
+	case 15, 16, 17, 18, 19, 20, 23, 24, 26, 28, 30:
+		return true
+	}
+	return false
+}
+
+// DefaultBootFiles is the boot file per architecture used when
+// BootPolicy.Files is nil: paths relative to the TFTP root made by
+// grub-mknetdir, and for HTTP boot paths appended to BootPolicy.HTTPBase.
+var DefaultBootFiles = map[Arch]string{
+	ArchBIOS:         "grub/i386-pc/core.0",
+	ArchEFIx64:       "grub/x86_64-efi/core.efi",
+	ArchEFIBC:        "grub/x86_64-efi/core.efi",
+	ArchEFIARM64:     "grub/arm64-efi/core.efi",
+	ArchEFIx64HTTP:   "/grub/x86_64-efi/core.efi",
+	ArchEFIARM64HTTP: "/grub/arm64-efi/core.efi",
+}
+
+// BootPolicy chooses the boot file a network-booting client is told to load.
+// The zero value uses DefaultBootFiles and no HTTP boot (HTTPBase empty).
+type BootPolicy struct {
+	// Files maps a client architecture to its boot file (nil:
+	// DefaultBootFiles). For HTTP-boot architectures a value without
+	// "://" is appended to HTTPBase.
+	Files map[Arch]string
+	// HTTPBase is the URL prefix for HTTP boot, e.g.
+	// "http://10.99.0.1:8080". Empty: HTTP-boot clients get no boot file
+	// unless Files holds a full URL for their architecture.
+	HTTPBase string
+	// Disabled turns boot options off: clients only get an address.
+	Disabled bool
+}
+
+// BootFile returns the boot file for arch, whether it is an HTTP URL, and
+// whether there is one at all.
+func (p BootPolicy) BootFile(arch Arch) (file string, http bool, ok bool) {
+	if p.Disabled {
+		return "", false, false
+	}
+	files := p.Files
+	if files == nil {
+		files = DefaultBootFiles
+	}
+	f, ok := files[arch]
+	if !ok || f == "" {
+		return "", false, false
+	}
+	if !arch.HTTP() {
+		return f, false, true
+	}
+	if strings.Contains(f, "://") {
+		return f, true, true
+	}
+	if p.HTTPBase == "" {
+		return "", true, false
+	}
+	return strings.TrimSuffix(p.HTTPBase, "/") + "/" + strings.TrimPrefix(f, "/"), true, true
+}
+
+// ClientInfo is what a request says about a network-booting client.
+type ClientInfo struct {
+	// Arch from option 93, else from option 60's "Arch:xxxxx", else
+	// ArchUnknown.
+	Arch Arch
+	// VendorClass is option 60 as sent.
+	VendorClass string
+	// PXE is true when option 60 starts with "PXEClient".
+	PXE bool
+	// HTTPClient is true when option 60 starts with "HTTPClient" (UEFI
+	// HTTP boot).
+	HTTPClient bool
+	// IPXE is true for iPXE (user class "iPXE" or option 175 present).
+	IPXE bool
+	// UUID is option 97 (client machine identifier) as text, "" if absent.
+	UUID string
+}
+
+// NetBoot reports whether the client asked to boot from the network.
+func (c ClientInfo) NetBoot() bool { return c.PXE || c.HTTPClient || c.Arch != ArchUnknown }
+
+// ParseClientInfo extracts the network-boot facts from a request.
+func ParseClientInfo(req *dhcpv4.DHCPv4) ClientInfo {
+	ci := ClientInfo{Arch: ArchUnknown, VendorClass: req.ClassIdentifier()}
+	ci.PXE = strings.HasPrefix(ci.VendorClass, "PXEClient")
+	ci.HTTPClient = strings.HasPrefix(ci.VendorClass, "HTTPClient")
+	if v := req.Options.Get(dhcpv4.OptionClientSystemArchitectureType); len(v) >= 2 {
+		ci.Arch = Arch(binary.BigEndian.Uint16(v))
+	} else if i := strings.Index(ci.VendorClass, ":Arch:"); i >= 0 && len(ci.VendorClass) >= i+11 {
+		if n, err := strconv.ParseUint(ci.VendorClass[i+6:i+11], 10, 16); err == nil {
+			ci.Arch = Arch(n)
+		}
+	}
+	if ci.Arch == ArchUnknown && ci.HTTPClient {
+		ci.Arch = ArchEFIx64HTTP
+	}
+	if req.Options.Has(dhcpv4.GenericOptionCode(175)) {
+		ci.IPXE = true
+	}
+	for _, uc := range req.UserClass() {
+		if uc == "iPXE" {
+			ci.IPXE = true
+		}
+	}
+	ci.UUID = formatUUID(req.Options.Get(dhcpv4.OptionClientMachineIdentifier))
+	return ci
+}
+
+// formatUUID renders option 97: type 0 + 16 bytes as a UUID string (RFC
+// 4578 section 2.3; the first three fields little-endian as SMBIOS and
+// firmware report them is NOT assumed: bytes are printed in wire order),
+// anything else as hex.
+func formatUUID(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) == 17 && b[0] == 0 {
+		u := b[1:]
+		return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,459 @@
+package dhcpsrv
+
+import (
+	"bufio"
+	"cmp"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/metalboot/metalboot/internal/hwaddr"
+)
+
+// Journal file names inside the directory given to OpenJournal.
+const (
+	journalName = "leases.journal"
+	journalTmp  = "leases.journal.tmp"
+	journalLock = "leases.lock"
+)
+
+// Journal is the default [LeaseStore]: an in-memory index backed by an
+// append-only file (leases.journal) in a directory.
+//
+// Every write appends one self-checking line (CRC-32 + JSON) and is durable
+// (fsync) before CompareAndSwap returns, so the server only ACKs what is on
+// disk. Concurrent writers share one fsync (group commit). A process killed
+// at any moment leaves at worst a torn last line, which OpenJournal drops.
+// The file is rewritten as a snapshot (write temporary file, fsync, rename,
+// fsync directory) when opened and when it holds four times more records
+// than live leases. An exclusive flock keeps a second process from opening
+// the same directory.
+//
+// A Journal made by [NewMemoryStore] keeps the same semantics without a file.
+type Journal struct {
+	dir  string
+	lock *os.File
+
+	mu      sync.Mutex // guards the index, buf, written, records, err
+	byIP    map[netip.Addr]Lease
+	byMAC   map[hwaddr.MAC][]netip.Addr
+	rev     uint64
+	buf     []byte // encoded records not yet written to the file
+	written uint64 // sequence number of the last record put into buf
+	records int    // records in the file (after the last snapshot)
+	err     error  // sticky: set when a write or fsync failed
+	closed  bool
+
+	syncMu  sync.Mutex // serialises file writes, fsync and snapshots
+	f       *os.File
+	durable uint64 // sequence number of the last record known on disk
+	spare   []byte
+}
+
+type record struct {
+	Op       string     `json:"op"` // "put", "del" or "rev"
+	Rev      uint64     `json:"rev"`
+	IP       netip.Addr `json:"ip,omitzero"`
+	MAC      hwaddr.MAC `json:"mac,omitzero"`
+	Hostname string     `json:"host,omitempty"`
+	UUID     string     `json:"uuid,omitempty"`
+	Arch     Arch       `json:"arch,omitempty"`
+	Expires  int64      `json:"exp,omitempty"` // Unix nanoseconds
+	State    LeaseState `json:"state,omitempty"`
+}
+
+// NewMemoryStore returns a lease store with the Journal's semantics that
+// keeps nothing on disk (leases are lost when the process ends).
+func NewMemoryStore() *Journal {
+	return &Journal{byIP: map[netip.Addr]Lease{}, byMAC: map[hwaddr.MAC][]netip.Addr{}}
+}
+
+// OpenJournal opens (creating dir and the journal if needed) the lease
+// journal in dir, replays it and compacts it. A torn or corrupt line is
+// skipped; a non-empty file without a single valid line is an error
+// wrapping ErrCorrupt.
+func OpenJournal(dir string) (*Journal, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("dhcpsrv: journal directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, journalLock), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("dhcpsrv: journal lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("dhcpsrv: journal %s is in use by another process: %w", dir, err)
+	}
+	j := NewMemoryStore()
+	j.dir, j.lock = dir, lock
+	if err := j.replay(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	j.syncMu.Lock()
+	err = j.snapshotLocked()
+	j.syncMu.Unlock()
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+func (j *Journal) replay() error {
+	_ = os.Remove(filepath.Join(j.dir, journalTmp))
+	f, err := os.Open(filepath.Join(j.dir, journalName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dhcpsrv: open journal: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<16)
+	good, bad := 0, 0
+	for {
+		line, err := r.ReadBytes('\n')
+		if len(line) > 0 {
+			if rec, ok := decodeLine(line); ok {
+				j.apply(rec)
+				good++
+			} else {
+				bad++
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("dhcpsrv: read journal: %w", err)
+		}
+	}
+	if good == 0 && bad > 1 {
+		return fmt.Errorf("%w: %s: no valid record in %d lines", ErrCorrupt, filepath.Join(j.dir, journalName), bad)
+	}
+	return nil
+}
+
+// decodeLine parses "<crc32 hex> <json>\n"; ok is false for a torn or
+// damaged line.
+func decodeLine(line []byte) (record, bool) {
+	var rec record
+	if len(line) < 10 || line[len(line)-1] != '\n' || line[8] != ' ' {
+		return rec, false
+	}
+	var sum [4]byte
+	if _, err := hex.Decode(sum[:], line[:8]); err != nil {
+		return rec, false
+	}
+	body := line[9 : len(line)-1]
+	if crc32.ChecksumIEEE(body) != uint32(sum[0])<<24|uint32(sum[1])<<16|uint32(sum[2])<<8|uint32(sum[3]) {
+		return rec, false
+	}
+	if err := json.Unmarshal(body, &rec); err != nil {
+		return rec, false
+	}
+	switch rec.Op {
+	case "put", "del":
+		if !rec.IP.Is4() {
+			return rec, false
+		}
+	case "rev":
+	default:
+		return rec, false
+	}
+	return rec, true
+}
+
+func appendLine(dst []byte, rec record) []byte {
+	body, err := json.Marshal(rec)
+	if err != nil { // cannot happen: all fields marshal
+		panic(err)
+	}
+	dst = fmt.Appendf(dst, "%08x ", crc32.ChecksumIEEE(body))
+	dst = append(dst, body...)
+	return append(dst, '\n')
+}
+
+// apply updates the in-memory index; j.mu held (or single-threaded replay).
+func (j *Journal) apply(rec record) {
+	j.rev = max(j.rev, rec.Rev)
+	switch rec.Op {
+	case "put":
+		j.remove(rec.IP)
+		l := Lease{IP: rec.IP, MAC: rec.MAC, Hostname: rec.Hostname, UUID: rec.UUID, Arch: rec.Arch,
+			Expires: time.Unix(0, rec.Expires), State: rec.State, Rev: rec.Rev}
+		j.byIP[rec.IP] = l
+		if !l.MAC.IsZero() {
+			j.byMAC[l.MAC] = append(j.byMAC[l.MAC], l.IP)
+		}
+	case "del":
+		j.remove(rec.IP)
+	}
+	j.records++
+}
+
+func (j *Journal) remove(ip netip.Addr) {
+	old, ok := j.byIP[ip]
+	if !ok {
+		return
+	}
+	delete(j.byIP, ip)
+	ips := slices.DeleteFunc(j.byMAC[old.MAC], func(a netip.Addr) bool { return a == ip })
+	if len(ips) == 0 {
+		delete(j.byMAC, old.MAC)
+	} else {
+		j.byMAC[old.MAC] = ips
+	}
+}
+
+func toRecord(op string, l Lease) record {
+	return record{Op: op, Rev: l.Rev, IP: l.IP, MAC: l.MAC, Hostname: l.Hostname, UUID: l.UUID,
+		Arch: l.Arch, Expires: l.Expires.UnixNano(), State: l.State}
+}
+
+// Get implements LeaseStore.
+func (j *Journal) Get(ip netip.Addr) (Lease, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	l, ok := j.byIP[ip]
+	if !ok {
+		return Lease{}, fmt.Errorf("%w for %s", ErrNotFound, ip)
+	}
+	return l, nil
+}
+
+// ByMAC implements LeaseStore.
+func (j *Journal) ByMAC(mac hwaddr.MAC) (Lease, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var best Lease
+	for _, ip := range j.byMAC[mac] {
+		if l := j.byIP[ip]; l.Rev > best.Rev {
+			best = l
+		}
+	}
+	if best.Rev == 0 {
+		return Lease{}, fmt.Errorf("%w for %s", ErrNotFound, mac)
+	}
+	return best, nil
+}
+
+// Leases implements LeaseStore.
+func (j *Journal) Leases() ([]Lease, error) {
+	j.mu.Lock()
+	out := make([]Lease, 0, len(j.byIP))
+	for _, l := range j.byIP {
+		out = append(out, l)
+	}
+	j.mu.Unlock()
+	slices.SortFunc(out, func(a, b Lease) int { return a.IP.Compare(b.IP) })
+	return out, nil
+}
+
+// CompareAndSwap implements LeaseStore.
+func (j *Journal) CompareAndSwap(prevRev uint64, l Lease) (Lease, error) {
+	if !l.IP.Is4() {
+		return Lease{}, fmt.Errorf("dhcpsrv: lease address %v is not IPv4", l.IP)
+	}
+	j.mu.Lock()
+	if err := j.usable(); err != nil {
+		j.mu.Unlock()
+		return Lease{}, err
+	}
+	if cur := j.byIP[l.IP]; cur.Rev != prevRev {
+		j.mu.Unlock()
+		return Lease{}, fmt.Errorf("%w: %s is at revision %d, not %d", ErrConflict, l.IP, cur.Rev, prevRev)
+	}
+	j.rev++
+	l.Rev = j.rev
+	seq := j.log(toRecord("put", l))
+	j.mu.Unlock()
+	return l, j.waitDurable(seq)
+}
+
+// CompareAndDelete implements LeaseStore.
+func (j *Journal) CompareAndDelete(ip netip.Addr, rev uint64) error {
+	j.mu.Lock()
+	if err := j.usable(); err != nil {
+		j.mu.Unlock()
+		return err
+	}
+	cur, ok := j.byIP[ip]
+	if !ok || cur.Rev != rev {
+		j.mu.Unlock()
+		return fmt.Errorf("%w: %s is at revision %d, not %d", ErrConflict, ip, cur.Rev, rev)
+	}
+	j.rev++
+	seq := j.log(record{Op: "del", IP: ip, Rev: j.rev})
+	j.mu.Unlock()
+	return j.waitDurable(seq)
+}
+
+func (j *Journal) usable() error {
+	if j.closed {
+		return ErrClosed
+	}
+	return j.err
+}
+
+// log applies rec and queues it for the file; j.mu held.
+func (j *Journal) log(rec record) uint64 {
+	j.apply(rec)
+	if j.dir == "" {
+		return 0
+	}
+	j.buf = appendLine(j.buf, rec)
+	j.written++
+	return j.written
+}
+
+// waitDurable returns once record seq is on disk (group commit: whoever
+// holds syncMu writes and fsyncs everything queued so far).
+func (j *Journal) waitDurable(seq uint64) error {
+	if j.dir == "" {
+		return nil
+	}
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	if j.durable >= seq {
+		return nil
+	}
+	j.mu.Lock()
+	if j.err != nil {
+		err := j.err
+		j.mu.Unlock()
+		return err
+	}
+	if j.records > 4096 && j.records > 4*len(j.byIP) {
+		j.mu.Unlock()
+		return j.snapshotLocked()
+	}
+	data, target := j.buf, j.written
+	j.buf = j.spare[:0]
+	j.mu.Unlock()
+
+	_, err := j.f.Write(data)
+	if err == nil {
+		err = j.f.Sync()
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.spare = data[:0]
+	if err != nil {
+		j.err = fmt.Errorf("dhcpsrv: journal write: %w", err)
+		return j.err
+	}
+	j.durable = target
+	return nil
+}
+
+// snapshotLocked rewrites the journal as one record per lease; syncMu held.
+func (j *Journal) snapshotLocked() error {
+	j.mu.Lock()
+	leases := make([]Lease, 0, len(j.byIP))
+	for _, l := range j.byIP {
+		leases = append(leases, l)
+	}
+	rev, target := j.rev, j.written
+	j.buf = j.buf[:0] // everything queued is part of this snapshot
+	j.mu.Unlock()
+
+	slices.SortFunc(leases, func(a, b Lease) int { return cmp.Compare(a.Rev, b.Rev) })
+	data := appendLine(nil, record{Op: "rev", Rev: rev})
+	for _, l := range leases {
+		data = appendLine(data, toRecord("put", l))
+	}
+	err := j.replaceFile(data)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err != nil {
+		j.err = err
+		return err
+	}
+	j.records = len(leases)
+	j.durable = target
+	return nil
+}
+
+func (j *Journal) replaceFile(data []byte) error {
+	tmp := filepath.Join(j.dir, journalTmp)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("dhcpsrv: journal snapshot: %w", err)
+	}
+	if _, err = f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(j.dir, journalName))
+	}
+	if err == nil {
+		err = syncDir(j.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("dhcpsrv: journal snapshot: %w", err)
+	}
+	nf, err := os.OpenFile(filepath.Join(j.dir, journalName), os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("dhcpsrv: reopen journal: %w", err)
+	}
+	if j.f != nil {
+		j.f.Close()
+	}
+	j.f = nf
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Close flushes nothing (every write is already durable), closes the file
+// and releases the directory lock. Further calls fail with ErrClosed.
+func (j *Journal) Close() error {
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	j.closed = true
+	var errs []error
+	if j.f != nil {
+		errs = append(errs, j.f.Close())
+	}
+	if j.lock != nil {
+		errs = append(errs, j.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Len returns the number of address records held.
+func (j *Journal) Len() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.byIP)
+}
+
+var _ LeaseStore = (*Journal)(nil)

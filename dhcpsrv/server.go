@@ -1,0 +1,946 @@
+package dhcpsrv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/metalboot/metalboot/internal/hwaddr"
+)
+
+// Ports used by the server.
+const (
+	ServerPort = 67   // DHCP server port
+	ClientPort = 68   // DHCP client port
+	PXEPort    = 4011 // PXE boot server port (proxyDHCP requests)
+)
+
+// Defaults applied to zero config values.
+const (
+	DefaultLeaseTime   = time.Hour
+	DefaultOfferTime   = 30 * time.Second
+	DefaultDeclineTime = 10 * time.Minute
+	DefaultWorkers     = 32
+)
+
+// ErrNoSubnet is returned when the server has no subnet to serve.
+var ErrNoSubnet = errors.New("dhcpsrv: no subnet configured")
+
+// Range is an inclusive range of pool addresses, e.g. {From: 10.99.0.100,
+// To: 10.99.0.200}.
+type Range struct {
+	From, To netip.Addr
+}
+
+// Subnet is one IPv4 network the server hands addresses out on.
+type Subnet struct {
+	// Prefix is the network, e.g. 10.99.0.0/24 (option 1 is derived from it).
+	Prefix netip.Prefix
+	// Ranges are the dynamic pool; empty means reservations only.
+	Ranges []Range
+	// Router is option 3 (unset: not sent).
+	Router netip.Addr
+	// DNS is option 6.
+	DNS []netip.Addr
+	// Domain is option 15.
+	Domain string
+	// LeaseTime is option 51 (zero: DefaultLeaseTime).
+	LeaseTime time.Duration
+}
+
+// Reservation is a fixed address (and host name) for one MAC.
+type Reservation struct {
+	IP       netip.Addr
+	Hostname string
+}
+
+// ReservationSource looks reservations up by MAC. profile inventories
+// implement it in examples/labserver.
+//
+// Reserved addresses should lie outside the dynamic ranges; if the source
+// also implements [ReservedIPs], the server never gives a reserved address
+// in a range to another MAC.
+type ReservationSource interface {
+	Reservation(mac hwaddr.MAC) (Reservation, bool)
+}
+
+// ReservedIPs is optionally implemented by a ReservationSource to say which
+// MAC an address is reserved for.
+type ReservedIPs interface {
+	ReservedFor(ip netip.Addr) (hwaddr.MAC, bool)
+}
+
+// StaticReservations is a fixed ReservationSource (it also implements
+// ReservedIPs).
+type StaticReservations map[hwaddr.MAC]Reservation
+
+// Reservation implements ReservationSource.
+func (r StaticReservations) Reservation(mac hwaddr.MAC) (Reservation, bool) {
+	v, ok := r[mac]
+	return v, ok
+}
+
+// ReservedFor implements ReservedIPs.
+func (r StaticReservations) ReservedFor(ip netip.Addr) (hwaddr.MAC, bool) {
+	for mac, v := range r {
+		if v.IP == ip {
+			return mac, true
+		}
+	}
+	return hwaddr.MAC{}, false
+}
+
+// Handler adds to or changes a reply the server built. It is called for
+// every reply (OFFER, ACK, NAK, proxyDHCP answers) just before it is sent,
+// in the coredhcp style: build a request, call it, look at the response.
+type Handler interface {
+	ServeDHCP(ctx context.Context, req, resp *dhcpv4.DHCPv4)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req, resp *dhcpv4.DHCPv4)
+
+// ServeDHCP calls f.
+func (f HandlerFunc) ServeDHCP(ctx context.Context, req, resp *dhcpv4.DHCPv4) { f(ctx, req, resp) }
+
+// Event describes a DISCOVER (or a proxyDHCP request) for OnDiscover.
+type Event struct {
+	Time        time.Time
+	MAC         hwaddr.MAC
+	Arch        Arch
+	UUID        string
+	VendorClass string
+	// Relay is giaddr (invalid when the client is on the local link).
+	Relay netip.Addr
+	// Offered is the address offered (invalid: none, e.g. pool exhausted
+	// or proxyDHCP).
+	Offered netip.Addr
+	// BootFile is the boot file offered ("" when none).
+	BootFile string
+}
+
+// Server is a DHCPv4 server for network boot. Set the exported fields, then
+// call ListenAndServe or Serve; do not change them afterwards. The zero
+// value is not useful: at least Subnets is needed (or ProxyDHCP).
+type Server struct {
+	// Interface is the network interface to serve (SO_BINDTODEVICE). Empty
+	// serves whatever reaches the socket (not recommended).
+	Interface string
+	// ServerIP is this server's address on Interface: option 54, and it
+	// picks the local subnet. Invalid: the interface's first IPv4 address
+	// (ListenAndServe).
+	ServerIP netip.Addr
+	// Subnets are the networks served. A relayed request (giaddr set) is
+	// served from the subnet containing giaddr; a local one from the
+	// subnet containing ServerIP (else the first).
+	Subnets []Subnet
+	// Reservations gives fixed addresses by MAC (nil: none).
+	Reservations ReservationSource
+	// Boot chooses boot files by client architecture.
+	Boot BootPolicy
+	// NextServer is the TFTP server (siaddr, option 66); invalid: ServerIP.
+	NextServer netip.Addr
+	// Leases stores leases (nil: an in-memory store, lost on exit; use
+	// OpenJournal for persistence).
+	Leases LeaseStore
+	// ProxyDHCP answers only PXE/HTTP-boot clients, with boot options and
+	// no address, on ports 67 and 4011, beside another DHCP server.
+	ProxyDHCP bool
+	// OfferTime is how long an offered address is held for the client
+	// (zero: DefaultOfferTime).
+	OfferTime time.Duration
+	// DeclineTime is how long a declined address is quarantined (zero:
+	// DefaultDeclineTime).
+	DeclineTime time.Duration
+	// Workers is the number of packets handled concurrently (zero:
+	// DefaultWorkers). ACKs wait for the lease store's fsync, so more
+	// workers share one fsync.
+	Workers int
+	// Handler, if set, may change each reply before it is sent.
+	Handler Handler
+	// Clock returns the current time (nil: time.Now). Tests set a fake.
+	Clock func() time.Time
+	// Logger receives logs (nil: discard).
+	Logger *slog.Logger
+	// OnDiscover is called for each DISCOVER answered or not. Hooks run
+	// synchronously on the packet path: keep them fast.
+	OnDiscover func(Event)
+	// OnLease is called after a lease is stored and before its ACK is sent.
+	OnLease func(Lease)
+	// OnRelease is called after a client released its lease.
+	OnRelease func(Lease)
+
+	initOnce sync.Once
+	log      *slog.Logger
+	store    LeaseStore
+	subnets  []*subnet
+	stats    counters
+
+	mu         sync.Mutex // offers and pool cursors
+	offers     map[netip.Addr]offer
+	offerByMAC map[hwaddr.MAC]netip.Addr
+}
+
+type offer struct {
+	mac   hwaddr.MAC
+	until time.Time
+}
+
+type subnet struct {
+	Subnet
+	ranges []uRange
+	size   uint64
+	cursor uint64
+}
+
+type uRange struct{ from, to uint32 }
+
+func u32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func addrU32(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = slog.New(slog.DiscardHandler)
+		}
+		s.store = s.Leases
+		if s.store == nil {
+			s.store = NewMemoryStore()
+		}
+		s.offers = map[netip.Addr]offer{}
+		s.offerByMAC = map[hwaddr.MAC]netip.Addr{}
+		for _, sn := range s.Subnets {
+			x := &subnet{Subnet: sn}
+			for _, r := range sn.Ranges {
+				if !r.From.Is4() || !r.To.Is4() || !sn.Prefix.Contains(r.From) || !sn.Prefix.Contains(r.To) || r.To.Less(r.From) {
+					s.log.Warn("dhcpsrv: ignoring invalid range", "from", r.From, "to", r.To, "subnet", sn.Prefix)
+					continue
+				}
+				x.ranges = append(x.ranges, uRange{u32(r.From), u32(r.To)})
+				x.size += uint64(u32(r.To)-u32(r.From)) + 1
+			}
+			s.subnets = append(s.subnets, x)
+		}
+	})
+}
+
+func (s *Server) now() time.Time {
+	if s.Clock != nil {
+		return s.Clock()
+	}
+	return time.Now()
+}
+
+// Lease returns the active lease of mac, if any.
+func (s *Server) Lease(mac hwaddr.MAC) (Lease, bool) {
+	s.init()
+	l, err := s.store.ByMAC(mac)
+	if err != nil || !l.Active(s.now()) {
+		return Lease{}, false
+	}
+	return l, true
+}
+
+// ListenAndServe opens UDP port 67 (and 4011 in proxyDHCP mode) on
+// s.Interface and serves until ctx ends; it then returns nil. A bind error
+// is returned at once.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	s.init()
+	if len(s.subnets) == 0 && !s.ProxyDHCP {
+		return ErrNoSubnet
+	}
+	if !s.ServerIP.IsValid() && s.Interface != "" {
+		ip, err := interfaceIPv4(s.Interface)
+		if err != nil {
+			return err
+		}
+		s.ServerIP = ip
+	}
+	if !s.ServerIP.Is4() {
+		return fmt.Errorf("dhcpsrv: ServerIP %v is not an IPv4 address", s.ServerIP)
+	}
+	ports := []int{ServerPort}
+	if s.ProxyDHCP {
+		ports = append(ports, PXEPort)
+	}
+	var conns []net.PacketConn
+	for _, p := range ports {
+		c, err := ListenUDP(ctx, s.Interface, p)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return err
+		}
+		conns = append(conns, c)
+	}
+	errc := make(chan error, len(conns))
+	for _, c := range conns {
+		go func() {
+			defer c.Close()
+			errc <- s.Serve(ctx, c)
+		}()
+	}
+	var errs []error
+	for range conns {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ListenUDP opens a broadcast-capable IPv4 UDP socket on port, bound to
+// device iface with SO_BINDTODEVICE when iface is not empty.
+func ListenUDP(ctx context.Context, iface string, port int) (net.PacketConn, error) {
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				return
+			}
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1); serr != nil {
+				return
+			}
+			if iface != "" {
+				serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, iface)
+			}
+		})
+		return errors.Join(err, serr)
+	}}
+	c, err := lc.ListenPacket(ctx, "udp4", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		return nil, fmt.Errorf("dhcpsrv: listen on %s port %d: %w", iface, port, err)
+	}
+	return c, nil
+}
+
+func interfaceIPv4(name string) (netip.Addr, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("dhcpsrv: interface %s: %w", name, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("dhcpsrv: interface %s addresses: %w", name, err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP.To4()); ok && n.IP.To4() != nil {
+				return ip, nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("dhcpsrv: interface %s has no IPv4 address; set ServerIP", name)
+}
+
+type packet struct {
+	buf  []byte
+	peer net.Addr
+}
+
+// Serve answers DHCP packets arriving on conn until ctx ends, then returns
+// nil (conn is not closed). A packet connection on port 4011 is served as
+// the PXE boot-server port. Read errors other than the end of ctx are
+// returned.
+func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
+	s.init()
+	port := ServerPort
+	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
+		port = ua.Port
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	workers := s.Workers
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	jobs := make(chan packet, workers*4)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for p := range jobs {
+				out, dst := s.handlePacket(ctx, p.buf, port, p.peer)
+				if out == nil {
+					continue
+				}
+				if _, err := conn.WriteTo(out, dst); err != nil {
+					s.stats.sendErrors.Add(1)
+					s.log.Warn("dhcpsrv: send", "to", dst, "err", err)
+					continue
+				}
+				s.stats.packetsOut.Add(1)
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(jobs)
+	for {
+		buf := make([]byte, 1500)
+		n, peer, err := conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
+				return fmt.Errorf("dhcpsrv: connection closed: %w", err)
+			}
+			return fmt.Errorf("dhcpsrv: read: %w", err)
+		}
+		s.stats.packetsIn.Add(1)
+		jobs <- packet{buf[:n], peer}
+	}
+}
+
+// handlePacket decodes one datagram and returns the encoded reply and where
+// to send it (nil: no reply).
+func (s *Server) handlePacket(ctx context.Context, b []byte, port int, peer net.Addr) ([]byte, net.Addr) {
+	req, err := dhcpv4.FromBytes(b)
+	if err != nil {
+		s.stats.malformed.Add(1)
+		s.log.Debug("dhcpsrv: malformed packet", "from", peer, "err", err)
+		return nil, nil
+	}
+	if req.OpCode != dhcpv4.OpcodeBootRequest || len(req.ClientHWAddr) != 6 {
+		s.stats.malformed.Add(1)
+		s.log.Debug("dhcpsrv: not an Ethernet BOOTREQUEST", "from", peer)
+		return nil, nil
+	}
+	resp := s.reply(ctx, req, port)
+	if resp == nil {
+		return nil, nil
+	}
+	return resp.ToBytes(), s.destination(req, resp, port, peer)
+}
+
+// destination implements RFC 2131 section 4.1 (without ARP injection:
+// clients without an address are answered by broadcast).
+func (s *Server) destination(req, resp *dhcpv4.DHCPv4, port int, peer net.Addr) net.Addr {
+	if port == PXEPort {
+		return peer
+	}
+	if gi := req.GatewayIPAddr; gi != nil && !gi.IsUnspecified() {
+		return &net.UDPAddr{IP: gi, Port: ServerPort}
+	}
+	if ci := req.ClientIPAddr; ci != nil && !ci.IsUnspecified() && resp.MessageType() != dhcpv4.MessageTypeNak {
+		return &net.UDPAddr{IP: ci, Port: ClientPort}
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: ClientPort}
+}
+
+// Reply handles one request as if it arrived on port 67 and returns the
+// reply to send, or nil when none is due. It is what Serve does per packet,
+// without the socket: handy for tests and for embedding.
+func (s *Server) Reply(ctx context.Context, req *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
+	s.init()
+	return s.reply(ctx, req, ServerPort)
+}
+
+func (s *Server) reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) *dhcpv4.DHCPv4 {
+	mac, err := hwaddr.FromHardwareAddr(req.ClientHWAddr)
+	if err != nil || mac.IsZero() {
+		s.stats.malformed.Add(1)
+		return nil
+	}
+	var resp *dhcpv4.DHCPv4
+	if s.ProxyDHCP {
+		resp = s.proxy(req, mac, port)
+	} else if port != PXEPort {
+		switch req.MessageType() {
+		case dhcpv4.MessageTypeDiscover:
+			s.stats.discovers.Add(1)
+			resp = s.discover(req, mac)
+		case dhcpv4.MessageTypeRequest:
+			s.stats.requests.Add(1)
+			resp = s.request(req, mac)
+		case dhcpv4.MessageTypeRelease:
+			s.stats.releases.Add(1)
+			s.release(req, mac)
+		case dhcpv4.MessageTypeDecline:
+			s.stats.declines.Add(1)
+			s.decline(req, mac)
+		case dhcpv4.MessageTypeInform:
+			s.stats.informs.Add(1)
+			resp = s.inform(req, mac)
+		default:
+			s.stats.dropped.Add(1)
+		}
+	}
+	if resp == nil {
+		return nil
+	}
+	if s.Handler != nil {
+		s.Handler.ServeDHCP(ctx, req, resp)
+	}
+	switch resp.MessageType() {
+	case dhcpv4.MessageTypeOffer:
+		s.stats.offers.Add(1)
+	case dhcpv4.MessageTypeAck:
+		s.stats.acks.Add(1)
+	case dhcpv4.MessageTypeNak:
+		s.stats.naks.Add(1)
+	}
+	return resp
+}
+
+func ipOf(ip net.IP) netip.Addr {
+	if v4 := ip.To4(); v4 != nil && !v4.IsUnspecified() {
+		a, _ := netip.AddrFromSlice(v4)
+		return a
+	}
+	return netip.Addr{}
+}
+
+// subnetFor picks the subnet: the relay's (giaddr) or the local one.
+func (s *Server) subnetFor(req *dhcpv4.DHCPv4) *subnet {
+	if gi := ipOf(req.GatewayIPAddr); gi.IsValid() {
+		for _, sn := range s.subnets {
+			if sn.Prefix.Contains(gi) {
+				return sn
+			}
+		}
+		return nil
+	}
+	for _, sn := range s.subnets {
+		if s.ServerIP.IsValid() && sn.Prefix.Contains(s.ServerIP) {
+			return sn
+		}
+	}
+	if len(s.subnets) > 0 {
+		return s.subnets[0]
+	}
+	return nil
+}
+
+func (sn *subnet) inRanges(ip netip.Addr) bool {
+	if !ip.Is4() {
+		return false
+	}
+	v := u32(ip)
+	for _, r := range sn.ranges {
+		if v >= r.from && v <= r.to {
+			return true
+		}
+	}
+	return false
+}
+
+func (sn *subnet) nth(i uint64) netip.Addr {
+	for _, r := range sn.ranges {
+		n := uint64(r.to-r.from) + 1
+		if i < n {
+			return addrU32(r.from + uint32(i))
+		}
+		i -= n
+	}
+	return netip.Addr{}
+}
+
+func (sn *subnet) leaseTime() time.Duration {
+	if sn.LeaseTime > 0 {
+		return sn.LeaseTime
+	}
+	return DefaultLeaseTime
+}
+
+func (s *Server) reservation(mac hwaddr.MAC, sn *subnet) (Reservation, bool) {
+	if s.Reservations == nil {
+		return Reservation{}, false
+	}
+	r, ok := s.Reservations.Reservation(mac)
+	if !ok || !r.IP.Is4() || !sn.Prefix.Contains(r.IP) {
+		return Reservation{}, false
+	}
+	return r, true
+}
+
+// freeFor reports whether ip may be given to mac now; s.mu held.
+func (s *Server) freeFor(ip netip.Addr, mac hwaddr.MAC, now time.Time) bool {
+	if o, ok := s.offers[ip]; ok && o.mac != mac && now.Before(o.until) {
+		return false
+	}
+	if rip, ok := s.Reservations.(ReservedIPs); ok {
+		if owner, ok := rip.ReservedFor(ip); ok && owner != mac {
+			return false
+		}
+	}
+	l, err := s.store.Get(ip)
+	if err != nil {
+		return errors.Is(err, ErrNotFound)
+	}
+	return !l.blocks(mac, now)
+}
+
+// pick chooses the address to offer mac in sn; s.mu held.
+func (s *Server) pick(mac hwaddr.MAC, sn *subnet, requested netip.Addr, now time.Time) (netip.Addr, bool) {
+	if r, ok := s.reservation(mac, sn); ok {
+		return r.IP, s.freeFor(r.IP, mac, now)
+	}
+	if l, err := s.store.ByMAC(mac); err == nil && sn.inRanges(l.IP) && s.freeFor(l.IP, mac, now) {
+		return l.IP, true
+	}
+	if ip, ok := s.offerByMAC[mac]; ok && sn.inRanges(ip) && s.freeFor(ip, mac, now) {
+		return ip, true
+	}
+	if sn.inRanges(requested) && s.freeFor(requested, mac, now) {
+		return requested, true
+	}
+	for i := range sn.size {
+		k := (sn.cursor + i) % sn.size
+		ip := sn.nth(k)
+		if s.freeFor(ip, mac, now) {
+			sn.cursor = k + 1
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
+	now := s.now()
+	ci := ParseClientInfo(req)
+	ev := Event{Time: now, MAC: mac, Arch: ci.Arch, UUID: ci.UUID, VendorClass: ci.VendorClass, Relay: ipOf(req.GatewayIPAddr)}
+	sn := s.subnetFor(req)
+	if sn == nil {
+		s.stats.dropped.Add(1)
+		s.log.Info("dhcpsrv: no subnet for request", "mac", mac, "giaddr", req.GatewayIPAddr)
+		s.hookDiscover(ev)
+		return nil
+	}
+	s.mu.Lock()
+	ip, ok := s.pick(mac, sn, ipOf(req.RequestedIPAddress()), now)
+	if ok {
+		if old, had := s.offerByMAC[mac]; had && old != ip {
+			delete(s.offers, old)
+		}
+		s.offers[ip] = offer{mac: mac, until: now.Add(s.offerTime())}
+		s.offerByMAC[mac] = ip
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.stats.exhausted.Add(1)
+		s.log.Warn("dhcpsrv: no free address", "mac", mac, "subnet", sn.Prefix)
+		s.hookDiscover(ev)
+		return nil
+	}
+	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeOffer), dhcpv4.WithYourIP(ip.AsSlice()))
+	if err != nil {
+		s.log.Error("dhcpsrv: build offer", "err", err)
+		return nil
+	}
+	hostname := req.HostName()
+	if r, ok := s.reservation(mac, sn); ok && r.Hostname != "" {
+		hostname = r.Hostname
+	}
+	s.addNetworkOptions(resp, sn, hostname, true)
+	ev.Offered = ip
+	ev.BootFile = s.addBootOptions(req, resp, ci, false)
+	s.hookDiscover(ev)
+	return resp
+}
+
+func (s *Server) hookDiscover(ev Event) {
+	if s.OnDiscover != nil {
+		s.OnDiscover(ev)
+	}
+}
+
+func (s *Server) offerTime() time.Duration {
+	if s.OfferTime > 0 {
+		return s.OfferTime
+	}
+	return DefaultOfferTime
+}
+
+func (s *Server) nak(req *dhcpv4.DHCPv4, msg string) *dhcpv4.DHCPv4 {
+	resp, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.ServerIP.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptMessage(msg)))
+	if err != nil {
+		return nil
+	}
+	if ipOf(req.GatewayIPAddr).IsValid() {
+		resp.SetBroadcast()
+	}
+	return resp
+}
+
+func (s *Server) request(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
+	now := s.now()
+	if sid := ipOf(req.ServerIdentifier()); sid.IsValid() && s.ServerIP.IsValid() && sid != s.ServerIP {
+		// The client chose another server's offer.
+		s.mu.Lock()
+		if ip, ok := s.offerByMAC[mac]; ok {
+			delete(s.offers, ip)
+			delete(s.offerByMAC, mac)
+		}
+		s.mu.Unlock()
+		return nil
+	}
+	ip := ipOf(req.RequestedIPAddress())
+	if !ip.IsValid() {
+		ip = ipOf(req.ClientIPAddr)
+	}
+	sn := s.subnetFor(req)
+	if sn == nil {
+		s.stats.dropped.Add(1)
+		return nil
+	}
+	if !ip.IsValid() {
+		return s.nak(req, "no address requested")
+	}
+	r, reserved := s.reservation(mac, sn)
+	switch {
+	case reserved && r.IP != ip:
+		return s.nak(req, "address reserved elsewhere for this client")
+	case !reserved && !sn.inRanges(ip):
+		return s.nak(req, "address not in this server's pool for the client's network")
+	}
+	ci := ParseClientInfo(req)
+	hostname := req.HostName()
+	if reserved && r.Hostname != "" {
+		hostname = r.Hostname
+	}
+	l, err := s.commit(mac, ip, sn, ci, hostname, now)
+	if err != nil {
+		if errors.Is(err, ErrConflict) {
+			return s.nak(req, "address in use")
+		}
+		s.stats.storeErrors.Add(1)
+		s.log.Error("dhcpsrv: store lease", "mac", mac, "ip", ip, "err", err)
+		return nil // no ACK without a durable lease; the client retries
+	}
+	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeAck), dhcpv4.WithYourIP(ip.AsSlice()))
+	if err != nil {
+		return nil
+	}
+	s.addNetworkOptions(resp, sn, hostname, true)
+	s.addBootOptions(req, resp, ci, false)
+	if s.OnLease != nil {
+		s.OnLease(l)
+	}
+	return resp
+}
+
+// commit durably binds ip to mac, retrying a lost compare-and-swap race.
+func (s *Server) commit(mac hwaddr.MAC, ip netip.Addr, sn *subnet, ci ClientInfo, hostname string, now time.Time) (Lease, error) {
+	prev, perr := s.store.ByMAC(mac)
+	var err error
+	for range 3 {
+		s.mu.Lock()
+		free := s.freeFor(ip, mac, now)
+		s.mu.Unlock()
+		if !free {
+			return Lease{}, fmt.Errorf("%w: %s is held by another client", ErrConflict, ip)
+		}
+		var cur Lease
+		cur, err = s.store.Get(ip)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return Lease{}, err
+		}
+		if cur.blocks(mac, now) {
+			return Lease{}, fmt.Errorf("%w: %s is held by another client", ErrConflict, ip)
+		}
+		var l Lease
+		l, err = s.store.CompareAndSwap(cur.Rev, Lease{IP: ip, MAC: mac, Hostname: hostname, UUID: ci.UUID,
+			Arch: ci.Arch, Expires: now.Add(sn.leaseTime()), State: StateBound})
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Lease{}, err
+		}
+		s.mu.Lock()
+		if o, ok := s.offers[ip]; ok && o.mac == mac {
+			delete(s.offers, ip)
+		}
+		if s.offerByMAC[mac] == ip {
+			delete(s.offerByMAC, mac)
+		}
+		s.mu.Unlock()
+		if perr == nil && prev.IP != ip && prev.MAC == mac {
+			// The client moved: free its old address.
+			_ = s.store.CompareAndDelete(prev.IP, prev.Rev)
+		}
+		return l, nil
+	}
+	return Lease{}, err
+}
+
+func (s *Server) release(req *dhcpv4.DHCPv4, mac hwaddr.MAC) {
+	ip := ipOf(req.ClientIPAddr)
+	cur, err := s.store.Get(ip)
+	if err != nil || cur.MAC != mac || cur.State != StateBound {
+		return
+	}
+	now := s.now()
+	cur.State, cur.Expires = StateReleased, now
+	l, err := s.store.CompareAndSwap(cur.Rev, cur)
+	if err != nil {
+		s.log.Warn("dhcpsrv: release", "mac", mac, "ip", ip, "err", err)
+		return
+	}
+	if s.OnRelease != nil {
+		s.OnRelease(l)
+	}
+}
+
+func (s *Server) decline(req *dhcpv4.DHCPv4, mac hwaddr.MAC) {
+	ip := ipOf(req.RequestedIPAddress())
+	cur, err := s.store.Get(ip)
+	if err != nil || cur.MAC != mac {
+		return
+	}
+	d := s.DeclineTime
+	if d <= 0 {
+		d = DefaultDeclineTime
+	}
+	if _, err := s.store.CompareAndSwap(cur.Rev, Lease{IP: ip, State: StateDeclined, Expires: s.now().Add(d)}); err != nil {
+		s.log.Warn("dhcpsrv: decline", "mac", mac, "ip", ip, "err", err)
+		return
+	}
+	s.log.Warn("dhcpsrv: address declined by client, quarantined", "mac", mac, "ip", ip, "for", d)
+}
+
+func (s *Server) inform(req *dhcpv4.DHCPv4, _ hwaddr.MAC) *dhcpv4.DHCPv4 {
+	sn := s.subnetFor(req)
+	if sn == nil {
+		return nil
+	}
+	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeAck))
+	if err != nil {
+		return nil
+	}
+	s.addNetworkOptions(resp, sn, "", false)
+	s.addBootOptions(req, resp, ParseClientInfo(req), false)
+	return resp
+}
+
+func (s *Server) addNetworkOptions(resp *dhcpv4.DHCPv4, sn *subnet, hostname string, lease bool) {
+	o := resp.Options
+	o.Update(dhcpv4.OptServerIdentifier(s.ServerIP.AsSlice()))
+	o.Update(dhcpv4.OptSubnetMask(net.CIDRMask(sn.Prefix.Bits(), 32)))
+	if sn.Router.Is4() {
+		o.Update(dhcpv4.OptRouter(sn.Router.AsSlice()))
+	}
+	if len(sn.DNS) > 0 {
+		ips := make([]net.IP, 0, len(sn.DNS))
+		for _, d := range sn.DNS {
+			ips = append(ips, d.AsSlice())
+		}
+		o.Update(dhcpv4.OptDNS(ips...))
+	}
+	if sn.Domain != "" {
+		o.Update(dhcpv4.OptDomainName(sn.Domain))
+	}
+	if hostname != "" {
+		o.Update(dhcpv4.OptHostName(hostname))
+	}
+	if lease {
+		lt := sn.leaseTime()
+		o.Update(dhcpv4.OptIPAddressLeaseTime(lt))
+		o.Update(dhcpv4.OptRenewTimeValue(lt / 2))
+		o.Update(dhcpv4.OptRebindingTimeValue(lt * 7 / 8))
+	}
+}
+
+// addBootOptions sets siaddr, file, options 66/67/60/97 (and 43 for
+// proxyDHCP) for a network-booting client; it returns the boot file.
+func (s *Server) addBootOptions(req, resp *dhcpv4.DHCPv4, ci ClientInfo, proxy bool) string {
+	if !ci.NetBoot() {
+		return ""
+	}
+	file, isHTTP, ok := s.Boot.BootFile(ci.Arch)
+	if !ok {
+		return ""
+	}
+	next := s.NextServer
+	if !next.Is4() {
+		next = s.ServerIP
+	}
+	o := resp.Options
+	resp.BootFileName = file
+	o.Update(dhcpv4.OptBootFileName(file))
+	if isHTTP {
+		o.Update(dhcpv4.OptClassIdentifier("HTTPClient"))
+	} else {
+		if next.Is4() {
+			resp.ServerIPAddr = next.AsSlice()
+			o.Update(dhcpv4.OptTFTPServerName(next.String()))
+		}
+		if ci.PXE {
+			o.Update(dhcpv4.OptClassIdentifier("PXEClient"))
+		}
+	}
+	if v := req.Options.Get(dhcpv4.OptionClientMachineIdentifier); len(v) > 0 {
+		o.Update(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, v))
+	}
+	if proxy && ci.PXE {
+		// PXE vendor options: discovery control = 8 (use the boot file
+		// in this packet, no boot server discovery).
+		o.Update(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
+	}
+	if ci.IPXE && !proxy {
+		// iPXE "no-pxedhcp" (175.176 = 1): do not wait for proxyDHCP.
+		o.Update(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), []byte{176, 1, 1}))
+	}
+	return file
+}
+
+// proxy answers PXE clients in proxyDHCP mode: DISCOVER on port 67 gets an
+// OFFER without address, REQUEST on port 4011 an ACK, both with boot options.
+func (s *Server) proxy(req *dhcpv4.DHCPv4, mac hwaddr.MAC, port int) *dhcpv4.DHCPv4 {
+	ci := ParseClientInfo(req)
+	if !ci.PXE && !ci.HTTPClient {
+		s.stats.dropped.Add(1)
+		return nil
+	}
+	var mt dhcpv4.MessageType
+	switch {
+	case port != PXEPort && req.MessageType() == dhcpv4.MessageTypeDiscover:
+		s.stats.discovers.Add(1)
+		mt = dhcpv4.MessageTypeOffer
+	case port == PXEPort && (req.MessageType() == dhcpv4.MessageTypeRequest || req.MessageType() == dhcpv4.MessageTypeInform):
+		s.stats.requests.Add(1)
+		mt = dhcpv4.MessageTypeAck
+	default:
+		s.stats.dropped.Add(1)
+		return nil
+	}
+	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(mt))
+	if err != nil {
+		return nil
+	}
+	resp.Options.Update(dhcpv4.OptServerIdentifier(s.ServerIP.AsSlice()))
+	file := s.addBootOptions(req, resp, ci, true)
+	if mt == dhcpv4.MessageTypeOffer {
+		s.hookDiscover(Event{Time: s.now(), MAC: mac, Arch: ci.Arch, UUID: ci.UUID, VendorClass: ci.VendorClass,
+			Relay: ipOf(req.GatewayIPAddr), BootFile: file})
+	}
+	if file == "" {
+		return nil
+	}
+	return resp
+}

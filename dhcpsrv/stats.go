@@ -1,0 +1,40 @@
+package dhcpsrv
+
+import "sync/atomic"
+
+// Stats are the server's counters since it was created.
+type Stats struct {
+	PacketsIn     uint64 // datagrams read
+	PacketsOut    uint64 // replies sent
+	Malformed     uint64 // undecodable or non-Ethernet BOOTREQUEST packets dropped
+	Dropped       uint64 // valid packets not answered (unknown type, no subnet, non-PXE in proxy mode …)
+	SendErrors    uint64 // replies that could not be sent
+	Discovers     uint64
+	Offers        uint64
+	Requests      uint64
+	Acks          uint64
+	Naks          uint64
+	Releases      uint64
+	Declines      uint64
+	Informs       uint64
+	PoolExhausted uint64 // DISCOVERs left unanswered because no address was free
+	StoreErrors   uint64 // lease store failures (no ACK sent)
+}
+
+type counters struct {
+	packetsIn, packetsOut, malformed, dropped, sendErrors       atomic.Uint64
+	discovers, offers, requests, acks, naks, releases, declines atomic.Uint64
+	informs, exhausted, storeErrors                             atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		PacketsIn: c.packetsIn.Load(), PacketsOut: c.packetsOut.Load(), Malformed: c.malformed.Load(),
+		Dropped: c.dropped.Load(), SendErrors: c.sendErrors.Load(), Discovers: c.discovers.Load(),
+		Offers: c.offers.Load(), Requests: c.requests.Load(), Acks: c.acks.Load(), Naks: c.naks.Load(),
+		Releases: c.releases.Load(), Declines: c.declines.Load(), Informs: c.informs.Load(),
+		PoolExhausted: c.exhausted.Load(), StoreErrors: c.storeErrors.Load(),
+	}
+}
