@@ -1,0 +1,54 @@
+// Package grubcfg renders the GRUB configurations of a network boot and
+// serves them over HTTP.
+//
+// A machine told to boot from the network gets GRUB's network image over
+// TFTP (see DESIGN.md); GRUB then reads a first-stage grub.cfg (rendered by
+// FirstStage, served by TFTP or, for UEFI HTTP boot, by FirstStageHandler)
+// that loads GRUB's network modules, points $root at the HTTP server and
+// runs
+//
+//	configfile "/grub?mac=${net_default_mac}"
+//
+// The /grub Handler resolves the request to a machine with the profile
+// package and answers that machine's configuration (Render): an EFI and a
+// BIOS menu entry, chosen when GRUB runs by $grub_platform, that load the
+// profile's kernel and initrds with the kernel arguments already rendered on
+// the server, so no boot-loader variable is left for GRUB to expand. A
+// machine that is already installed can get a configuration that boots its
+// local disk instead (RenderLocal, Handler.LocalBoot).
+//
+// # Quoting
+//
+// Every value that enters a rendered script — paths, URLs, kernel
+// arguments, titles, messages — goes through Quote, which makes it one
+// literal GRUB word; no profile or request content can add a GRUB command.
+// Tests check every rendered configuration with grub-script-check from
+// GRUB 2.06 and fuzz Quote against it.
+//
+// # Commands
+//
+// Stock GRUB 2.06 (Debian's grub-efi-amd64-bin, grub-pc-bin and upstream)
+// boots Linux with "linux" and "initrd" on both platforms: on EFI, "linux"
+// starts the kernel through its EFI stub (EFI handover protocol). The
+// "linuxefi" and "initrdefi" commands exist only in distribution-patched
+// builds (older Fedora/RHEL/SUSE GRUBs) and fail with "can't find command"
+// on stock GRUB, which is why matchbox's template does not boot under
+// Debian's GRUB. The EFI entry therefore uses "linux"/"initrd" by default;
+// Options.EFILoader selects "linuxefi"/"initrdefi" for a lab whose GRUB
+// needs them.
+//
+// # What GRUB 2.06 really does (measured)
+//
+//   - "$net_default_mac" is set on both platforms; "$net_efinet0_dhcp_mac"
+//     was empty under OVMF, so the first stage uses $net_default_mac.
+//   - `configfile "/grub?mac=${net_default_mac}"` with root=(http,HOST:PORT)
+//     reaches the server as "GET /grub?mac=52:54:00:…"; the quoted "?" is
+//     sent as is.
+//   - configfile returns silently when the HTTP fetch fails, so an echo
+//     after it tells the operator what happened.
+//   - BIOS GRUB prints on a serial console only after
+//     "serial --unit=0 --speed=115200; terminal_input serial console;
+//     terminal_output serial console"; UEFI GRUB prints there by itself.
+//   - GRUB's HTTP client has no TLS: https:// kernel or initrd URLs are
+//     rejected when rendering (ErrUnsupportedURL).
+package grubcfg

@@ -1,0 +1,103 @@
+package grubcfg
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/metalboot/metalboot/profile"
+)
+
+// Handler serves GET /grub?mac=… (and uuid=, os=, hostname=, any selector
+// label, as matchbox does): the configuration of the machine the query
+// resolves to, as text/plain.
+//
+//   - 400 with a one-line reason: malformed MAC or parameters (the
+//     profile.Resolver middleware answers it);
+//   - 404 with a reason: no group matches, or the matched profile has no
+//     kernel to boot (e.g. an "installed" profile);
+//   - 500 "cannot render…": the profile's kernel or initrd location cannot
+//     be loaded by GRUB or its template fails; the detail goes to Logger;
+//   - 200: the configuration, from Render, or from RenderLocal when
+//     LocalBoot says the machine is installed.
+//
+// A Handler must not be copied or have its fields changed after first use.
+type Handler struct {
+	// Resolver matches requests to machines; required.
+	Resolver *profile.Resolver
+	// Options shape every rendered configuration.
+	Options Options
+	// LocalBoot, when set, is asked for each resolved machine; true answers
+	// a configuration that boots the local disk (install once).
+	LocalBoot func(*profile.Machine) bool
+	// OnServe, when set, is called after a configuration was written (for a
+	// provisioning timeline or metrics); local tells which kind.
+	OnServe func(m *profile.Machine, local bool)
+	// Logger receives render failures; nil discards.
+	Logger *slog.Logger
+
+	once sync.Once
+	h    http.Handler
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.once.Do(func() {
+		if h.Resolver == nil {
+			h.h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				profile.Error(w, http.StatusInternalServerError, "grubcfg: Handler without Resolver")
+			})
+			return
+		}
+		h.h = h.Resolver.Middleware(http.HandlerFunc(h.serve))
+	})
+	h.h.ServeHTTP(w, r)
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
+	m, ok := profile.FromContext(r.Context())
+	if !ok {
+		profile.Error(w, http.StatusInternalServerError, "internal error: no machine resolved")
+		return
+	}
+	local := h.LocalBoot != nil && h.LocalBoot(m)
+	bp := bufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			bufPool.Put(bp)
+		}
+	}()
+	var (
+		b   []byte
+		err error
+	)
+	if local {
+		b, err = AppendLocalConfig((*bp)[:0], m, h.Options)
+	} else {
+		b, err = AppendConfig((*bp)[:0], m, h.Options)
+	}
+	if err != nil {
+		if errors.Is(err, ErrNoKernel) {
+			profile.Error(w, http.StatusNotFound, "no network boot for "+describe(m)+": the profile has no boot.kernel")
+			return
+		}
+		h.logger().Error("grub config", "machine", describe(m), "err", err)
+		profile.Error(w, http.StatusInternalServerError, "cannot render the GRUB configuration of "+describe(m)+" (see the server log)")
+		return
+	}
+	*bp = b
+	writeConfig(w, b)
+	if h.OnServe != nil {
+		h.OnServe(m, local)
+	}
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return h.Logger
+}

@@ -1,0 +1,259 @@
+package grubcfg
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/metalboot/metalboot/profile"
+)
+
+// Loader names the GRUB commands that load a kernel and its initrds.
+type Loader struct {
+	Linux  string
+	Initrd string
+}
+
+// The loaders GRUB builds know.
+var (
+	// LoaderLinux is stock GRUB's "linux"/"initrd", right on both
+	// platforms with GRUB 2.06 and later (Debian, upstream).
+	LoaderLinux = Loader{Linux: "linux", Initrd: "initrd"}
+	// LoaderLinuxEFI is "linuxefi"/"initrdefi", which only
+	// distribution-patched GRUBs (older Fedora, RHEL, SUSE) have.
+	LoaderLinuxEFI = Loader{Linux: "linuxefi", Initrd: "initrdefi"}
+	// LoaderLinux16 is "linux16"/"initrd16", the 16-bit boot protocol on
+	// BIOS.
+	LoaderLinux16 = Loader{Linux: "linux16", Initrd: "initrd16"}
+)
+
+func (l Loader) orDefault() (Loader, error) {
+	if l == (Loader{}) {
+		return LoaderLinux, nil
+	}
+	switch l {
+	case LoaderLinux, LoaderLinuxEFI, LoaderLinux16:
+		return l, nil
+	}
+	return l, fmt.Errorf("%w: loader %q/%q: want linux/initrd, linuxefi/initrdefi or linux16/initrd16", ErrBadOption, l.Linux, l.Initrd)
+}
+
+// Options shape a per-machine configuration. The zero value boots at once
+// with stock GRUB's commands and no serial terminal.
+type Options struct {
+	// Timeout is how many seconds GRUB shows its menu before booting the
+	// default entry; 0 boots at once.
+	Timeout int
+	// Serial, when set, turns GRUB's serial terminal on (BIOS; EFI too if
+	// Serial.EFI).
+	Serial *Serial
+	// EFILoader and BIOSLoader choose the commands of each entry; zero
+	// means LoaderLinux.
+	EFILoader  Loader
+	BIOSLoader Loader
+	// LocalDisk is the GRUB device a BIOS machine chainloads to boot its
+	// disk in RenderLocal; "" means "hd0" (the first BIOS disk).
+	LocalDisk string
+	// BIOSExit makes RenderLocal's BIOS entry run "exit" instead of
+	// chainloading LocalDisk, handing the boot back to the PXE ROM, which
+	// on most firmware goes on with the next boot device.
+	BIOSExit bool
+}
+
+func (o Options) validate() (efi, bios Loader, err error) {
+	if o.Timeout < 0 || o.Timeout > 86400 {
+		return efi, bios, fmt.Errorf("%w: Timeout %d", ErrBadOption, o.Timeout)
+	}
+	if err := o.Serial.validate(); err != nil {
+		return efi, bios, err
+	}
+	if efi, err = o.EFILoader.orDefault(); err != nil {
+		return efi, bios, err
+	}
+	if bios, err = o.BIOSLoader.orDefault(); err != nil {
+		return efi, bios, err
+	}
+	if o.LocalDisk != "" && !validDevice(o.LocalDisk) {
+		return efi, bios, fmt.Errorf("%w: LocalDisk %q: want a GRUB device name like hd0 or hd1,gpt1", ErrBadOption, o.LocalDisk)
+	}
+	return efi, bios, nil
+}
+
+func validDevice(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == ',') {
+			return false
+		}
+	}
+	return s != "" && len(s) <= 32
+}
+
+// Render writes m's network-boot configuration: a menu entry for EFI and
+// one for BIOS, the default chosen by $grub_platform when GRUB runs. Each
+// loads the profile's kernel with the kernel arguments rendered on the
+// server (profile.Machine.RenderBoot) and its initrds. Kernel and initrd
+// locations go through FilePath; every value through Quote. It returns an
+// error wrapping ErrNoKernel when the profile has no kernel, ErrBadPath or
+// ErrUnsupportedURL for a location GRUB cannot load, ErrBadOption for bad
+// opts, or a template error from the profile; nothing is written then.
+func Render(w io.Writer, m *profile.Machine, opts Options) error {
+	b, err := AppendConfig(nil, m, opts)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// AppendConfig is Render appending to a buffer; on error it returns dst
+// unchanged.
+func AppendConfig(dst []byte, m *profile.Machine, opts Options) ([]byte, error) {
+	efi, bios, err := opts.validate()
+	if err != nil {
+		return dst, err
+	}
+	if m == nil || m.Profile == nil {
+		return dst, fmt.Errorf("%w: no profile", ErrNoKernel)
+	}
+	boot, err := m.RenderBoot()
+	if err != nil {
+		return dst, fmt.Errorf("profile %q: %w", m.Profile.ID, err)
+	}
+	if boot.Kernel == "" {
+		return dst, fmt.Errorf("%w: profile %q", ErrNoKernel, m.Profile.ID)
+	}
+	kernel, err := FilePath(boot.Kernel)
+	if err != nil {
+		return dst, fmt.Errorf("profile %q: kernel: %w", m.Profile.ID, err)
+	}
+	initrds := make([]string, len(boot.Initrd))
+	for i, s := range boot.Initrd {
+		if initrds[i], err = FilePath(s); err != nil {
+			return dst, fmt.Errorf("profile %q: initrd: %w", m.Profile.ID, err)
+		}
+	}
+	title := m.Profile.Name
+	if title == "" {
+		title = m.Profile.ID
+	}
+
+	b := appendHeader(dst, m, opts)
+	for _, e := range [...]struct {
+		id, label string
+		l         Loader
+	}{{"efi", "EFI", efi}, {"bios", "BIOS", bios}} {
+		b = append(b, "\nmenuentry "...)
+		b = AppendQuote(b, title+" ("+e.label+")")
+		b = append(b, " --id "+e.id+" {\n  echo "...)
+		b = AppendQuote(b, "metalboot: loading kernel "+kernel)
+		b = append(b, "\n  "+e.l.Linux+" "...)
+		b = AppendQuote(b, kernel)
+		for _, a := range boot.Args {
+			b = append(b, ' ')
+			b = AppendQuote(b, a)
+		}
+		b = append(b, '\n')
+		if len(initrds) > 0 {
+			b = append(b, "  echo "...)
+			b = AppendQuote(b, "metalboot: loading initrd "+strings.Join(initrds, " "))
+			b = append(b, "\n  "+e.l.Initrd...)
+			for _, s := range initrds {
+				b = append(b, ' ')
+				b = AppendQuote(b, s)
+			}
+			b = append(b, '\n')
+		}
+		b = append(b, "}\n"...)
+	}
+	return b, nil
+}
+
+// RenderLocal writes a configuration that boots m from its local disk, for
+// a machine that is already installed (see Handler.LocalBoot):
+//
+//   - EFI: "exit" returns to the firmware, whose boot manager goes on with
+//     the next boot option (the installed system's). Chainloading a file
+//     from the ESP would need its partition and path, which differ per OS.
+//   - BIOS: "chainloader +1" on Options.LocalDisk (default hd0), the
+//     first disk's MBR; or "exit" with Options.BIOSExit. A BIOS GRUB loaded
+//     by PXE cannot rely on exit: many PXE ROMs reboot on return, which
+//     would boot the network again.
+func RenderLocal(w io.Writer, m *profile.Machine, opts Options) error {
+	b, err := AppendLocalConfig(nil, m, opts)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// AppendLocalConfig is RenderLocal appending to a buffer; on error it
+// returns dst unchanged.
+func AppendLocalConfig(dst []byte, m *profile.Machine, opts Options) ([]byte, error) {
+	if _, _, err := opts.validate(); err != nil {
+		return dst, err
+	}
+	disk := opts.LocalDisk
+	if disk == "" {
+		disk = "hd0"
+	}
+	b := appendHeader(dst, m, opts)
+	b = append(b, "\nmenuentry "...)
+	b = AppendQuote(b, "Boot from local disk (EFI)")
+	b = append(b, " --id efi {\n  echo "...)
+	b = AppendQuote(b, "metalboot: installed; returning to the firmware to boot the next boot option (local disk)")
+	b = append(b, "\n  exit\n}\n\nmenuentry "...)
+	b = AppendQuote(b, "Boot from local disk (BIOS)")
+	b = append(b, " --id bios {\n  echo "...)
+	if opts.BIOSExit {
+		b = AppendQuote(b, "metalboot: installed; returning to the firmware to boot the next device")
+		b = append(b, "\n  exit\n}\n"...)
+		return b, nil
+	}
+	b = AppendQuote(b, "metalboot: installed; booting the master boot record of ("+disk+")")
+	b = append(b, "\n  set root="...)
+	b = AppendQuote(b, "("+disk+")")
+	b = append(b, "\n  chainloader +1\n}\n"...)
+	return b, nil
+}
+
+// appendHeader writes what both configurations start with: the timeout,
+// the serial terminal and the platform's default entry.
+func appendHeader(b []byte, m *profile.Machine, opts Options) []byte {
+	b = append(b, "# metalboot: generated for one machine, do not edit\nset timeout="+strconv.Itoa(opts.Timeout)+"\n"...)
+	b = append(b, "if [ \"$grub_platform\" = \"efi\" ]; then\n  set default=efi\n"...)
+	if opts.Serial != nil && opts.Serial.EFI {
+		b = appendSerial(b, opts.Serial, "  ")
+	}
+	b = append(b, "else\n  set default=bios\n"...)
+	if opts.Serial != nil {
+		b = appendSerial(b, opts.Serial, "  ")
+	}
+	b = append(b, "fi\necho "...)
+	b = AppendQuote(b, "metalboot: "+describe(m))
+	return append(b, '\n')
+}
+
+func describe(m *profile.Machine) string {
+	if m == nil {
+		return "unknown machine"
+	}
+	var sb strings.Builder
+	sb.WriteString("machine ")
+	if m.MAC.IsZero() {
+		sb.WriteString("without MAC")
+	} else {
+		sb.WriteString(m.MAC.String())
+	}
+	if m.Hostname != "" {
+		sb.WriteString(" (" + m.Hostname + ")")
+	}
+	if m.Group != nil {
+		sb.WriteString(", group " + m.Group.ID)
+	}
+	if m.Profile != nil {
+		sb.WriteString(", profile " + m.Profile.ID)
+	}
+	return sb.String()
+}
