@@ -54,7 +54,7 @@ func ExampleHandler() {
 	//   echo 'metalboot: loading initrd /assets/flatcar/current/flatcar_production_pxe_image.cpio.gz'
 	//   initrd '/assets/flatcar/current/flatcar_production_pxe_image.cpio.gz'
 	// }
-	// 400 bad request: mac ";reboot": not a MAC address
+	// 400 bad request: query: invalid semicolon separator in query
 }
 
 // The first-stage grub.cfg that GRUB reads over TFTP next to its network
