@@ -128,7 +128,7 @@ func TestDemoInventory(t *testing.T) {
 	assert.Equal(t, "/dev/sdb", m.Metadata()["install_disk"])
 	b, err := m.RenderBoot()
 	require.NoError(t, err)
-	assert.Contains(t, b.Args, "ignition.config.url=http://deploy.lab:8080/ignition?mac=00:30:48:fb:e2:44&uuid=")
+	assert.Contains(t, b.Args, "ignition.config.url=http://deploy.lab:8080/ignition?mac=00:30:48:fb:e2:44")
 	assert.Equal(t, "smpc.lab", m.Hostname)
 
 	m = resolve(t, st, "mac=00:23:32:2f:40:3c")

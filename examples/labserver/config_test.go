@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "lab.yaml")
+	require.NoError(t, os.WriteFile(f, []byte(body), 0o644))
+	return f
+}
+
+func TestSampleConfigLoads(t *testing.T) {
+	c, err := loadConfig("lab.yaml")
+	require.NoError(t, err)
+	// The sample names directories that do not exist here; blank them.
+	c.Data, c.Assets, c.TFTPRoot = "", "", ""
+	s, err := c.resolve()
+	require.NoError(t, err)
+	assert.Equal(t, "10.99.0.1:8080", s.HTTP)
+	assert.Equal(t, "http://10.99.0.1:8080", s.BaseURL.String())
+	require.NotNil(t, s.DHCP)
+	assert.Equal(t, "br0", s.DHCP.Interface)
+	assert.Equal(t, "10.99.0.200", s.DHCP.Range[1].String())
+	assert.Len(t, s.DHCP.Reservations, 1)
+	assert.Equal(t, "lab", s.Domain)
+}
+
+func TestConfigErrorsNameKeyAndLine(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       []string
+	}{
+		{"unknown key", "http: 127.0.0.1:8080\nhtpp: x\n", []string{"line 2", "field htpp not found"}},
+		{"bad address", "http: 127.0.0.1:8080\ntftp: nonsense\n", []string{"line 2: tftp:", `"nonsense": want host:port`}},
+		{"bad range", "dhcp:\n  interface: br0\n  server_ip: 10.99.0.1\n  subnet: 10.99.0.0/24\n  range: [10.99.0.100, 10.98.0.200]\n", []string{"line 5: dhcp.range:", "inside 10.99.0.0/24"}},
+		{"no interface", "dhcp:\n  server_ip: 10.99.0.1\n", []string{"dhcp.interface: required"}},
+		{"bad lease", "dhcp:\n  interface: br0\n  server_ip: 10.99.0.1\n  subnet: 10.99.0.0/24\n  range: [10.99.0.100, 10.99.0.200]\n  lease_time: 5\n", []string{"line 6: dhcp.lease_time:"}},
+		{"base url", "base_url: https://x\n", []string{"line 1: base_url:", "GRUB has no TLS"}},
+		{"all addresses", "http: 0.0.0.0:8080\n", []string{"base_url: required"}},
+		{"no http", "http: \"\"\n", []string{"http: the HTTP server cannot be disabled"}},
+		{"data dir", "data: /nonexistent/metalboot\n", []string{"line 1: data:", "not a directory"}},
+		{"bad yaml", "http: [\n", []string{"lab.yaml"}},
+		{"reservation", "dhcp:\n  interface: br0\n  server_ip: 10.99.0.1\n  subnet: 10.99.0.0/24\n  range: [10.99.0.100, 10.99.0.200]\n  reservations:\n    - {mac: zz, ip: 10.99.0.5}\n", []string{"dhcp.reservations", "invalid MAC"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := writeConfig(t, tc.body)
+			var out, errb bytes.Buffer
+			code := run([]string{"-config", f}, &out, &errb)
+			assert.Equal(t, exitConfig, code)
+			for _, w := range tc.want {
+				assert.Contains(t, errb.String(), w)
+			}
+			assert.Equal(t, 1, bytes.Count(errb.Bytes(), []byte("\n")), "one clear line: %q", errb.String())
+		})
+	}
+}
+
+func TestBadFlagsExit2(t *testing.T) {
+	var out, errb bytes.Buffer
+	assert.Equal(t, exitConfig, run([]string{"-nope"}, &out, &errb))
+	assert.Equal(t, exitConfig, run([]string{"-http", "localhost"}, &out, &errb))
+	assert.Contains(t, errb.String(), "http:")
+	assert.Equal(t, exitConfig, run([]string{"extra"}, &out, &errb))
+}
+
+func TestFlagsOverrideFile(t *testing.T) {
+	f := writeConfig(t, "http: 10.0.0.1:80\ndns: 127.0.0.1:53\n")
+	c, err := loadConfig(f)
+	require.NoError(t, err)
+	empty := ""
+	c.DNS = &empty // what -dns "" does
+	httpAddr := "127.0.0.1:18080"
+	c.HTTP = &httpAddr
+	s, err := c.resolve()
+	require.NoError(t, err)
+	assert.Equal(t, "", s.DNS)
+	assert.Equal(t, "127.0.0.1:18080", s.HTTP)
+	assert.Equal(t, "http://127.0.0.1:18080", s.BaseURL.String())
+}
+
+func FuzzConfig(f *testing.F) {
+	b, err := os.ReadFile("lab.yaml")
+	require.NoError(f, err)
+	f.Add(b)
+	f.Add([]byte("dhcp:\n  interface: br0\n"))
+	f.Add([]byte("http: [\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(file, body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := loadConfig(file)
+		if err != nil {
+			return
+		}
+		_, _ = c.resolve() // must not panic
+	})
+}

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/dnssrv"
+	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/profile"
+	"github.com/metalboot/metalboot/profile/demo"
+	"github.com/metalboot/metalboot/tftpsrv"
+)
+
+// lab is one running labserver: the packages wired together.
+type lab struct {
+	s        *settings
+	log      *slog.Logger
+	store    *profile.FSStore
+	resolver *profile.Resolver
+	timeline *timeline
+	state    *installState
+	metrics  *metrics
+	demo     bool
+
+	dnsStatic swapSource    // inventory hosts + config records, replaced on reload
+	dnsLeases *dnssrv.Table // DHCP clients, expiring with their leases
+
+	tftp *tftpsrv.Server
+	dns  *dnssrv.Server
+	dhcp *dhcpsrv.Server
+
+	mu      sync.Mutex
+	errc    chan error
+	running int
+	wg      sync.WaitGroup
+	addrs   map[string]string // service → bound address, for the banner
+}
+
+func newLab(s *settings, log *slog.Logger) (*lab, error) {
+	l := &lab{s: s, log: log, timeline: newTimeline(), metrics: newMetrics(),
+		dnsLeases: &dnssrv.Table{}, addrs: map[string]string{}}
+	var data fs.FS
+	if s.Data == "" {
+		data, l.demo = demo.FS(), true
+	} else {
+		root, err := os.OpenRoot(s.Data)
+		if err != nil {
+			return nil, fmt.Errorf("data: %w", err)
+		}
+		data = root.FS()
+	}
+	store, err := profile.OpenFS(data, checkInventory, log.With("component", "inventory"))
+	if err != nil {
+		where := s.Data
+		if where == "" {
+			where = "embedded demo inventory"
+		}
+		return nil, fmt.Errorf("data %s: %w", where, err)
+	}
+	l.store = store
+	if l.state, err = openInstallState(s.State); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	l.resolver = &profile.Resolver{Store: store, BaseURL: s.BaseURL.String(), Facts: profile.FactSourceFunc(l.facts)}
+	l.refreshInventory()
+	return l, nil
+}
+
+// refreshInventory feeds names and reservations from the current inventory
+// to DNS (and, through reservation lookups, DHCP).
+func (l *lab) refreshInventory() {
+	t := &dnssrv.Table{}
+	if l.demo {
+		t.Set(demo.ServerName, demo.ServerIP)
+	}
+	for name, ip := range l.s.Records {
+		t.Set(l.fqdn(name), ip)
+	}
+	for _, h := range l.store.Inventory().Hosts() {
+		if h.Hostname != "" && h.IP.IsValid() {
+			t.Set(l.fqdn(h.Hostname), h.IP)
+		}
+	}
+	l.dnsStatic.p.Store(t)
+}
+
+// swapSource is a dnssrv.RecordSource whose table is replaced whole when
+// the inventory is reloaded.
+type swapSource struct{ p atomic.Pointer[dnssrv.Table] }
+
+func (s *swapSource) LookupHost(name string) []netip.Addr { return s.p.Load().LookupHost(name) }
+func (s *swapSource) LookupAddr(a netip.Addr) []string    { return s.p.Load().LookupAddr(a) }
+
+func (l *lab) fqdn(name string) string {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if !strings.Contains(name, ".") {
+		name += "." + l.s.Domain
+	}
+	return name + "."
+}
+
+// start binds every configured service; a bind error stops everything
+// (fail fast: a lab with half its services is worse than none).
+func (l *lab) start(ctx context.Context) error {
+	l.errc = make(chan error, 8)
+	type starter struct {
+		name string
+		fn   func(context.Context) error
+	}
+	starters := []starter{{"http", l.startHTTP}}
+	if l.s.TFTP != "" {
+		starters = append(starters, starter{"tftp", l.startTFTP})
+	}
+	if l.s.DNS != "" {
+		starters = append(starters, starter{"dns", l.startDNS})
+	}
+	if l.s.DHCP != nil {
+		starters = append(starters, starter{"dhcp", l.startDHCP})
+	}
+	for _, st := range starters {
+		if err := st.fn(ctx); err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
+	}
+	return nil
+}
+
+// serve runs fn until ctx ends, reporting an early failure to wait.
+func (l *lab) serve(name string, fn func() error) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			l.errc <- fmt.Errorf("%s: %w", name, err)
+		}
+	}()
+}
+
+func (l *lab) wait(ctx context.Context) error {
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-l.errc:
+	}
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		l.log.Warn("some services did not stop within 10s")
+	}
+	return err
+}
+
+func (l *lab) setAddr(name, addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.addrs[name] = addr
+}
+
+// facts gives what DHCP knows about a MAC to the profile resolver.
+func (l *lab) facts(m hwaddr.MAC) (profile.Facts, bool) {
+	return l.leaseFacts(m)
+}
+
+func (l *lab) banner() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	inv := "data directory " + l.s.Data
+	if l.demo {
+		inv = "embedded demo inventory (mp.lab 00:23:32:2f:40:3c UEFI, smpc.lab 00:30:48:fb:e2:44 BIOS)"
+	}
+	fmt.Fprintf(&b, "metalboot labserver: serving the %s\n", inv)
+	fmt.Fprintf(&b, "  HTTP  http://%s  (/grub /ignition /assets/ /machines /metrics /healthz); machines are told %s\n", l.addrs["http"], l.s.BaseURL)
+	if a := l.addrs["tftp"]; a != "" {
+		fmt.Fprintf(&b, "  TFTP  %s  (first-stage grub.cfg generated; files from %s)\n", a, orNone(l.s.TFTPRoot))
+	} else {
+		fmt.Fprintf(&b, "  TFTP  off\n")
+	}
+	if a := l.addrs["dns"]; a != "" {
+		fmt.Fprintf(&b, "  DNS   %s  (zone %s.)\n", a, l.s.Domain)
+	} else {
+		fmt.Fprintf(&b, "  DNS   off\n")
+	}
+	if l.s.DHCP != nil {
+		mode := "addresses " + l.s.DHCP.Range[0].String() + "-" + l.s.DHCP.Range[1].String()
+		if l.s.DHCP.Proxy {
+			mode = "proxyDHCP: boot options only"
+		}
+		fmt.Fprintf(&b, "  DHCP  on %s, %s\n", l.s.DHCP.Interface, mode)
+	} else {
+		fmt.Fprintf(&b, "  DHCP  off\n")
+	}
+	httpHost := l.addrs["http"]
+	fmt.Fprintf(&b, "Try:\n")
+	fmt.Fprintf(&b, "  curl 'http://%s/grub?mac=00:23:32:2f:40:3c'\n", httpHost)
+	if a := l.addrs["tftp"]; a != "" {
+		h, p, _ := net.SplitHostPort(a)
+		fmt.Fprintf(&b, "  tftp %s %s -c get grub.cfg /dev/stdout\n", h, p)
+	}
+	if a := l.addrs["dns"]; a != "" {
+		h, p, _ := net.SplitHostPort(a)
+		fmt.Fprintf(&b, "  dig @%s -p %s mp.lab +short\n", h, p)
+	}
+	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nowhere (no tftp_root)"
+	}
+	return s
+}
+
+// askReinstall calls POST /machines/{mac}/reinstall on the running server.
+func askReinstall(s *settings, mac string, out interface{ Write([]byte) (int, error) }) error {
+	m, err := hwaddr.Parse(mac)
+	if err != nil {
+		return err
+	}
+	u := "http://" + s.HTTP + "/machines/" + m.String() + "/reinstall"
+	resp, err := http.Post(u, "text/plain", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", u, resp.Status)
+	}
+	fmt.Fprintf(out, "%s will be reinstalled on its next network boot\n", m)
+	return nil
+}
+
+// makeTFTPRoot runs grub-mknetdir for BIOS and UEFI x86-64 (and ARM64 when
+// its modules are installed) into dir.
+func makeTFTPRoot(dir string, out interface{ Write([]byte) (int, error) }) error {
+	if _, err := exec.LookPath("grub-mknetdir"); err != nil {
+		return errors.New("grub-mknetdir not found: apt-get install grub-common grub-efi-amd64-bin grub-pc-bin")
+	}
+	made := 0
+	for _, platform := range []string{"i386-pc", "x86_64-efi", "arm64-efi"} {
+		mods := filepath.Join("/usr/lib/grub", platform)
+		if _, err := os.Stat(mods); err != nil {
+			fmt.Fprintf(out, "skip %s: %s not installed\n", platform, mods)
+			continue
+		}
+		cmd := exec.Command("grub-mknetdir", "--net-directory="+dir, "--subdir=grub", "-d", mods)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("grub-mknetdir %s: %v: %s", platform, err, b)
+		}
+		made++
+		fmt.Fprintf(out, "%s: %s\n", platform, filepath.Join(dir, "grub", platform))
+	}
+	if made == 0 {
+		return errors.New("no GRUB platform modules under /usr/lib/grub: apt-get install grub-efi-amd64-bin grub-pc-bin")
+	}
+	fmt.Fprintf(out, "serve it with: labserver -tftp-root %s (first-stage grub.cfg is generated)\n", dir)
+	return nil
+}
+
+// metrics are labserver's Prometheus metrics.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	stages   *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "metalboot_http_requests_total", Help: "HTTP requests by handler and status code."}, []string{"handler", "code"})
+	m.stages = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "metalboot_boot_stage_events_total", Help: "Boot-flow events by stage (dhcp-lease, tftp, grub, kernel, initrd, ignition, …)."}, []string{"stage"})
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "metalboot_errors_total", Help: "Errors by stage."}, []string{"stage"})
+	m.reg.MustRegister(m.requests, m.stages, m.errors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// event records a stage in the timeline and the metrics.
+func (l *lab) event(mac hwaddr.MAC, ip netip.Addr, stage, detail string) {
+	l.metrics.stages.WithLabelValues(stage).Inc()
+	l.timeline.record(mac, ip, stage, detail)
+}

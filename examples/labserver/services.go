@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"testing/fstest"
+	"time"
+
+	"github.com/metalboot/metalboot/dnssrv"
+	"github.com/metalboot/metalboot/tftpsrv"
+)
+
+// startTFTP serves the TFTP root with generated first-stage GRUB configs.
+func (l *lab) startTFTP(ctx context.Context) error {
+	var root fs.FS = fstest.MapFS{}
+	if l.s.TFTPRoot != "" {
+		r, err := tftpsrv.DirFS(l.s.TFTPRoot)
+		if err != nil {
+			return fmt.Errorf("tftp_root: %w", err)
+		}
+		root = r
+	}
+	pc, err := net.ListenPacket("udp", l.s.TFTP)
+	if err != nil {
+		return err
+	}
+	l.setAddr("tftp", pc.LocalAddr().String())
+	srv := &tftpsrv.Server{
+		FS:         root,
+		Handler:    tftpsrv.HandlerFunc(l.serveTFTP),
+		Logger:     l.log.With("component", "tftp"),
+		OnTransfer: l.onTransfer,
+	}
+	l.tftp = srv
+	l.serve("tftp", func() error { return srv.Serve(ctx, pc) })
+	return nil
+}
+
+func (l *lab) onTransfer(t tftpsrv.Transfer) {
+	ip := t.Client.Addr().Unmap()
+	if t.Err != nil {
+		if !errors.Is(t.Err, fs.ErrNotExist) {
+			l.metrics.errors.WithLabelValues("tftp").Inc()
+		}
+		return // GRUB probes several config names; misses are normal
+	}
+	l.metrics.stages.WithLabelValues(stageTFTP).Inc()
+	l.timeline.recordIP(ip, stageTFTP, fmt.Sprintf("%s (%d bytes, %s)", t.Filename, t.Bytes, t.Duration.Round(time.Millisecond)))
+}
+
+// startDNS serves the lab zone from the inventory, config records and DHCP
+// leases, and forwards the rest to the configured upstreams.
+func (l *lab) startDNS(ctx context.Context) error {
+	pc, ln, err := dnssrv.ListenUDPTCP(ctx, l.s.DNS)
+	if err != nil {
+		return err
+	}
+	l.setAddr("dns", pc.LocalAddr().String())
+	var reverse []netip.Prefix
+	if l.demo {
+		reverse = append(reverse, netip.MustParsePrefix("172.22.10.0/24"))
+	}
+	if l.s.DHCP != nil {
+		reverse = append(reverse, l.s.DHCP.Subnet)
+	}
+	for _, h := range l.store.Inventory().Hosts() {
+		if h.IP.IsValid() && h.IP.Is4() {
+			p, _ := h.IP.Prefix(24)
+			reverse = appendUnique(reverse, p)
+		}
+	}
+	allow := l.s.DNSAllow
+	if len(allow) == 0 {
+		allow = append([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, reverse...)
+	}
+	srv := &dnssrv.Server{
+		Zones:      []string{l.s.Domain + "."},
+		ReverseFor: reverse,
+		Records:    dnssrv.Multi(&l.dnsStatic, l.dnsLeases),
+		Upstreams:  l.s.Upstreams,
+		Allow:      allow,
+		Logger:     l.log.With("component", "dns"),
+	}
+	l.dns = srv
+	l.serve("dns", func() error { return srv.Serve(ctx, pc, ln) })
+	return nil
+}
+
+func appendUnique(ps []netip.Prefix, p netip.Prefix) []netip.Prefix {
+	for _, q := range ps {
+		if q == p {
+			return ps
+		}
+	}
+	return append(ps, p)
+}

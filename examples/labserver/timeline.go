@@ -1,0 +1,218 @@
+package main
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/metalboot/metalboot/internal/hwaddr"
+)
+
+// Stages of the boot flow, in order, as the timeline names them.
+const (
+	stageDiscover  = "dhcp-discover"
+	stageLease     = "dhcp-lease"
+	stageTFTP      = "tftp"
+	stageGrub      = "grub"
+	stageKernel    = "kernel"
+	stageInitrd    = "initrd"
+	stageAsset     = "asset"
+	stageIgnition  = "ignition"
+	stageInstalled = "installed-config"
+	stageLocalBoot = "local-boot"
+)
+
+// Limits that keep the timeline's memory bounded whatever the network does.
+const (
+	maxMachines = 4096
+	maxEvents   = 64
+)
+
+// event is one step a machine took.
+type event struct {
+	Time   time.Time `json:"time"`
+	Stage  string    `json:"stage"`
+	Detail string    `json:"detail,omitempty"`
+	IP     string    `json:"ip,omitempty"`
+}
+
+type machineRecord struct {
+	MAC       string    `json:"mac"`
+	IP        string    `json:"ip,omitempty"`
+	Hostname  string    `json:"hostname,omitempty"`
+	Installed bool      `json:"installed"`
+	Last      time.Time `json:"last_seen"`
+	Events    []event   `json:"events"`
+
+	kernel string
+	initrd []string
+}
+
+// timeline records what every machine did, keyed by MAC; requests that
+// carry only an IP (TFTP, assets) are attributed through the IP→MAC map
+// learnt from DHCP leases and /grub requests.
+type timeline struct {
+	mu       sync.Mutex
+	machines map[hwaddr.MAC]*machineRecord
+	byIP     map[netip.Addr]hwaddr.MAC
+	now      func() time.Time
+}
+
+func newTimeline() *timeline {
+	return &timeline{machines: map[hwaddr.MAC]*machineRecord{}, byIP: map[netip.Addr]hwaddr.MAC{}, now: time.Now}
+}
+
+func (t *timeline) record(mac hwaddr.MAC, ip netip.Addr, stage, detail string) {
+	if mac.IsZero() {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.machines[mac]
+	if r == nil {
+		if len(t.machines) >= maxMachines {
+			t.evictOldest()
+		}
+		r = &machineRecord{MAC: mac.String()}
+		t.machines[mac] = r
+	}
+	now := t.now()
+	r.Last = now
+	e := event{Time: now, Stage: stage, Detail: detail}
+	if ip.IsValid() {
+		ip = ip.Unmap()
+		e.IP = ip.String()
+		r.IP = e.IP
+		if len(t.byIP) >= 4*maxMachines {
+			clear(t.byIP)
+		}
+		t.byIP[ip] = mac
+	}
+	if len(r.Events) >= maxEvents {
+		r.Events = slices.Delete(r.Events, 0, 1)
+	}
+	r.Events = append(r.Events, e)
+}
+
+func (t *timeline) evictOldest() {
+	var oldest hwaddr.MAC
+	var when time.Time
+	for m, r := range t.machines {
+		if when.IsZero() || r.Last.Before(when) {
+			oldest, when = m, r.Last
+		}
+	}
+	delete(t.machines, oldest)
+}
+
+// macOf returns the MAC last seen at ip.
+func (t *timeline) macOf(ip netip.Addr) (hwaddr.MAC, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.byIP[ip.Unmap()]
+	return m, ok
+}
+
+// recordIP records an event for whatever machine holds ip; unknown IPs are
+// dropped (there is no MAC to key them by).
+func (t *timeline) recordIP(ip netip.Addr, stage, detail string) {
+	if m, ok := t.macOf(ip); ok {
+		t.record(m, ip, stage, detail)
+	}
+}
+
+// setBoot remembers the kernel and initrd paths a machine was told to load,
+// so that an asset fetch can be named "kernel" or "initrd".
+func (t *timeline) setBoot(mac hwaddr.MAC, hostname, kernel string, initrd []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.machines[mac]; r != nil {
+		r.kernel, r.initrd = kernel, slices.Clone(initrd)
+		if hostname != "" {
+			r.Hostname = hostname
+		}
+	}
+}
+
+// assetStage classifies an asset request from ip.
+func (t *timeline) assetStage(ip netip.Addr, path string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.byIP[ip.Unmap()]
+	if !ok {
+		return stageAsset
+	}
+	r := t.machines[m]
+	switch {
+	case r == nil:
+	case r.kernel != "" && strings.HasSuffix(r.kernel, path):
+		return stageKernel
+	case slices.ContainsFunc(r.initrd, func(s string) bool { return strings.HasSuffix(s, path) }):
+		return stageInitrd
+	}
+	return stageAsset
+}
+
+func (t *timeline) setInstalled(mac hwaddr.MAC, v bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.machines[mac]; r != nil {
+		r.Installed = v
+	}
+}
+
+func (t *timeline) snapshot() []machineRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]machineRecord, 0, len(t.machines))
+	for _, r := range t.machines {
+		c := *r
+		c.Events = slices.Clone(r.Events)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b machineRecord) int { return strings.Compare(a.MAC, b.MAC) })
+	return out
+}
+
+var machinesPage = template.Must(template.New("machines").Funcs(template.FuncMap{
+	"hhmmss": func(t time.Time) string { return t.Format("15:04:05.000") },
+}).Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>metalboot: machines</title>
+<meta http-equiv="refresh" content="5">
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin-bottom:2em}
+td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd;font-size:90%}
+h2{font-size:110%;margin-bottom:.3em} code{background:#f4f4f4;padding:0 .3em}
+.stage{font-weight:600} .installed{color:#070}
+</style></head><body>
+<h1>Machines</h1>
+<p>{{len .}} machine(s) seen. The page refreshes every 5 s; JSON at <code>/machines?format=json</code>.</p>
+{{range .}}
+<h2><code>{{.MAC}}</code> {{.Hostname}} {{.IP}} {{if .Installed}}<span class="installed">installed</span>{{end}}</h2>
+<table><tr><th>time</th><th>stage</th><th>detail</th><th>from</th></tr>
+{{range .Events}}<tr><td>{{hhmmss .Time}}</td><td class="stage">{{.Stage}}</td><td>{{.Detail}}</td><td>{{.IP}}</td></tr>
+{{end}}</table>
+{{end}}
+</body></html>
+`))
+
+// ServeHTTP serves /machines as HTML, or JSON with ?format=json or an
+// Accept: application/json header.
+func (t *timeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ms := t.snapshot()
+	if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(ms)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_ = machinesPage.Execute(w, ms)
+}

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path"
+	"time"
+
+	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/grubcfg"
+	"github.com/metalboot/metalboot/ignition"
+	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/profile"
+	"github.com/metalboot/metalboot/tftpsrv"
+)
+
+// ignitionChecker compiles every Ignition template of a newly loaded
+// inventory, so a broken template is rejected at load (and on SIGHUP), not
+// when a machine boots. It is shared with the /ignition handler, which
+// then serves the checked templates.
+var ignitionChecker = &ignition.Handler{}
+
+func checkInventory(inv *profile.Inventory) error { return ignitionChecker.Check(inv) }
+
+func (l *lab) grubOptions() grubcfg.Options {
+	o := grubcfg.Options{}
+	if l.s.Serial {
+		o.Serial = &grubcfg.Serial{Speed: l.s.SerialSpeed}
+	}
+	return o
+}
+
+func (l *lab) firstStage(mac hwaddr.MAC) grubcfg.FirstStage {
+	f := grubcfg.FirstStage{HTTPAddr: l.s.BaseURL.Host, MAC: mac, OnFailure: grubcfg.FailPrompt}
+	if l.s.Serial {
+		f.Serial = &grubcfg.Serial{Speed: l.s.SerialSpeed}
+	}
+	return f
+}
+
+// grubHandler serves /grub: the machine's install config, or a local-disk
+// boot once it has installed.
+func (l *lab) grubHandler() http.Handler {
+	h := &grubcfg.Handler{
+		Resolver:  l.resolver,
+		Options:   l.grubOptions(),
+		Logger:    l.log.With("component", "grub"),
+		LocalBoot: func(m *profile.Machine) bool { return !m.MAC.IsZero() && l.state.isInstalled(m.MAC) },
+		OnServe: func(m *profile.Machine, local bool) {
+			stage, detail := stageGrub, "profile "+m.Profile.ID
+			if local {
+				stage, detail = stageLocalBoot, "installed: boot the local disk"
+			}
+			if b, err := m.RenderBoot(); err == nil && !local {
+				defer l.timeline.setBoot(m.MAC, m.Hostname, b.Kernel, b.Initrd)
+			}
+			l.event(m.MAC, l.currentRemote(m), stage, detail)
+		},
+	}
+	return grubcfg.CloseAfterResponse(withRemote(h))
+}
+
+// firstStageHTTP serves /grub.cfg for UEFI HTTP boot.
+func (l *lab) firstStageHTTP() http.Handler {
+	h, err := grubcfg.FirstStageHandler(l.firstStage(hwaddr.MAC{}))
+	if err != nil {
+		l.log.Error("first stage", "err", err)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			profile.Error(w, http.StatusInternalServerError, "first stage: "+err.Error())
+		})
+	}
+	return grubcfg.CloseAfterResponse(h)
+}
+
+// ignitionHandler serves /ignition; fetching the installed config marks the
+// machine installed (install once).
+func (l *lab) ignitionHandler() http.Handler {
+	h := &ignition.Handler{
+		Resolver: l.resolver,
+		Logger:   l.log.With("component", "ignition"),
+		OnServe: func(m *profile.Machine) {
+			ip := l.currentRemote(m)
+			if m.Attrs[profile.KeyOS] == "installed" {
+				l.event(m.MAC, ip, stageInstalled, "profile "+m.Profile.ID)
+				if !m.MAC.IsZero() {
+					if changed, err := l.state.set(m.MAC, true, time.Now()); err != nil {
+						l.log.Error("install state", "mac", m.MAC, "err", err)
+					} else if changed {
+						l.timeline.setInstalled(m.MAC, true)
+					}
+				}
+				return
+			}
+			l.event(m.MAC, ip, stageIgnition, "profile "+m.Profile.ID)
+		},
+	}
+	// Serve what the load-time check compiled.
+	if err := h.Check(l.store.Inventory()); err != nil {
+		l.log.Error("ignition", "err", err)
+	}
+	return withRemote(h)
+}
+
+type remoteKey struct{}
+
+// withRemote keeps the client address in the context so hooks that only
+// get the machine can attribute the event to an IP.
+func withRemote(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), remoteKey{}, remoteIP(r))))
+	})
+}
+
+// currentRemote is the address the machine's request came from; the
+// resolver puts the request context nowhere the machine can see, so
+// labserver keeps the latest per MAC from the lease table instead.
+func (l *lab) currentRemote(m *profile.Machine) netip.Addr {
+	if m.IP.IsValid() {
+		return m.IP
+	}
+	return netip.Addr{}
+}
+
+// serveTFTP answers the first-stage names GRUB asks for over TFTP:
+// grub.cfg-01-<mac> (pinned to that MAC; this also tells the timeline
+// which machine is at that address), grub.cfg-<hex ip> (not used) and
+// grub.cfg.
+func (l *lab) serveTFTP(ctx context.Context, req *tftpsrv.Request) ([]byte, error) {
+	name := req.Filename
+	if path.Base(name) != "grub.cfg" && path.Ext(name) == ".cfg" {
+		return nil, tftpsrv.ErrNotHandled
+	}
+	mac, ok := grubcfg.FirstStageName(name)
+	if !ok {
+		return nil, tftpsrv.ErrNotHandled
+	}
+	if !mac.IsZero() {
+		l.timeline.record(mac, req.Client.Addr().Unmap(), stageTFTP, name)
+	}
+	return l.firstStage(mac).Render()
+}
+
+// startDHCP runs the DHCP server on the configured interface only.
+func (l *lab) startDHCP(ctx context.Context) error {
+	d := l.s.DHCP
+	var leases dhcpsrv.LeaseStore = dhcpsrv.NewMemoryStore()
+	if l.s.State != "" {
+		j, err := dhcpsrv.OpenJournal(l.s.State)
+		if err != nil {
+			return fmt.Errorf("leases: %w", err)
+		}
+		leases = j
+	}
+	res := dhcpsrv.StaticReservations{}
+	for mac, r := range d.Reservations {
+		ip, _ := netip.ParseAddr(r.IP)
+		res[mac] = dhcpsrv.Reservation{IP: ip, Hostname: r.Hostname}
+	}
+	for _, h := range l.store.Inventory().Hosts() {
+		if h.IP.IsValid() && d.Subnet.Contains(h.IP) {
+			if _, set := res[h.MAC]; !set {
+				res[h.MAC] = dhcpsrv.Reservation{IP: h.IP, Hostname: h.Hostname}
+			}
+		}
+	}
+	files := map[dhcpsrv.Arch]string{}
+	for k, v := range dhcpsrv.DefaultBootFiles {
+		files[k] = v
+	}
+	for k, v := range d.BootFiles {
+		switch k {
+		case "bios":
+			files[dhcpsrv.ArchBIOS] = v
+		case "efi64":
+			files[dhcpsrv.ArchEFIx64], files[dhcpsrv.ArchEFIBC] = v, v
+		case "arm64":
+			files[dhcpsrv.ArchEFIARM64] = v
+		case "http":
+			files[dhcpsrv.ArchEFIx64HTTP] = v
+		}
+	}
+	srv := &dhcpsrv.Server{
+		Interface:    d.Interface,
+		ServerIP:     d.ServerIP,
+		Subnets:      []dhcpsrv.Subnet{{Prefix: d.Subnet, Ranges: []dhcpsrv.Range{{From: d.Range[0], To: d.Range[1]}}, Router: d.Router, DNS: d.DNS, Domain: d.Domain, LeaseTime: d.LeaseTime}},
+		Reservations: res,
+		Boot:         dhcpsrv.BootPolicy{Files: files, HTTPBase: l.s.BaseURL.String()},
+		Leases:       leases,
+		ProxyDHCP:    d.Proxy,
+		Logger:       l.log.With("component", "dhcp"),
+		OnDiscover: func(e dhcpsrv.Event) {
+			l.event(e.MAC, netip.Addr{}, stageDiscover, fmt.Sprintf("arch %s, boot file %s", e.Arch, e.BootFile))
+		},
+		OnLease: func(le dhcpsrv.Lease) {
+			l.event(le.MAC, le.IP, stageLease, fmt.Sprintf("%s until %s", le.IP, le.Expires.Format(time.TimeOnly)))
+			if le.Hostname != "" {
+				l.dnsLeases.SetExpiring(l.fqdn(le.Hostname), le.IP, le.Expires)
+			}
+		},
+		OnRelease: func(le dhcpsrv.Lease) {
+			if le.Hostname != "" {
+				l.dnsLeases.Delete(l.fqdn(le.Hostname))
+			}
+		},
+	}
+	l.dhcp = srv
+	l.setAddr("dhcp", d.Interface)
+	errc := make(chan error, 1)
+	l.serve("dhcp", func() error {
+		err := srv.ListenAndServe(ctx)
+		errc <- err
+		return err
+	})
+	// Fail fast on bind errors (wrong interface, port in use).
+	select {
+	case err := <-errc:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
+	return nil
+}
+
+// leaseFacts tells the profile resolver what DHCP knows about a MAC.
+func (l *lab) leaseFacts(m hwaddr.MAC) (profile.Facts, bool) {
+	if l.dhcp == nil {
+		return profile.Facts{}, false
+	}
+	le, ok := l.dhcp.Lease(m)
+	if !ok {
+		return profile.Facts{}, false
+	}
+	return profile.Facts{IP: le.IP, UUID: le.UUID, Hostname: le.Hostname}, true
+}
+
+// tftpOverHTTP serves the TFTP root over HTTP under /grub/ for UEFI HTTP
+// boot (the firmware fetches /grub/x86_64-efi/core.efi, GRUB then its
+// modules and /grub/grub.cfg, which is generated).
+func (l *lab) tftpOverHTTP() http.Handler {
+	var files http.Handler = http.NotFoundHandler()
+	if l.s.TFTPRoot != "" {
+		if root, err := os.OpenRoot(l.s.TFTPRoot); err == nil {
+			files = http.FileServerFS(root.FS())
+		}
+	}
+	first := l.firstStageHTTP()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := grubcfg.FirstStageName(r.URL.Path[1:]); ok {
+			first.ServeHTTP(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
+var _ fs.FS = nil
+var _ net.Conn = nil
