@@ -47,7 +47,9 @@ func FuzzHandlePacket(f *testing.F) {
 	peer := &net.UDPAddr{IP: net.IPv4(10, 99, 0, 50), Port: 68}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, s := range servers {
-			s.init()
+			if err := s.prepare(); err != nil {
+				t.Fatal(err)
+			}
 			for _, port := range []int{ServerPort, PXEPort} {
 				out, dst := s.handlePacket(context.Background(), b, port, peer)
 				if out == nil {

@@ -181,6 +181,8 @@ type Server struct {
 	OnRelease func(Lease)
 
 	initOnce sync.Once
+	prepMu   sync.Mutex
+	sid      netip.Addr // server identifier: ServerIP or the interface's address
 	log      *slog.Logger
 	store    LeaseStore
 	subnets  []*subnet
@@ -241,6 +243,31 @@ func (s *Server) init() {
 	})
 }
 
+// prepare initialises the server and resolves the server identifier.
+func (s *Server) prepare() error {
+	s.init()
+	if len(s.subnets) == 0 && !s.ProxyDHCP {
+		return ErrNoSubnet
+	}
+	s.prepMu.Lock()
+	defer s.prepMu.Unlock()
+	if s.sid.IsValid() {
+		return nil
+	}
+	ip := s.ServerIP
+	if !ip.IsValid() && s.Interface != "" {
+		var err error
+		if ip, err = interfaceIPv4(s.Interface); err != nil {
+			return err
+		}
+	}
+	if !ip.Is4() {
+		return fmt.Errorf("dhcpsrv: ServerIP %v is not an IPv4 address (set ServerIP or Interface)", ip)
+	}
+	s.sid = ip
+	return nil
+}
+
 func (s *Server) now() time.Time {
 	if s.Clock != nil {
 		return s.Clock()
@@ -262,19 +289,8 @@ func (s *Server) Lease(mac hwaddr.MAC) (Lease, bool) {
 // s.Interface and serves until ctx ends; it then returns nil. A bind error
 // is returned at once.
 func (s *Server) ListenAndServe(ctx context.Context) error {
-	s.init()
-	if len(s.subnets) == 0 && !s.ProxyDHCP {
-		return ErrNoSubnet
-	}
-	if !s.ServerIP.IsValid() && s.Interface != "" {
-		ip, err := interfaceIPv4(s.Interface)
-		if err != nil {
-			return err
-		}
-		s.ServerIP = ip
-	}
-	if !s.ServerIP.Is4() {
-		return fmt.Errorf("dhcpsrv: ServerIP %v is not an IPv4 address", s.ServerIP)
+	if err := s.prepare(); err != nil {
+		return err
 	}
 	ports := []int{ServerPort}
 	if s.ProxyDHCP {
@@ -361,7 +377,9 @@ type packet struct {
 // the PXE boot-server port. Read errors other than the end of ctx are
 // returned.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
-	s.init()
+	if err := s.prepare(); err != nil {
+		return err
+	}
 	port := ServerPort
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		port = ua.Port
@@ -453,7 +471,10 @@ func (s *Server) destination(req, resp *dhcpv4.DHCPv4, port int, peer net.Addr) 
 // reply to send, or nil when none is due. It is what Serve does per packet,
 // without the socket: handy for tests and for embedding.
 func (s *Server) Reply(ctx context.Context, req *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
-	s.init()
+	if err := s.prepare(); err != nil {
+		s.log.Error("dhcpsrv: not configured", "err", err)
+		return nil
+	}
 	return s.reply(ctx, req, ServerPort)
 }
 
@@ -523,7 +544,7 @@ func (s *Server) subnetFor(req *dhcpv4.DHCPv4) *subnet {
 		return nil
 	}
 	for _, sn := range s.subnets {
-		if s.ServerIP.IsValid() && sn.Prefix.Contains(s.ServerIP) {
+		if s.sid.IsValid() && sn.Prefix.Contains(s.sid) {
 			return sn
 		}
 	}
@@ -676,7 +697,7 @@ func (s *Server) offerTime() time.Duration {
 func (s *Server) nak(req *dhcpv4.DHCPv4, msg string) *dhcpv4.DHCPv4 {
 	resp, err := dhcpv4.NewReplyFromRequest(req,
 		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.ServerIP.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.sid.AsSlice())),
 		dhcpv4.WithOption(dhcpv4.OptMessage(msg)))
 	if err != nil {
 		return nil
@@ -689,7 +710,7 @@ func (s *Server) nak(req *dhcpv4.DHCPv4, msg string) *dhcpv4.DHCPv4 {
 
 func (s *Server) request(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 	now := s.now()
-	if sid := ipOf(req.ServerIdentifier()); sid.IsValid() && s.ServerIP.IsValid() && sid != s.ServerIP {
+	if sid := ipOf(req.ServerIdentifier()); sid.IsValid() && s.sid.IsValid() && sid != s.sid {
 		// The client chose another server's offer.
 		s.mu.Lock()
 		if ip, ok := s.offerByMAC[mac]; ok {
@@ -840,7 +861,7 @@ func (s *Server) inform(req *dhcpv4.DHCPv4, _ hwaddr.MAC) *dhcpv4.DHCPv4 {
 
 func (s *Server) addNetworkOptions(resp *dhcpv4.DHCPv4, sn *subnet, hostname string, lease bool) {
 	o := resp.Options
-	o.Update(dhcpv4.OptServerIdentifier(s.ServerIP.AsSlice()))
+	o.Update(dhcpv4.OptServerIdentifier(s.sid.AsSlice()))
 	o.Update(dhcpv4.OptSubnetMask(net.CIDRMask(sn.Prefix.Bits(), 32)))
 	if sn.Router.Is4() {
 		o.Update(dhcpv4.OptRouter(sn.Router.AsSlice()))
@@ -878,7 +899,7 @@ func (s *Server) addBootOptions(req, resp *dhcpv4.DHCPv4, ci ClientInfo, proxy b
 	}
 	next := s.NextServer
 	if !next.Is4() {
-		next = s.ServerIP
+		next = s.sid
 	}
 	o := resp.Options
 	resp.BootFileName = file
@@ -933,7 +954,7 @@ func (s *Server) proxy(req *dhcpv4.DHCPv4, mac hwaddr.MAC, port int) *dhcpv4.DHC
 	if err != nil {
 		return nil
 	}
-	resp.Options.Update(dhcpv4.OptServerIdentifier(s.ServerIP.AsSlice()))
+	resp.Options.Update(dhcpv4.OptServerIdentifier(s.sid.AsSlice()))
 	file := s.addBootOptions(req, resp, ci, true)
 	if mt == dhcpv4.MessageTypeOffer {
 		s.hookDiscover(Event{Time: s.now(), MAC: mac, Arch: ci.Arch, UUID: ci.UUID, VendorClass: ci.VendorClass,
