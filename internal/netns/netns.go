@@ -8,7 +8,8 @@
 // `ip -n <ns> …`, never in the caller's namespace. Each namespace is deleted
 // by t.Cleanup, also when the test fails, and every process started through
 // [NS.Command] is killed by its own PID before that (nothing is killed by
-// name).
+// name). Namespaces left behind by a test process that was killed before
+// its cleanup ran (mbt<pid>-<n> with a dead pid) are removed by the next New.
 //
 // A typical two-namespace topology: the server namespace owns a bridge, each
 // client namespace gets one end of a veth pair whose other end is enslaved to
@@ -41,16 +42,18 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // NS is one network namespace created by [New] for the duration of a test.
 type NS struct {
-	// Name is the namespace name as known to `ip netns` (at most 15
-	// characters, unique per process).
+	// Name is the namespace name as known to `ip netns`: mbt<pid>-<n>,
+	// unique on the machine while the test process lives.
 	Name string
 
 	t testing.TB
@@ -69,19 +72,50 @@ func New(t testing.TB) *NS {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("netns: iproute2 `ip` not found in PATH (apt-get install iproute2)")
 	}
-	name := fmt.Sprintf("mbt%d-%d", os.Getpid()%1000000, seq.Add(1))
+	removeStale()
+	name := fmt.Sprintf("mbt%d-%d", os.Getpid(), seq.Add(1))
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Skipf("netns: cannot create a network namespace here: ip netns add %s: %v: %s", name, err, bytes.TrimSpace(out))
 	}
 	ns := &NS{Name: name, t: t}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Logf("netns: ip netns del %s: %v: %s", name, err, bytes.TrimSpace(out))
+		var out []byte
+		var err error
+		for range 5 { // "resource busy" while another ip netns command runs
+			if out, err = exec.Command("ip", "netns", "del", name).CombinedOutput(); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
+		t.Errorf("netns: ip netns del %s: %v: %s", name, err, bytes.TrimSpace(out))
 	})
 	ns.IP("link", "set", "lo", "up")
 	return ns
 }
+
+// removeStale deletes namespaces this package created in test processes
+// that no longer exist (killed before their cleanup ran). Only names of the
+// form mbt<pid>-<n> with a dead <pid> are touched.
+func removeStale() {
+	staleOnce.Do(func() {
+		entries, err := os.ReadDir("/var/run/netns")
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			var pid, n int
+			if _, err := fmt.Sscanf(e.Name(), "mbt%d-%d", &pid, &n); err != nil || e.Name() != fmt.Sprintf("mbt%d-%d", pid, n) {
+				continue
+			}
+			if pid == os.Getpid() || unix.Kill(pid, 0) != unix.ESRCH {
+				continue
+			}
+			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
+		}
+	})
+}
+
+var staleOnce sync.Once
 
 // Need skips the test unless every named program is found in PATH.
 func Need(t testing.TB, programs ...string) {
