@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
@@ -148,7 +150,7 @@ func (l *lab) assetsHandler() http.Handler {
 	if l.s.Assets != "" {
 		root, err := os.OpenRoot(l.s.Assets)
 		if err == nil {
-			files = http.StripPrefix("/assets", http.FileServerFS(root.FS()))
+			files = http.StripPrefix("/assets", http.FileServerFS(confined{root.FS()}))
 		} else {
 			l.log.Error("assets", "err", err)
 		}
@@ -191,4 +193,17 @@ func (l *lab) reinstall(w http.ResponseWriter, r *http.Request) {
 	l.event(m, netip.Addr{}, "reinstall-requested", "by "+ip.String())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte(m.String() + " will be reinstalled on its next network boot\n"))
+}
+
+// confined reports every failure to open a file of an os.Root tree other
+// than "does not exist" (a symbolic link or path that leaves the root, a
+// device…) as permission denied, so the file server answers 403, not 500.
+type confined struct{ fs.FS }
+
+func (c confined) Open(name string) (fs.File, error) {
+	f, err := c.FS.Open(name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrPermission}
+	}
+	return f, err
 }

@@ -247,7 +247,7 @@ func (l *lab) tftpOverHTTP() http.Handler {
 	var files http.Handler = http.NotFoundHandler()
 	if l.s.TFTPRoot != "" {
 		if root, err := os.OpenRoot(l.s.TFTPRoot); err == nil {
-			files = http.FileServerFS(root.FS())
+			files = http.FileServerFS(confined{root.FS()})
 		}
 	}
 	first := l.firstStageHTTP()
