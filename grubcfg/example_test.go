@@ -43,14 +43,14 @@ func ExampleHandler() {
 	//
 	// menuentry 'Flatcar installer: boots the PXE image, which installs to the disk named in metadata (EFI)' --id efi {
 	//   echo 'metalboot: loading kernel /assets/flatcar/current/flatcar_production_pxe.vmlinuz'
-	//   linux '/assets/flatcar/current/flatcar_production_pxe.vmlinuz' 'flatcar.first_boot=yes' 'ignition.config.url=http://172.22.10.2:8080/ignition?mac=00:23:32:2f:40:3c&uuid=' 'console=tty0' 'console=ttyS0,115200n8'
+	//   linux '/assets/flatcar/current/flatcar_production_pxe.vmlinuz' 'flatcar.first_boot=yes' 'ignition.config.url=http://172.22.10.2:8080/ignition?mac=00:23:32:2f:40:3c' 'console=tty0' 'console=ttyS0,115200n8'
 	//   echo 'metalboot: loading initrd /assets/flatcar/current/flatcar_production_pxe_image.cpio.gz'
 	//   initrd '/assets/flatcar/current/flatcar_production_pxe_image.cpio.gz'
 	// }
 	//
 	// menuentry 'Flatcar installer: boots the PXE image, which installs to the disk named in metadata (BIOS)' --id bios {
 	//   echo 'metalboot: loading kernel /assets/flatcar/current/flatcar_production_pxe.vmlinuz'
-	//   linux '/assets/flatcar/current/flatcar_production_pxe.vmlinuz' 'flatcar.first_boot=yes' 'ignition.config.url=http://172.22.10.2:8080/ignition?mac=00:23:32:2f:40:3c&uuid=' 'console=tty0' 'console=ttyS0,115200n8'
+	//   linux '/assets/flatcar/current/flatcar_production_pxe.vmlinuz' 'flatcar.first_boot=yes' 'ignition.config.url=http://172.22.10.2:8080/ignition?mac=00:23:32:2f:40:3c' 'console=tty0' 'console=ttyS0,115200n8'
 	//   echo 'metalboot: loading initrd /assets/flatcar/current/flatcar_production_pxe_image.cpio.gz'
 	//   initrd '/assets/flatcar/current/flatcar_production_pxe_image.cpio.gz'
 	// }

@@ -310,10 +310,18 @@ func (h *firstStageHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func writeConfig(w http.ResponseWriter, body []byte) {
 	hd := w.Header()
-	hd.Set("Content-Type", "text/plain; charset=utf-8")
-	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("X-Content-Type-Options", "nosniff")
+	// Direct map writes of shared, never modified values: canonical keys,
+	// no allocation per response.
+	hd["Content-Type"] = hdrTextPlain
+	hd["Content-Length"] = []string{strconv.Itoa(len(body))}
+	hd["Cache-Control"] = hdrNoStore
+	hd["X-Content-Type-Options"] = hdrNoSniff
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 }
+
+var (
+	hdrTextPlain = []string{"text/plain; charset=utf-8"}
+	hdrNoStore   = []string{"no-store"}
+	hdrNoSniff   = []string{"nosniff"}
+)

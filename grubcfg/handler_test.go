@@ -49,7 +49,7 @@ func TestHandler(t *testing.T) {
 	assert.Equal(t, "text/plain; charset=utf-8", rec.Header().Get("Content-Type"))
 	assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
 	body := rec.Body.String()
-	assert.Contains(t, body, "ignition?mac=00:23:32:2f:40:3c&uuid=")
+	assert.Contains(t, body, "ignition?mac=00:23:32:2f:40:3c'")
 	requireGRUBAccepts(t, body)
 	var want bytes.Buffer
 	require.NoError(t, Render(&want, resolve(t, demoResolver(t), "mac=00:23:32:2f:40:3c"), Options{}))

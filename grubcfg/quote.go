@@ -26,6 +26,22 @@ func Quote(s string) string {
 // does not allocate when dst has room.
 func AppendQuote(dst []byte, s string) []byte {
 	dst = append(dst, '\'')
+	dst = appendEscaped(dst, s)
+	return append(dst, '\'')
+}
+
+// appendQuoted appends the quoted concatenation of parts without building
+// it first.
+func appendQuoted(dst []byte, parts ...string) []byte {
+	dst = append(dst, '\'')
+	for _, p := range parts {
+		dst = appendEscaped(dst, p)
+	}
+	return append(dst, '\'')
+}
+
+// appendEscaped appends s as the inside of a single-quoted GRUB word.
+func appendEscaped(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
@@ -37,8 +53,7 @@ func AppendQuote(dst []byte, s string) []byte {
 			start = i + 1
 		}
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '\'')
+	return append(dst, s[start:]...)
 }
 
 func safeQuoted(s string) bool {

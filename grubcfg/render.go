@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 
+	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 )
 
@@ -127,11 +127,17 @@ func AppendConfig(dst []byte, m *profile.Machine, opts Options) ([]byte, error) 
 	if err != nil {
 		return dst, fmt.Errorf("profile %q: kernel: %w", m.Profile.ID, err)
 	}
-	initrds := make([]string, len(boot.Initrd))
-	for i, s := range boot.Initrd {
-		if initrds[i], err = FilePath(s); err != nil {
+	var initrdBuf [4]string
+	initrds := initrdBuf[:0]
+	if len(boot.Initrd) > len(initrdBuf) {
+		initrds = make([]string, 0, len(boot.Initrd))
+	}
+	for _, s := range boot.Initrd {
+		f, err := FilePath(s)
+		if err != nil {
 			return dst, fmt.Errorf("profile %q: initrd: %w", m.Profile.ID, err)
 		}
+		initrds = append(initrds, f)
 	}
 	title := m.Profile.Name
 	if title == "" {
@@ -144,9 +150,9 @@ func AppendConfig(dst []byte, m *profile.Machine, opts Options) ([]byte, error) 
 		l         Loader
 	}{{"efi", "EFI", efi}, {"bios", "BIOS", bios}} {
 		b = append(b, "\nmenuentry "...)
-		b = AppendQuote(b, title+" ("+e.label+")")
+		b = appendQuoted(b, title, " (", e.label, ")")
 		b = append(b, " --id "+e.id+" {\n  echo "...)
-		b = AppendQuote(b, "metalboot: loading kernel "+kernel)
+		b = appendQuoted(b, "metalboot: loading kernel ", kernel)
 		b = append(b, "\n  "+e.l.Linux+" "...)
 		b = AppendQuote(b, kernel)
 		for _, a := range boot.Args {
@@ -156,7 +162,12 @@ func AppendConfig(dst []byte, m *profile.Machine, opts Options) ([]byte, error) 
 		b = append(b, '\n')
 		if len(initrds) > 0 {
 			b = append(b, "  echo "...)
-			b = AppendQuote(b, "metalboot: loading initrd "+strings.Join(initrds, " "))
+			b = append(b, "'metalboot: loading initrd"...)
+			for _, s := range initrds {
+				b = append(b, ' ')
+				b = appendEscaped(b, s)
+			}
+			b = append(b, '\'')
 			b = append(b, "\n  "+e.l.Initrd...)
 			for _, s := range initrds {
 				b = append(b, ' ')
@@ -231,29 +242,50 @@ func appendHeader(b []byte, m *profile.Machine, opts Options) []byte {
 		b = appendSerial(b, opts.Serial, "  ")
 	}
 	b = append(b, "fi\necho "...)
-	b = AppendQuote(b, "metalboot: "+describe(m))
-	return append(b, '\n')
+	b = append(b, "'metalboot: "...)
+	b = appendDescription(b, m)
+	return append(b, "'\n"...)
 }
 
+// describe names a machine in logs and messages.
 func describe(m *profile.Machine) string {
+	return string(appendDescription(nil, m))
+}
+
+// appendDescription appends describe(m), escaped for single quotes.
+func appendDescription(b []byte, m *profile.Machine) []byte {
 	if m == nil {
-		return "unknown machine"
+		return append(b, "unknown machine"...)
 	}
-	var sb strings.Builder
-	sb.WriteString("machine ")
+	b = append(b, "machine "...)
 	if m.MAC.IsZero() {
-		sb.WriteString("without MAC")
+		b = append(b, "without MAC"...)
 	} else {
-		sb.WriteString(m.MAC.String())
+		b = appendMAC(b, m.MAC)
 	}
 	if m.Hostname != "" {
-		sb.WriteString(" (" + m.Hostname + ")")
+		b = append(b, " ("...)
+		b = appendEscaped(b, m.Hostname)
+		b = append(b, ')')
 	}
 	if m.Group != nil {
-		sb.WriteString(", group " + m.Group.ID)
+		b = append(b, ", group "...)
+		b = appendEscaped(b, m.Group.ID)
 	}
 	if m.Profile != nil {
-		sb.WriteString(", profile " + m.Profile.ID)
+		b = append(b, ", profile "...)
+		b = appendEscaped(b, m.Profile.ID)
 	}
-	return sb.String()
+	return b
+}
+
+func appendMAC(b []byte, m hwaddr.MAC) []byte {
+	const hexd = "0123456789abcdef"
+	for i, x := range m {
+		if i > 0 {
+			b = append(b, ':')
+		}
+		b = append(b, hexd[x>>4], hexd[x&0xf])
+	}
+	return b
 }

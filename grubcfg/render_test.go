@@ -146,7 +146,7 @@ func TestDemoArgsCarryMAC(t *testing.T) {
 	var buf bytes.Buffer
 	require.NoError(t, Render(&buf, resolve(t, r, "mac=00:23:32:2f:40:3c"), Options{}))
 	for id, words := range linuxLines(t, buf.String()) {
-		assert.Contains(t, words, "ignition.config.url=http://172.22.10.2:8080/ignition?mac=00:23:32:2f:40:3c&uuid=", id)
+		assert.Contains(t, words, "ignition.config.url=http://172.22.10.2:8080/ignition?mac=00:23:32:2f:40:3c", id)
 	}
 }
 
