@@ -280,8 +280,9 @@ func reportError(err error, rpt report.Report) error {
 }
 
 var (
-	tmplPos = regexp.MustCompile(`^template: (.*?):(\d+):(?:\d+:)? ?`)
-	yamlPos = regexp.MustCompile(`line (\d+)`)
+	tmplPos   = regexp.MustCompile(`^template: (.*?):(\d+):(?:\d+:)? ?`)
+	yamlPos   = regexp.MustCompile(`line (\d+)`)
+	startedAt = regexp.MustCompile(`started at (.*?):(\d+)`)
 )
 
 // tmplError builds a TemplateError, finding the line in text/template's
@@ -293,6 +294,9 @@ func tmplError(file, stage string, err error, text []byte, rpts ...report.Report
 	if m := tmplPos.FindStringSubmatch(msg); m != nil && m[1] == file {
 		e.Line, _ = strconv.Atoi(m[2])
 		e.Err = errors.New(strings.TrimSpace(msg[len(m[0]):]))
+		if s := startedAt.FindStringSubmatch(msg); s != nil && s[1] == file {
+			e.Line, _ = strconv.Atoi(s[2]) // "unclosed action started at FILE:N"
+		}
 		if errors.Is(err, ErrMissingParam) {
 			e.Err = err
 		}
