@@ -1,0 +1,322 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/metalboot/metalboot/internal/hwaddr"
+)
+
+// Machine is one test machine of a boot test.
+type Machine struct {
+	// Name labels the machine's files and tap device (short: the tap is
+	// "tap"+Name, at most 15 characters).
+	Name     string
+	Firmware Firmware
+	MAC      hwaddr.MAC
+	// Hostname goes into the machine's group metadata (and so its
+	// Ignition config).
+	Hostname string
+}
+
+// BootFile is the TFTP boot file DHCP hands this machine's firmware.
+func (m Machine) BootFile() string {
+	if m.Firmware == UEFI {
+		return BootFileEFI
+	}
+	return BootFileBIOS
+}
+
+// DefaultMachines are the two machines of the end-to-end test: one UEFI
+// (OVMF) and one BIOS (SeaBIOS).
+func DefaultMachines() []Machine {
+	return []Machine{
+		{Name: "uefi", Firmware: UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:01"), Hostname: "uefi.lab"},
+		{Name: "bios", Firmware: BIOS, MAC: hwaddr.MustParse("52:54:00:99:00:02"), Hostname: "bios.lab"},
+	}
+}
+
+// ProfileID, IgnitionTemplate and IgnitionParam name what [WriteDataDir]
+// writes.
+const (
+	ProfileID        = "e2e-initrd"
+	IgnitionTemplate = "e2e.yaml.tmpl"
+	IgnitionParam    = "metalboot.ignition"
+)
+
+// ignitionTemplate is a Butane (flatcar) template; the machine's hostname,
+// MAC and the base URL end up in the config the initrd prints, so the test
+// can tell one machine's config from the other's.
+const ignitionTemplate = `variant: flatcar
+version: 1.0.0
+storage:
+  files:
+    - path: /etc/hostname
+      mode: 0644
+      contents:
+        inline: "{{.hostname}}"
+    - path: /etc/metalboot-e2e
+      mode: 0644
+      contents:
+        inline: "mac={{.MAC}} base={{.BaseURL}}"
+passwd:
+  users:
+    - name: debug
+`
+
+// WriteDataDir writes a matchbox-compatible data directory into dir: one
+// profile ([ProfileID]) that boots /assets/vmlinuz with
+// /assets/initrd.cpio and the kernel arguments
+// metalboot.ignition={{.BaseURL}}/ignition?mac={{.MAC}} and console=ttyS0,
+// one group per machine selecting its MAC (metadata hostname), and the
+// Ignition template [IgnitionTemplate].
+func WriteDataDir(dir string, machines []Machine) error {
+	profile := map[string]any{
+		"id":   ProfileID,
+		"name": "metalboot e2e: busybox initrd that prints its Ignition config",
+		"boot": map[string]any{
+			"kernel": "/assets/vmlinuz",
+			"initrd": []string{"/assets/initrd.cpio"},
+			"args":   []string{IgnitionParam + "={{.BaseURL}}/ignition?mac={{.MAC}}", "console=ttyS0"},
+		},
+		"ignition_id": IgnitionTemplate,
+	}
+	files := map[string]any{filepath.Join("profiles", ProfileID+".json"): profile}
+	for _, m := range machines {
+		files[filepath.Join("groups", "e2e-"+m.Name+".json")] = map[string]any{
+			"id":       "e2e-" + m.Name,
+			"name":     "e2e " + string(m.Firmware) + " machine",
+			"profile":  ProfileID,
+			"selector": map[string]string{"mac": m.MAC.String()},
+			"metadata": map[string]string{"hostname": m.Hostname, "firmware": string(m.Firmware)},
+		}
+	}
+	for name, v := range files {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(dir, name), b); err != nil {
+			return err
+		}
+	}
+	return writeFile(filepath.Join(dir, "ignition", IgnitionTemplate), []byte(ignitionTemplate))
+}
+
+func writeFile(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("e2e: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("e2e: %w", err)
+	}
+	return nil
+}
+
+// LabserverConfig is what [WriteLabserverConfig] puts into lab.yaml.
+type LabserverConfig struct {
+	Data, Assets, TFTPRoot, State string
+}
+
+// LabserverYAML renders examples/labserver's config file for the lab
+// network of [NewLab]: HTTP on 10.99.0.1:8080, TFTP on 10.99.0.1:69, DNS
+// off, DHCP on the bridge handing out 10.99.0.100–200.
+func LabserverYAML(c LabserverConfig) string {
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	return `http: ` + ServerIP + `:8080
+tftp: ` + ServerIP + `:69
+dns: ""
+base_url: http://` + ServerIP + `:8080
+data: ` + q(c.Data) + `
+assets: ` + q(c.Assets) + `
+tftp_root: ` + q(c.TFTPRoot) + `
+state: ` + q(c.State) + `
+dhcp:
+  interface: ` + BridgeName + `
+  server_ip: ` + ServerIP + `
+  subnet: 10.99.0.0/24
+  range: [10.99.0.100, 10.99.0.200]
+  router: ` + ServerIP + `
+  dns: [` + ServerIP + `]
+  domain: lab
+  lease_time: 1h
+`
+}
+
+// Timeline stage names of labserver's /machines JSON, in boot order.
+const (
+	StageDHCPLease = "dhcp-lease"
+	StageTFTP      = "tftp"
+	StageGrub      = "grub"
+	StageKernel    = "kernel"
+	StageInitrd    = "initrd"
+	StageIgnition  = "ignition"
+)
+
+// TimelineEvent is one event of a machine in /machines?format=json.
+type TimelineEvent struct {
+	Time   time.Time `json:"time"`
+	Stage  string    `json:"stage"`
+	Detail string    `json:"detail"`
+	IP     string    `json:"ip"`
+}
+
+// TimelineMachine is one machine of /machines?format=json.
+type TimelineMachine struct {
+	MAC       string          `json:"mac"`
+	IP        string          `json:"ip"`
+	Hostname  string          `json:"hostname"`
+	Installed bool            `json:"installed"`
+	Events    []TimelineEvent `json:"events"`
+}
+
+// FetchTimeline GETs url (…/machines?format=json) and decodes it.
+func FetchTimeline(c *http.Client, url string) ([]TimelineMachine, []byte, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("e2e: GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, nil, fmt.Errorf("e2e: GET %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, body, fmt.Errorf("e2e: GET %s: %s", url, resp.Status)
+	}
+	var ms []TimelineMachine
+	if err := json.Unmarshal(body, &ms); err != nil {
+		return nil, body, fmt.Errorf("e2e: GET %s: decode: %w", url, err)
+	}
+	return ms, body, nil
+}
+
+// CheckTimeline verifies that m's timeline shows a complete boot: a DHCP
+// lease, a TFTP transfer of its boot file, /grub, the kernel, the initrd
+// and /ignition, with each stage first seen no earlier than the one before.
+// It returns every problem found.
+func CheckTimeline(ms []TimelineMachine, m Machine) []string {
+	i := slices.IndexFunc(ms, func(r TimelineMachine) bool {
+		mac, err := hwaddr.Parse(r.MAC)
+		return err == nil && mac == m.MAC
+	})
+	if i < 0 {
+		return []string{fmt.Sprintf("%s (%s) is not in /machines", m.MAC, m.Name)}
+	}
+	r := ms[i]
+	var probs []string
+	first := map[string]int{}
+	for j, e := range r.Events {
+		if _, ok := first[e.Stage]; !ok {
+			first[e.Stage] = j
+		}
+	}
+	prev, prevStage := -1, ""
+	for _, st := range []string{StageDHCPLease, StageTFTP, StageGrub, StageKernel, StageInitrd, StageIgnition} {
+		j, ok := first[st]
+		if !ok {
+			probs = append(probs, fmt.Sprintf("%s: no %q event", m.MAC, st))
+			continue
+		}
+		if j < prev {
+			probs = append(probs, fmt.Sprintf("%s: %q (event %d) before %q (event %d)", m.MAC, st, j, prevStage, prev))
+		}
+		prev, prevStage = j, st
+	}
+	if !slices.ContainsFunc(r.Events, func(e TimelineEvent) bool {
+		return e.Stage == StageTFTP && strings.Contains(e.Detail, filepath.Base(m.BootFile()))
+	}) {
+		probs = append(probs, fmt.Sprintf("%s: no %q event names its boot file %s", m.MAC, StageTFTP, m.BootFile()))
+	}
+	return probs
+}
+
+// FormatTimeline renders a timeline for logs.
+func FormatTimeline(ms []TimelineMachine) string {
+	var b strings.Builder
+	for _, r := range ms {
+		fmt.Fprintf(&b, "%s %s %s installed=%v\n", r.MAC, r.IP, r.Hostname, r.Installed)
+		for _, e := range r.Events {
+			fmt.Fprintf(&b, "  %s %-16s %-15s %s\n", e.Time.Format("15:04:05.000"), e.Stage, e.IP, e.Detail)
+		}
+	}
+	return b.String()
+}
+
+// BootResult is what [WaitBoot] saw of one machine.
+type BootResult struct {
+	VM *VM
+	// Ignition is the config the initrd printed.
+	Ignition string
+	// Printed is the time from power-on to the printed config.
+	Printed time.Duration
+	// Exited is the time from power-on to QEMU's exit.
+	Exited time.Duration
+	Err    error
+}
+
+// WaitBoot waits, concurrently, for every VM to print its config between
+// [MarkerIgnitionBegin] and [MarkerIgnitionEnd] and then to power off,
+// bounded by ctx.
+func WaitBoot(ctx context.Context, vms ...*VM) []BootResult {
+	res := make([]BootResult, len(vms))
+	var wg sync.WaitGroup
+	for i, vm := range vms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &res[i]
+			r.VM = vm
+			r.Printed, r.Err = vm.WaitFor(ctx, MarkerIgnitionEnd)
+			if r.Err != nil {
+				return
+			}
+			var ok bool
+			r.Ignition, ok = ExtractIgnition(vm.Serial())
+			if !ok {
+				r.Err = fmt.Errorf("e2e: %s: config markers not found", vm.Config.Name)
+				return
+			}
+			select {
+			case <-vm.Done():
+				r.Exited = time.Since(vm.Started)
+				if err := vm.ExitErr(); err != nil {
+					r.Err = fmt.Errorf("e2e: %s: QEMU did not power off cleanly: %w", vm.Config.Name, err)
+				}
+			case <-ctx.Done():
+				r.Err = fmt.Errorf("e2e: %s: printed its config but did not power off: %w", vm.Config.Name, ctx.Err())
+			}
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// DumpOnFailure registers a cleanup that, when the test failed, logs the
+// tail of every VM's serial console and of every process log.
+func DumpOnFailure(t testing.TB, vms func() []*VM, procs ...*Process) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, vm := range vms() {
+			t.Logf("--- %s serial console (last 40 lines) ---\n%s", vm.Config.Name, vm.Tail(40))
+			if out := strings.TrimSpace(vm.Output()); out != "" {
+				t.Logf("--- %s QEMU output ---\n%s", vm.Config.Name, out)
+			}
+		}
+		for _, p := range procs {
+			t.Logf("--- %s log (last 60 lines) ---\n%s", p.Name, TailLines(p.Output(), 60))
+		}
+	})
+}
