@@ -21,6 +21,10 @@ import (
 	"github.com/metalboot/metalboot/internal/hwaddr"
 )
 
+// compactMin is the number of file records below which the journal is
+// never compacted while open (a variable for tests).
+var compactMin = 4096
+
 // Journal file names inside the directory given to OpenJournal.
 const (
 	journalName = "leases.journal"
@@ -229,7 +233,7 @@ func (j *Journal) Get(ip netip.Addr) (Lease, error) {
 	defer j.mu.Unlock()
 	l, ok := j.byIP[ip]
 	if !ok {
-		return Lease{}, fmt.Errorf("%w for %s", ErrNotFound, ip)
+		return Lease{}, ErrNotFound // unwrapped: the pool scan calls this a lot
 	}
 	return l, nil
 }
@@ -245,7 +249,7 @@ func (j *Journal) ByMAC(mac hwaddr.MAC) (Lease, error) {
 		}
 	}
 	if best.Rev == 0 {
-		return Lease{}, fmt.Errorf("%w for %s", ErrNotFound, mac)
+		return Lease{}, ErrNotFound
 	}
 	return best, nil
 }
@@ -336,7 +340,7 @@ func (j *Journal) waitDurable(seq uint64) error {
 		j.mu.Unlock()
 		return err
 	}
-	if j.records > 4096 && j.records > 4*len(j.byIP) {
+	if j.records > compactMin && j.records > 4*len(j.byIP) {
 		j.mu.Unlock()
 		return j.snapshotLocked()
 	}

@@ -162,29 +162,6 @@ func TestJournalLockedByOneOpener(t *testing.T) {
 	assert.Error(t, err)
 }
 
-func TestJournalCompactsWhenLarge(t *testing.T) {
-	dir := t.TempDir()
-	j, err := dhcpsrv.OpenJournal(dir)
-	require.NoError(t, err)
-	exp := time.Unix(2000000000, 0)
-	l, err := j.CompareAndSwap(0, lease(1, exp))
-	require.NoError(t, err)
-	for range 6000 { // renewals of one lease
-		l, err = j.CompareAndSwap(l.Rev, l)
-		require.NoError(t, err)
-	}
-	st, err := os.Stat(filepath.Join(dir, "leases.journal"))
-	require.NoError(t, err)
-	assert.Less(t, st.Size(), int64(4096*200), "journal was compacted")
-	require.NoError(t, j.Close())
-	j2, err := dhcpsrv.OpenJournal(dir)
-	require.NoError(t, err)
-	defer j2.Close()
-	got, err := j2.Get(l.IP)
-	require.NoError(t, err)
-	assert.Equal(t, l.Rev, got.Rev)
-}
-
 // A server on a journal keeps its leases across a restart: same client,
 // same address; the address is not given to another client.
 func TestServerRestartKeepsLeases(t *testing.T) {

@@ -431,3 +431,49 @@ func scanAcks(sc *bufio.Scanner, ready chan<- struct{}, record func(mac, ip stri
 		}
 	}
 }
+
+// Pool exhaustion under real load: 60 perfdhcp clients, 10 addresses. The
+// server hands out exactly 10 leases, answers the rest with silence (no
+// OFFER) or NAK, keeps running, and serves a new client once a lease is
+// released.
+func TestPoolExhaustionWithPerfdhcp(t *testing.T) {
+	netns.Need(t, "perfdhcp", "busybox")
+	l := newLab(t)
+	store := dhcpsrv.NewMemoryStore()
+	s := labServer(func(s *dhcpsrv.Server) {
+		s.Leases = store
+		s.Subnets[0].Ranges = []dhcpsrv.Range{{From: netip.MustParseAddr("10.99.0.100"), To: netip.MustParseAddr("10.99.0.109")}}
+	})
+	l.serve(s)
+	relay := l.client("", "10.99.0.2/24")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// perfdhcp exits with status 3 when requests went unanswered: expected.
+	out, _ := relay.Command(ctx, "perfdhcp", "-4", "-l", "eth0", "-r", "200", "-n", "60", "-R", "60", "-W", "500000", "10.99.0.1").CombinedOutput()
+	require.Contains(t, string(out), "DISCOVER-OFFER", "perfdhcp did not run: %s", out)
+	leases, err := store.Leases()
+	require.NoError(t, err)
+	assert.Len(t, leases, 10, "every address leased once")
+	seen := map[hwaddr.MAC]bool{}
+	for _, x := range leases {
+		assert.False(t, seen[x.MAC], "MAC with two leases")
+		seen[x.MAC] = true
+	}
+	st := s.Stats()
+	assert.Positive(t, st.PoolExhausted, "%+v", st)
+	assert.GreaterOrEqual(t, st.Acks, uint64(10), "%+v", st) // perfdhcp may reuse a MAC: same lease again
+	t.Logf("stats after exhaustion: %+v", st)
+
+	// A real client gets nothing now ...
+	c := l.client("52:54:00:aa:00:09", "")
+	b, err := c.Command(ctx, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "2", "-T", "1", "-s", "/bin/true").CombinedOutput()
+	require.Error(t, err, "udhcpc got a lease from an exhausted pool: %s", b)
+	// ... until a lease is released.
+	victim := leases[3]
+	rel, err := dhcpv4.New(dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease), dhcpv4.WithHwAddr(victim.MAC.HardwareAddr()),
+		dhcpv4.WithClientIP(victim.IP.AsSlice()))
+	require.NoError(t, err)
+	s.Reply(ctx, rel)
+	env := udhcpc(t, c)
+	assert.Equal(t, victim.IP.String(), env["ip"])
+}

@@ -30,7 +30,7 @@ const (
 	DefaultLeaseTime   = time.Hour
 	DefaultOfferTime   = 30 * time.Second
 	DefaultDeclineTime = 10 * time.Minute
-	DefaultWorkers     = 32
+	DefaultWorkers     = 256
 )
 
 // ErrNoSubnet is returned when the server has no subnet to serve.
@@ -196,6 +196,7 @@ type Server struct {
 type offer struct {
 	mac   hwaddr.MAC
 	until time.Time
+	ci    ClientInfo // what the DISCOVER said, for REQUESTs that omit it
 }
 
 type subnet struct {
@@ -345,6 +346,9 @@ func ListenUDP(ctx context.Context, iface string, port int) (net.PacketConn, err
 	if err != nil {
 		return nil, fmt.Errorf("dhcpsrv: listen on %s port %d: %w", iface, port, err)
 	}
+	// A larger receive buffer absorbs bursts while ACKs wait for fsync
+	// (capped by net.core.rmem_max; failure is harmless).
+	_ = c.(*net.UDPConn).SetReadBuffer(4 << 20)
 	return c, nil
 }
 
@@ -655,7 +659,7 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		if old, had := s.offerByMAC[mac]; had && old != ip {
 			delete(s.offers, old)
 		}
-		s.offers[ip] = offer{mac: mac, until: now.Add(s.offerTime())}
+		s.offers[ip] = offer{mac: mac, until: now.Add(s.offerTime()), ci: ci}
 		s.offerByMAC[mac] = ip
 	}
 	s.mu.Unlock()
@@ -740,6 +744,14 @@ func (s *Server) request(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		return s.nak(req, "address not in this server's pool for the client's network")
 	}
 	ci := ParseClientInfo(req)
+	if !ci.NetBoot() {
+		// Some clients send options 93/60/97 only in the DISCOVER.
+		s.mu.Lock()
+		if o, ok := s.offers[ip]; ok && o.mac == mac {
+			ci = o.ci
+		}
+		s.mu.Unlock()
+	}
 	hostname := req.HostName()
 	if reserved && r.Hostname != "" {
 		hostname = r.Hostname

@@ -374,3 +374,15 @@ func TestHandlerAndHooks(t *testing.T) {
 	require.Len(t, leases, 1)
 	assert.Equal(t, "52:54:00:00:00:01", leases[0].MAC.String())
 }
+
+func TestRequestWithoutArchUsesDiscoverInfo(t *testing.T) {
+	s, _ := newServer(t, nil)
+	offer := s.Reply(ctx, discover(t, mac(1), dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_ARM64))))
+	require.NotNil(t, offer)
+	ack := s.Reply(ctx, requestFor(t, offer))
+	require.NotNil(t, ack)
+	assert.Equal(t, "grub/arm64-efi/core.efi", ack.BootFileName)
+	l, ok := s.Lease(hwaddr.MAC(mac(1)))
+	require.True(t, ok)
+	assert.Equal(t, dhcpsrv.ArchEFIARM64, l.Arch)
+}

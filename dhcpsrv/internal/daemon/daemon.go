@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,8 +37,20 @@ func Main(args []string, stdout io.Writer) error {
 	printAcks := fs.Bool("print-acks", false, "print ACK lines")
 	proxy := fs.Bool("proxy", false, "proxyDHCP mode")
 	verbose := fs.Bool("v", false, "debug log on stderr")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	s := &dhcpsrv.Server{Interface: *iface, ProxyDHCP: *proxy}
 	if *verbose {

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# DHCP benchmark: Kea's perfdhcp against metalboot's dhcpsrv, dnsmasq and
+# kea-dhcp4, one after the other, in the same throw-away network namespaces
+# and the same run, each with persistent leases on. Prints DORA/s per server
+# and metalboot's ratios.
+#
+#   sudo internal/bench/dhcp.sh [seconds-per-step]   (default 4)
+#   RATES="500 1000 2000" sudo internal/bench/dhcp.sh    (offered loads, DORA/s)
+#
+# Needs root, iproute2, Go, and the Debian packages kea-admin (perfdhcp),
+# kea-dhcp4-server and dnsmasq. Touches no host interface: everything runs in
+# namespaces mbb<pid>-srv / mbb<pid>-cli, removed on exit. Only processes this
+# script started are stopped, by PID.
+#
+# Leases: metalboot writes its journal and fsyncs before every ACK (group
+# commit); dnsmasq rewrites its lease file; Kea appends to its memfile CSV
+# (persist: true). perfdhcp runs as a relay agent (giaddr 10.99.0.2) with
+# fresh client MACs per step, over a pool of 64000 addresses; each server is
+# swept over increasing offered loads and reported with its best rate at
+# <= 1% unanswered REQUESTs ("sustained") and its best rate at any load.
+set -euo pipefail
+
+DUR=${1:-4}
+RATES=${RATES:-"250 500 1000 2000 4000 8000"}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+for p in ip perfdhcp dnsmasq kea-dhcp4 go; do
+	command -v "$p" >/dev/null || { echo "dhcp.sh: $p not found (apt-get install kea-admin kea-dhcp4-server dnsmasq)" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "dhcp.sh: must run as root (network namespaces)" >&2; exit 1; }
+
+TMP=$(mktemp -d /tmp/mb-dhcp-bench.XXXXXX)
+SRV=mbb$$-srv
+CLI=mbb$$-cli
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	sleep 0.2
+	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	ip netns del "$SRV" 2>/dev/null || true
+	ip netns del "$CLI" 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+ip netns add "$SRV"
+ip netns add "$CLI"
+ip -n "$SRV" link set lo up
+ip -n "$CLI" link set lo up
+ip -n "$SRV" link add br0 type bridge
+ip -n "$SRV" link set br0 up
+ip -n "$SRV" addr add 10.99.0.1/16 dev br0
+ip -n "$SRV" link add vs0 type veth peer name vc0
+ip -n "$SRV" link set vc0 netns "$CLI"
+ip -n "$CLI" link set vc0 name eth0
+ip -n "$SRV" link set vs0 master br0
+ip -n "$SRV" link set vs0 up
+ip -n "$CLI" link set eth0 up
+ip -n "$CLI" addr add 10.99.0.2/16 dev eth0
+
+echo "building dhcpsrvd ..." >&2
+(cd "$ROOT" && go build -o "$TMP/dhcpsrvd" ./dhcpsrv/internal/cmd/dhcpsrvd)
+
+cat >"$TMP/kea.json" <<JSON
+{ "Dhcp4": {
+  "interfaces-config": { "interfaces": [ "br0" ], "dhcp-socket-type": "udp" },
+  "lease-database": { "type": "memfile", "persist": true, "name": "$TMP/kea-leases.csv", "lfc-interval": 0 },
+  "valid-lifetime": 3600,
+  "subnet4": [ { "subnet": "10.99.0.0/16", "pools": [ { "pool": "10.99.1.0 - 10.99.250.255" } ],
+                 "option-data": [ { "name": "routers", "data": "10.99.0.1" } ] } ],
+  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$TMP/kea.log" } ], "severity": "WARN" } ]
+} }
+JSON
+
+start() { # name, command...
+	local name=$1; shift
+	ip netns exec "$SRV" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	sleep 1.5
+	kill -0 "$SERVER_PID" 2>/dev/null || { echo "dhcp.sh: $name did not start:" >&2; cat "$TMP/$name.err" >&2; exit 1; }
+}
+stop() {
+	kill "$SERVER_PID" 2>/dev/null || true
+	wait "$SERVER_PID" 2>/dev/null || true
+}
+
+declare -A BEST_OF PEAK_OF
+# run NAME: offered-load sweep; BEST = highest achieved DORA/s with at most
+# 1% of REQUESTs unanswered, PEAK = highest achieved at any load. The sweep
+# stops once a step loses more than 5%.
+run() {
+	local name=$1 i=0 out rate drops
+	BEST_OF[$name]=0
+	PEAK_OF[$name]=0
+	for r in $RATES; do
+		i=$((i + 1))
+		out=$(ip netns exec "$CLI" timeout $((DUR + 15)) perfdhcp -4 -l eth0 -r "$r" -R 60000 -p "$DUR" -W 500000 \
+			-b "mac=02:00:0$i:00:00:00" 10.99.0.1 2>&1 || true)
+		echo "$out" >"$TMP/$name.$r.perfdhcp"
+		rate=$(echo "$out" | awk '/^Rate:/ {print $2; exit}')
+		drops=$(echo "$out" | awk '/REQUEST-ACK/ {f=1} f && /drops ratio/ {print $3; exit}')
+		[ -n "$rate" ] && [ -n "$drops" ] || { echo "dhcp.sh: no perfdhcp result for $name at $r/s:" >&2; echo "$out" >&2; exit 1; }
+		printf '  %-9s offered %6s/s: %8.0f DORA/s, %6s%% REQUEST drops\n' "$name" "$r" "$rate" "$drops" >&2
+		if [ "$(echo "$rate > ${PEAK_OF[$name]}" | bc)" = 1 ]; then PEAK_OF[$name]=$rate; fi
+		if [ "$(echo "$drops <= 1" | bc)" = 1 ] && [ "$(echo "$rate > ${BEST_OF[$name]}" | bc)" = 1 ]; then BEST_OF[$name]=$rate; fi
+		if [ "$(echo "$drops > 5" | bc)" = 1 ]; then break; fi
+	done
+}
+
+SERVERS=${SERVERS:-"metalboot dnsmasq kea"}
+for s in metalboot dnsmasq kea; do BEST_OF[$s]=0; PEAK_OF[$s]=0; done
+if [[ " $SERVERS " == *" metalboot "* ]]; then
+start metalboot "$TMP/dhcpsrvd" -i br0 -server-ip 10.99.0.1 -subnet 10.99.0.0/16,10.99.1.0,10.99.250.255,10.99.0.1 -leases "$TMP/mb-leases"
+run metalboot
+stop
+fi
+
+if [[ " $SERVERS " == *" dnsmasq "* ]]; then
+start dnsmasq dnsmasq --keep-in-foreground --port=0 --interface=br0 --bind-interfaces --no-ping \
+	--dhcp-range=10.99.1.0,10.99.250.255,255.255.0.0,1h --dhcp-option=3,10.99.0.1 --dhcp-lease-max=100000 \
+	--dhcp-authoritative --dhcp-leasefile="$TMP/dnsmasq.leases" --pid-file="$TMP/dnsmasq.pid" --no-resolv --no-hosts
+run dnsmasq
+stop
+fi
+
+if [[ " $SERVERS " == *" kea "* ]]; then
+start kea env KEA_LOCKFILE_DIR="$TMP" KEA_PIDFILE_DIR="$TMP" kea-dhcp4 -c "$TMP/kea.json"
+run kea
+stop
+fi
+
+printf '\nperfdhcp DORA/s, %ss per load step (%s/s), %s, %s cores\n' "$DUR" "${RATES// /,}" "$(date -u +%FT%TZ)" "$(nproc)"
+printf '%-10s %22s %10s\n' server 'sustained (<=1% drops)' 'peak'
+for s in metalboot dnsmasq kea; do
+	printf '%-10s %22.0f %10.0f\n' "$s" "${BEST_OF[$s]}" "${PEAK_OF[$s]}"
+done
+ratio() { if [ "$(echo "$2 > 0" | bc)" = 1 ]; then printf '%.2f' "$(echo "$1 / $2" | bc -l)"; else echo n/a; fi; }
+echo "ratio metalboot/dnsmasq: sustained $(ratio "${BEST_OF[metalboot]}" "${BEST_OF[dnsmasq]}"), peak $(ratio "${PEAK_OF[metalboot]}" "${PEAK_OF[dnsmasq]}")"
+echo "ratio metalboot/kea:     sustained $(ratio "${BEST_OF[metalboot]}" "${BEST_OF[kea]}"), peak $(ratio "${PEAK_OF[metalboot]}" "${PEAK_OF[kea]}")"
