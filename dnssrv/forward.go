@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +17,7 @@ const (
 	maxCacheTTL      = time.Hour
 	maxNegativeTTL   = 5 * time.Minute
 	forwardDeadline  = 5 * time.Second
-	defaultDNSPort   = "53"
+	defaultDNSPort   = 53
 	cacheKeyFlagDO   = 1
 	cacheKeyFlagCD   = 2
 	cacheKeyFlagNoRD = 4
@@ -43,14 +43,15 @@ func newForwarder(ups []string, timeout time.Duration, cacheSize, udpSize int) (
 		udpSize: udpSize,
 	}
 	for _, u := range ups {
-		addr := u
-		if _, _, err := net.SplitHostPort(u); err != nil {
-			addr = net.JoinHostPort(strings.Trim(u, "[]"), defaultDNSPort)
+		ap, err := netip.ParseAddrPort(u)
+		if err != nil {
+			a, err2 := netip.ParseAddr(strings.Trim(u, "[]"))
+			if err2 != nil {
+				return nil, fmt.Errorf("%w: upstream %q is not an IP address or IP:port: %w", ErrConfig, u, err)
+			}
+			ap = netip.AddrPortFrom(a, defaultDNSPort)
 		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("%w: upstream %q: %w", ErrConfig, u, err)
-		}
-		f.upstreams = append(f.upstreams, addr)
+		f.upstreams = append(f.upstreams, ap.String())
 	}
 	switch {
 	case cacheSize == 0:

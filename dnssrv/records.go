@@ -234,6 +234,9 @@ func (t *Table) LookupHost(name string) []netip.Addr {
 			out = append(out, e.addr)
 		}
 	}
+	if len(out) == 0 {
+		return nil
+	}
 	return out
 }
 
@@ -252,6 +255,9 @@ func (t *Table) LookupAddr(addr netip.Addr) []string {
 		if slices.ContainsFunc(t.byName[n], func(e tableEntry) bool { return e.addr == addr && e.live(now) }) {
 			out = append(out, n)
 		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }

@@ -92,7 +92,8 @@ type Server struct {
 	// "" means "ns." plus the first zone (or "ns.lab." without zones). If
 	// Records has addresses for it they are sent as glue.
 	Hostname string
-	// Upstreams are resolvers ("host" or "host:port") that get every query
+	// Upstreams are resolvers ("192.0.2.53", "192.0.2.53:5353", "[2001:db8::53]:53";
+	// IP addresses, not names) that get every query
 	// outside the zones, tried in order, over UDP with a retry over TCP when
 	// the answer is truncated. With none, such queries are REFUSED.
 	Upstreams []string
@@ -270,16 +271,22 @@ func (s *Server) serveUDP(ctx context.Context, pc net.PacketConn, wg *sync.WaitG
 	errs := make(chan error, n)
 	var readers sync.WaitGroup
 	for range n {
-		readers.Go(func() { errs <- s.udpReader(ctx, pc, wg) })
+		readers.Go(func() {
+			err := s.udpReader(ctx, pc, wg)
+			errs <- err
+			if err != nil {
+				pc.Close() // stop the other readers too
+			}
+		})
 	}
 	readers.Wait()
 	close(errs)
-	err := <-errs
-	if ctx.Err() != nil {
-		return nil
+	for err := range errs {
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("dnssrv: udp: %w", err)
+		}
 	}
-	pc.Close()
-	return fmt.Errorf("dnssrv: udp: %w", err)
+	return nil
 }
 
 func (s *Server) udpReader(ctx context.Context, pc net.PacketConn, wg *sync.WaitGroup) error {

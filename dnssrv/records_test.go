@@ -1,0 +1,144 @@
+package dnssrv
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	ip50  = netip.MustParseAddr("172.22.10.50")
+	ip51  = netip.MustParseAddr("172.22.10.51")
+	ip6db = netip.MustParseAddr("2001:db8::50")
+)
+
+func TestCanonicalName(t *testing.T) {
+	assert.Equal(t, "mp.lab.", CanonicalName("MP.Lab"))
+	assert.Equal(t, "mp.lab.", CanonicalName(" mp.lab. "))
+	assert.Equal(t, ".", CanonicalName(""))
+}
+
+func TestTableSetDeleteRemove(t *testing.T) {
+	var tab Table
+	assert.Nil(t, tab.LookupHost("mp.lab."))
+	tab.Set("MP.lab", ip50, ip6db, netip.Addr{})
+	assert.Equal(t, []netip.Addr{ip50, ip6db}, tab.LookupHost("mp.lab."))
+	assert.Equal(t, []string{"mp.lab."}, tab.LookupAddr(ip50))
+	assert.Equal(t, []string{"mp.lab."}, tab.LookupAddr(netip.AddrFrom16(ip50.As16())), "v4-mapped")
+	tab.Set("alias.lab", ip50)
+	assert.ElementsMatch(t, []string{"mp.lab.", "alias.lab."}, tab.LookupAddr(ip50))
+
+	tab.Set("mp.lab", ip51) // replaces
+	assert.Equal(t, []netip.Addr{ip51}, tab.LookupHost("mp.lab."))
+	assert.Equal(t, []string{"alias.lab."}, tab.LookupAddr(ip50))
+	assert.Nil(t, tab.LookupAddr(ip6db))
+
+	tab.Add("mp.lab", ip6db, time.Time{})
+	assert.Equal(t, []netip.Addr{ip51, ip6db}, tab.LookupHost("mp.lab."))
+	tab.Remove("mp.lab", ip50) // not its address: no-op
+	assert.Len(t, tab.LookupHost("mp.lab."), 2)
+	tab.Remove("mp.lab", ip51)
+	assert.Equal(t, []netip.Addr{ip6db}, tab.LookupHost("mp.lab."))
+	assert.Equal(t, 2, tab.Len())
+
+	tab.Delete("alias.lab")
+	assert.Nil(t, tab.LookupHost("alias.lab."))
+	assert.Nil(t, tab.LookupAddr(ip50))
+	tab.Set("mp.lab") // no addresses deletes
+	assert.Zero(t, tab.Len())
+}
+
+func TestTableExpiry(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	tab := &Table{now: clock.Now}
+	tab.SetExpiring("a.lab", ip50, clock.Now().Add(time.Minute))
+	tab.SetExpiring("b.lab", ip51, clock.Now().Add(time.Hour))
+	tab.SetExpiring("c.lab", ip51, clock.Now().Add(-time.Second)) // already over
+	assert.Nil(t, tab.LookupHost("c.lab."))
+	assert.Equal(t, []string{"b.lab."}, tab.LookupAddr(ip51))
+	assert.Equal(t, 2, tab.Len())
+
+	clock.Advance(time.Minute)
+	assert.Nil(t, tab.LookupHost("a.lab."), "expired at exactly its expiry")
+	assert.Nil(t, tab.LookupAddr(ip50))
+	assert.Equal(t, []netip.Addr{ip51}, tab.LookupHost("b.lab."))
+	assert.Equal(t, 1, tab.Len())
+
+	// A write purges expired entries from memory.
+	tab.Set("static.lab", ip6db)
+	tab.mu.RLock()
+	_, stillThere := tab.byName["a.lab."]
+	_, addrThere := tab.byAddr[ip50]
+	tab.mu.RUnlock()
+	assert.False(t, stillThere)
+	assert.False(t, addrThere)
+
+	// Renewal moves the expiry.
+	tab.SetExpiring("b.lab", ip51, clock.Now().Add(2*time.Hour))
+	clock.Advance(90 * time.Minute)
+	assert.Equal(t, []netip.Addr{ip51}, tab.LookupHost("b.lab."))
+}
+
+func TestMulti(t *testing.T) {
+	a, b := new(Table), new(Table)
+	a.Set("mp.lab", ip50)
+	b.Set("mp.lab", ip50, ip6db)
+	b.Set("other.lab", ip50)
+	m := Multi(a, nil, b)
+	assert.Equal(t, []netip.Addr{ip50, ip6db}, m.LookupHost("mp.lab."))
+	assert.Equal(t, []string{"mp.lab.", "other.lab."}, m.LookupAddr(ip50))
+	assert.Nil(t, Multi().LookupHost("mp.lab."))
+}
+
+func TestReverseZones(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		want   []string
+	}{
+		{"172.22.10.0/24", []string{"10.22.172.in-addr.arpa."}},
+		{"172.22.10.7/24", []string{"10.22.172.in-addr.arpa."}},
+		{"172.22.0.0/16", []string{"22.172.in-addr.arpa."}},
+		{"172.22.10.0/23", []string{"10.22.172.in-addr.arpa.", "11.22.172.in-addr.arpa."}},
+		{"10.0.0.0/7", []string{"10.in-addr.arpa.", "11.in-addr.arpa."}},
+		{"172.22.10.64/26", []string{"64.10.22.172.in-addr.arpa.", "65.10.22.172.in-addr.arpa."}},
+		{"172.22.10.50/32", []string{"50.10.22.172.in-addr.arpa."}},
+		{"2001:db8:1::/48", []string{"1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."}},
+		{"2001:db8:1::/47", []string{"0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", "1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."}},
+		{"fd00::/6", []string{"c.f.ip6.arpa.", "d.f.ip6.arpa.", "e.f.ip6.arpa.", "f.f.ip6.arpa."}},
+	} {
+		got := ReverseZones(netip.MustParsePrefix(tc.prefix))
+		if tc.prefix == "172.22.10.64/26" {
+			require.Len(t, got, 64)
+			assert.Equal(t, tc.want, got[:2])
+			assert.Equal(t, "127.10.22.172.in-addr.arpa.", got[63])
+			continue
+		}
+		assert.Equal(t, tc.want, got, tc.prefix)
+	}
+}
+
+func TestParseReverse(t *testing.T) {
+	a, partial, ok := parseReverse("50.10.22.172.in-addr.arpa.")
+	assert.True(t, ok)
+	assert.False(t, partial)
+	assert.Equal(t, ip50, a)
+	_, partial, ok = parseReverse("10.22.172.in-addr.arpa.")
+	assert.True(t, ok && partial)
+	for _, bad := range []string{"256.10.22.172.in-addr.arpa.", "x.10.22.172.in-addr.arpa.",
+		"1.50.10.22.172.in-addr.arpa.", "050.10.22.172.in-addr.arpa.", "..in-addr.arpa.", "mp.lab."} {
+		_, _, ok := parseReverse(bad)
+		assert.False(t, ok, bad)
+	}
+	v6 := "0.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
+	a, partial, ok = parseReverse(v6)
+	assert.True(t, ok)
+	assert.False(t, partial)
+	assert.Equal(t, ip6db, a)
+	_, partial, ok = parseReverse("8.b.d.0.1.0.0.2.ip6.arpa.")
+	assert.True(t, ok && partial)
+	_, _, ok = parseReverse("g.b.d.0.1.0.0.2.ip6.arpa.")
+	assert.False(t, ok)
+}
