@@ -227,7 +227,7 @@ func (h *Handler) Render(m *profile.Machine) (Output, error) {
 	}
 	text, err := t.Execute(Data(m))
 	if err != nil {
-		return Output{}, h.classify(inv, m, t, err)
+		return Output{}, h.classify(m, t, err)
 	}
 	key := string(text)
 	if out, ok := h.cached(key); ok {
@@ -235,7 +235,7 @@ func (h *Handler) Render(m *profile.Machine) (Output, error) {
 	}
 	out, err := Convert(name, text)
 	if err != nil {
-		return Output{}, h.classify(inv, m, t, err)
+		return Output{}, h.classify(m, t, err)
 	}
 	for _, w := range out.Warnings {
 		h.log().Warn("ignition template", "file", "ignition/"+name, "warning", w)
@@ -247,11 +247,11 @@ func (h *Handler) Render(m *profile.Machine) (Output, error) {
 // classify tells a broken template (it fails for the group's sample
 // machine too: the error as is) from one that fails only with this
 // request's values (ErrRequestValues, wrapping the detail).
-func (h *Handler) classify(inv *profile.Inventory, m *profile.Machine, t *Template, err error) error {
+func (h *Handler) classify(m *profile.Machine, t *Template, err error) error {
 	if errors.Is(err, ErrMissingParam) || m.Group == nil {
 		return err
 	}
-	if _, serr := t.Render(Data(sampleMachine(inv, m.Group, m.Profile, t))); serr != nil {
+	if _, serr := t.Render(Data(sampleMachine(m.Group, m.Profile, t))); serr != nil {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrRequestValues, err)

@@ -95,6 +95,12 @@ func TestSeedLab(t *testing.T) {
 	assert.Contains(t, script, "flatcar-install -d /dev/sda ")
 	bashSyntax(t, script)
 
+	// What the lab's GRUB sent with the iPXE-style profile: no MAC, so no
+	// installer that would fetch "?mac=&os=installed".
+	rec := get(t, h, "/ignition?uuid=&mac=")
+	assert.Equal(t, http.StatusBadRequest, rec.Code)
+	assert.Contains(t, rec.Body.String(), `missing query parameter "mac"`)
+
 	// The default profile, with GRUB's empty uuid= and the iPXE-style
 	// hyphenated MAC.
 	c = ok(t, h, "/ignition?uuid=&mac=52-54-00-12-34-56")
@@ -161,6 +167,14 @@ func TestStatusCodes(t *testing.T) {
 		assert.Equal(t, code, rec.Code, "%.80s: %s", target, rec.Body)
 		assert.NotContains(t, rec.Header().Get("Content-Type"), "json")
 		assert.Equal(t, 1, strings.Count(rec.Body.String(), "\n"), "one-line reason")
+	}
+
+	// The demo's template uses {{.MAC}}: without a MAC, no installer that
+	// would fetch "?mac=&os=installed".
+	for _, q := range []string{"", "mac=", "uuid=4c4c4544-0000-1000-8000-000000000001"} {
+		rec := get(t, h, "/ignition?"+q)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, q)
+		assert.Contains(t, rec.Body.String(), `missing query parameter "mac"`, q)
 	}
 
 	rec := httptest.NewRecorder()

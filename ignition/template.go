@@ -56,6 +56,7 @@ type TemplateError struct {
 	Err error
 }
 
+// Error gives file, line, stage, detail and the offending rendered line.
 func (e *TemplateError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
@@ -91,8 +92,9 @@ type Template struct {
 	// Name is the file name under ignition/.
 	Name string
 
-	tmpl  *template.Template
-	query []string // keys of .request.query the template reads
+	tmpl    *template.Template
+	query   []string // keys of .request.query the template reads
+	needMAC bool     // reads .MAC, .MACHyphen or .MACRaw
 }
 
 // Compile parses src, the content of ignition/<name>.
@@ -107,6 +109,9 @@ func Compile(name string, src []byte) (*Template, error) {
 	for _, tr := range t.Templates() {
 		if tr.Tree != nil {
 			walk(tr.Tree.Root, func(ident []string) {
+				if len(ident) >= 1 && (ident[0] == "MAC" || ident[0] == "MACHyphen" || ident[0] == "MACRaw") {
+					tp.needMAC = true
+				}
 				if len(ident) >= 3 && ident[0] == "request" && ident[1] == "query" && !seen[ident[2]] {
 					seen[ident[2]] = true
 					tp.query = append(tp.query, ident[2])
@@ -172,9 +177,15 @@ func walkBranch(b *parse.BranchNode, f func([]string)) {
 
 // Execute renders the template against data (see Data) and returns the
 // text: Butane YAML or Ignition JSON. A query parameter the template reads
-// but data's request lacks is an error wrapping ErrMissingParam.
+// but data's request lacks, or an empty MAC in a template that uses
+// {{.MAC}}, {{.MACHyphen}} or {{.MACRaw}}, is an error wrapping
+// ErrMissingParam: a config for "no machine" is never rendered.
 func (t *Template) Execute(data map[string]any) ([]byte, error) {
 	file := "ignition/" + t.Name
+	if mac, _ := data["MAC"].(string); t.needMAC && mac == "" {
+		return nil, &TemplateError{File: file, Stage: StageExecute,
+			Err: fmt.Errorf("%w %q (the template uses the machine's MAC)", ErrMissingParam, profile.KeyMAC)}
+	}
 	if len(t.query) > 0 {
 		q, _ := data["request"].(map[string]any)
 		query, _ := q["query"].(map[string]string)
@@ -343,9 +354,11 @@ func lineOf(text []byte, n int) string {
 }
 
 // Data returns what ignition/ templates render against, as matchbox
-// does: the group's metadata keys at the top level ({{.ssh_authorized_key}}),
+// v0.11 does: the group's metadata keys and then its selector's keys at the
+// top level ({{.ssh_authorized_key}}, {{.mac}}),
 // "request" with "query" (the request's query parameters, first value
-// each, MAC and UUID in canonical form: {{.request.query.mac}}) and
+// each, MAC and UUID in canonical form: {{.request.query.mac}}; an empty
+// mac= is absent, an empty uuid= is "") and
 // "raw_query" (as received), plus the profile package's fields MAC,
 // MACHyphen, MACRaw, UUID, Hostname, IP, BaseURL, Metadata, Labels, Group
 // and Profile, which win over metadata keys of the same name.
@@ -353,10 +366,18 @@ func Data(m *profile.Machine) map[string]any {
 	td := m.Data()
 	data := make(map[string]any, len(td.Metadata)+12)
 	maps.Copy(data, td.Metadata)
+	if m.Group != nil {
+		for k, v := range m.Group.Selector {
+			data[k] = v // matchbox: selector values at the top level too
+		}
+	}
 	query := map[string]string{}
 	if q, err := url.ParseQuery(m.RawQuery); err == nil {
 		for k, vs := range q {
-			if len(vs) > 0 {
+			// The MAC only as validated: an empty or unparsable mac= is
+			// absent, so a template that needs it fails with
+			// ErrMissingParam instead of writing "mac=" into a config.
+			if len(vs) > 0 && !strings.EqualFold(k, profile.KeyMAC) {
 				query[k] = vs[0]
 			}
 		}
@@ -425,7 +446,7 @@ var SampleMAC = hwaddr.MAC{0x02, 0, 0, 0, 0, 0x01}
 // sampleMachine is a machine group g could match: its selector's MAC and
 // UUID or placeholders, its metadata's hostname and ip, and a placeholder
 // for every other query parameter t reads.
-func sampleMachine(inv *profile.Inventory, g *profile.Group, p *profile.Profile, t *Template) *profile.Machine {
+func sampleMachine(g *profile.Group, p *profile.Profile, t *Template) *profile.Machine {
 	attrs := maps.Clone(g.Selector)
 	if attrs == nil {
 		attrs = map[string]string{}
@@ -460,7 +481,6 @@ func sampleMachine(inv *profile.Inventory, g *profile.Group, p *profile.Profile,
 		q.Set(k, v)
 	}
 	m.RawQuery = q.Encode()
-	_ = inv
 	return m
 }
 
@@ -493,7 +513,7 @@ func check(inv *profile.Inventory) (*compiledSet, []string, error) {
 		if t == nil {
 			continue // reported above
 		}
-		out, err := t.Render(Data(sampleMachine(inv, g, p, t)))
+		out, err := t.Render(Data(sampleMachine(g, p, t)))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("group %q (%s), profile %q: %w", g.ID, orGo(g.Source), p.ID, err))
 			continue

@@ -144,7 +144,8 @@ func TestQueryParams(t *testing.T) {
 }
 
 func TestData(t *testing.T) {
-	g := &profile.Group{ID: "g", Profile: "p", Metadata: map[string]any{"disk": "/dev/sdb", "MAC": "shadowed"}}
+	g := &profile.Group{ID: "g", Profile: "p", Metadata: map[string]any{"disk": "/dev/sdb", "MAC": "shadowed", "os": "shadowed"},
+		Selector: map[string]string{"mac": "00:30:48:fb:e2:44", "os": "installed"}}
 	m := &profile.Machine{
 		MAC: hwaddr.MustParse("00:30:48:FB:E2:44"), UUID: "4c4c4544-0000-1000-8000-000000000001", Hostname: "smpc.lab",
 		BaseURL: "http://deploy.lab:8080", Attrs: map[string]string{"mac": "00:30:48:fb:e2:44", "os": "installed"},
@@ -152,6 +153,8 @@ func TestData(t *testing.T) {
 	}
 	d := Data(m)
 	assert.Equal(t, "/dev/sdb", d["disk"])
+	assert.Equal(t, "installed", d["os"], "selector keys at the top level, over metadata (matchbox)")
+	assert.Equal(t, "00:30:48:fb:e2:44", d["mac"])
 	assert.Equal(t, "00:30:48:fb:e2:44", d["MAC"], "profile fields win over metadata keys")
 	assert.Equal(t, "00-30-48-fb-e2-44", d["MACHyphen"])
 	assert.Equal(t, "003048fbe244", d["MACRaw"])
