@@ -69,7 +69,8 @@ type Handler struct {
 	// OnServe, when set, is called after a config was sent in answer to a
 	// GET, with the resolved machine; m.Attrs["os"] == "installed" means
 	// the machine fetched its installed config (labserver's install-once
-	// state). It runs on the request's goroutine.
+	// state). It runs on the request's goroutine; HEAD requests and
+	// errors do not call it.
 	OnServe func(m *profile.Machine)
 	// Logger receives errors (with template file, line and detail) and
 	// Butane/Ignition warnings; nil discards.

@@ -2,6 +2,7 @@ package ignition
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -95,6 +96,7 @@ type Template struct {
 	tmpl    *template.Template
 	query   []string // keys of .request.query the template reads
 	needMAC bool     // reads .MAC, .MACHyphen or .MACRaw
+	size    int      // source length, to size the output buffer
 }
 
 // Compile parses src, the content of ignition/<name>.
@@ -104,7 +106,7 @@ func Compile(name string, src []byte) (*Template, error) {
 	if err != nil {
 		return nil, tmplError(file, StageParse, err, nil)
 	}
-	tp := &Template{Name: name, tmpl: t}
+	tp := &Template{Name: name, tmpl: t, size: len(src)}
 	seen := map[string]bool{}
 	for _, tr := range t.Templates() {
 		if tr.Tree != nil {
@@ -197,6 +199,7 @@ func (t *Template) Execute(data map[string]any) ([]byte, error) {
 		}
 	}
 	var b bytes.Buffer
+	b.Grow(t.size + t.size/2)
 	if err := t.tmpl.Execute(&b, data); err != nil {
 		return nil, tmplError(file, StageExecute, err, nil)
 	}
@@ -235,7 +238,8 @@ var translateOptions = common.TranslateBytesOptions{
 
 // Convert turns the rendered text of ignition/<name> into a config to
 // serve. Text starting with '{' is Ignition JSON, validated as the version
-// it declares; anything else is Butane YAML, translated with the variant
+// it declares, unless it is a JSON object with a "variant" key; anything
+// else is Butane YAML, translated with the variant
 // and version its header names (no local files: files_dir is unset) and
 // validated as the version Butane emitted. Errors are *TemplateError.
 func Convert(name string, text []byte) (Output, error) {
@@ -243,7 +247,7 @@ func Convert(name string, text []byte) (Output, error) {
 	var out Output
 	raw := text
 	isJSON := false
-	if trimmed := bytes.TrimLeft(text, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' {
+	if isIgnitionJSON(text) {
 		isJSON = true
 	} else {
 		ign, rpt, err := butane.TranslateBytes(text, translateOptions)
@@ -281,6 +285,21 @@ func entries(rpt report.Report, fatal bool) []string {
 		}
 	}
 	return out
+}
+
+// isIgnitionJSON tells Ignition JSON (starts with '{' and is not a Butane
+// config written as JSON, which has a top-level "variant") from Butane.
+func isIgnitionJSON(text []byte) bool {
+	trimmed := bytes.TrimLeft(text, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return false
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(trimmed, &top) == nil {
+		_, butane := top["variant"]
+		return !butane
+	}
+	return true // broken JSON: report it as JSON
 }
 
 func reportError(err error, rpt report.Report) error {

@@ -91,6 +91,11 @@ func TestJSONTemplate(t *testing.T) {
 	assert.Equal(t, "3.2.0", out.Version)
 	assert.Equal(t, `{"ignition":{"version":"3.2.0"},"passwd":{"users":[{"name":"debug","sshAuthorizedKeys":["`+testKey+`"]}]}}`, string(out.JSON))
 
+	// Butane written as JSON is Butane.
+	out, err = render(t, "b.json", `{"variant": "fcos", "version": "1.5.0", "passwd": {"users": [{"name": "debug"}]}}`, nil)
+	require.NoError(t, err)
+	assert.Equal(t, "3.4.0", out.Version)
+
 	// Invalid per Ignition: the error names the file and the line.
 	_, err = render(t, "bad.ign", "{\n\"ignition\": {\"version\": \"3.2.0\"},\n\"storage\": {\"files\": [{\"path\": \"etc/x\"}]}\n}", nil)
 	var te *TemplateError
