@@ -1,0 +1,64 @@
+// Command tftpd serves a directory with tftpsrv; it is used by the benchmark
+// script internal/bench/tftp.sh and for manual interop checks.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/metalboot/metalboot/tftpsrv"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:6969", "UDP address to listen on")
+	dir := flag.String("dir", ".", "directory to serve")
+	anticipate := flag.Uint("anticipate", 0, "pin/tftp sender-anticipate window (0 = lockstep)")
+	single := flag.Bool("single-port", false, "answer every transfer from the listening port")
+	timeout := flag.Duration("timeout", time.Second, "retransmission timeout")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this TCP address (e.g. 127.0.0.1:6060)")
+	verbose := flag.Bool("v", false, "log every transfer")
+	flag.Parse()
+
+	fsys, err := tftpsrv.DirFS(*dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	srv := &tftpsrv.Server{
+		FS:         fsys,
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Anticipate: *anticipate,
+		SinglePort: *single,
+		Timeout:    *timeout,
+	}
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		go http.Serve(ln, nil)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.ListenAndServe(ctx, *addr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	st := srv.Stats()
+	fmt.Fprintf(os.Stderr, "tftpd: requests=%d completed=%d failed=%d refused=%d notfound=%d malformed=%d bytes=%d\n",
+		st.Requests, st.Completed, st.Failed, st.Refused, st.NotFound, st.Malformed, st.BytesSent)
+}
