@@ -65,3 +65,24 @@ func FuzzHandlePacket(f *testing.F) {
 		}
 	})
 }
+
+func TestMalformedPacketsAreCountedAndDropped(t *testing.T) {
+	s := &Server{ServerIP: netip.MustParseAddr("10.99.0.1"),
+		Subnets: []Subnet{{Prefix: netip.MustParsePrefix("10.99.0.0/24")}}}
+	if err := s.prepare(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := dhcpv4.NewDiscovery(net.HardwareAddr{2, 0, 0, 0, 0, 1})
+	reply := d.ToBytes()
+	reply[0] = 2 // BOOTREPLY
+	short := []byte{1, 1, 6, 0, 1, 2}
+	ib, _ := dhcpv4.NewDiscovery(net.HardwareAddr{1, 2, 3, 4, 5, 6, 7, 8}) // not Ethernet
+	for _, b := range [][]byte{nil, short, reply, ib.ToBytes()} {
+		if out, _ := s.handlePacket(context.Background(), b, ServerPort, nil); out != nil {
+			t.Fatalf("answered a malformed packet %x", b)
+		}
+	}
+	if got := s.Stats().Malformed; got != 4 {
+		t.Fatalf("Malformed = %d, want 4", got)
+	}
+}

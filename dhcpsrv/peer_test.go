@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -476,4 +477,40 @@ func TestPoolExhaustionWithPerfdhcp(t *testing.T) {
 	s.Reply(ctx, rel)
 	env := udhcpc(t, c)
 	assert.Equal(t, victim.IP.String(), env["ip"])
+}
+
+// ListenAndServe binds port 67 on the interface, returns nil when its
+// context ends, and fails at once on a bind error.
+func TestListenAndServe(t *testing.T) {
+	l := newLab(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := labServer(func(s *dhcpsrv.Server) { s.Interface = "br0"; s.ServerIP = netip.Addr{} })
+	done := make(chan error, 1)
+	go func() {
+		_ = l.srv.Do(func() error { done <- s.ListenAndServe(ctx); return nil })
+	}()
+	// it serves (ServerIP taken from br0) ...
+	c := l.client("52:54:00:aa:00:0a", "")
+	assert.Equal(t, "10.99.0.1", udhcpc(t, c)["serverid"])
+
+	var errBusy, errBadIf error
+	require.NoError(t, l.srv.Do(func() error {
+		short, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// ... a second server on the same interface fails fast ...
+		errBusy = labServer(func(s *dhcpsrv.Server) { s.Interface = "br0" }).ListenAndServe(short)
+		// ... and so does one on a missing interface.
+		errBadIf = labServer(func(s *dhcpsrv.Server) { s.Interface = "nosuch0" }).ListenAndServe(short)
+		return nil
+	}))
+	assert.ErrorIs(t, errBusy, syscall.EADDRINUSE)
+	assert.ErrorIs(t, errBadIf, syscall.ENODEV)
+	cancel()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("ListenAndServe did not return after its context ended")
+	}
 }

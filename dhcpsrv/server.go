@@ -288,7 +288,9 @@ func (s *Server) Lease(mac hwaddr.MAC) (Lease, bool) {
 
 // ListenAndServe opens UDP port 67 (and 4011 in proxyDHCP mode) on
 // s.Interface and serves until ctx ends; it then returns nil. A bind error
-// is returned at once.
+// (port taken on the interface, unknown interface, no permission) is
+// returned at once. In proxyDHCP mode port 67 is opened with SO_REUSEADDR
+// so a DHCP server on the same host (that also sets it) can keep running.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	if err := s.prepare(); err != nil {
 		return err
@@ -299,7 +301,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	}
 	var conns []net.PacketConn
 	for _, p := range ports {
-		c, err := ListenUDP(ctx, s.Interface, p)
+		c, err := listenUDP(ctx, s.Interface, p, s.ProxyDHCP)
 		if err != nil {
 			for _, c := range conns {
 				c.Close()
@@ -325,13 +327,23 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 }
 
 // ListenUDP opens a broadcast-capable IPv4 UDP socket on port, bound to
-// device iface with SO_BINDTODEVICE when iface is not empty.
+// device iface with SO_BINDTODEVICE when iface is not empty. It fails when
+// another socket already holds the port on that interface (or on all
+// interfaces): two DHCP servers on one link is a configuration error.
 func ListenUDP(ctx context.Context, iface string, port int) (net.PacketConn, error) {
+	return listenUDP(ctx, iface, port, false)
+}
+
+// listenUDP with reuse sets SO_REUSEADDR, so a proxyDHCP server can share
+// port 67 with a DHCP server on the same host.
+func listenUDP(ctx context.Context, iface string, port int, reuse bool) (net.PacketConn, error) {
 	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-				return
+			if reuse {
+				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+					return
+				}
 			}
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1); serr != nil {
 				return

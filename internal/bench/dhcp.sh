@@ -21,7 +21,7 @@
 set -euo pipefail
 
 DUR=${1:-4}
-RATES=${RATES:-"250 500 1000 2000 4000 8000"}
+RATES=${RATES:-"100 250 500 1000 1500 2000 3000 4000 8000"}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 for p in ip perfdhcp dnsmasq kea-dhcp4 go; do
 	command -v "$p" >/dev/null || { echo "dhcp.sh: $p not found (apt-get install kea-admin kea-dhcp4-server dnsmasq)" >&2; exit 1; }
@@ -118,7 +118,7 @@ fi
 if [[ " $SERVERS " == *" dnsmasq "* ]]; then
 start dnsmasq dnsmasq --keep-in-foreground --port=0 --interface=br0 --bind-interfaces --no-ping \
 	--dhcp-range=10.99.1.0,10.99.250.255,255.255.0.0,1h --dhcp-option=3,10.99.0.1 --dhcp-lease-max=100000 \
-	--dhcp-authoritative --dhcp-leasefile="$TMP/dnsmasq.leases" --pid-file="$TMP/dnsmasq.pid" --no-resolv --no-hosts
+	--quiet-dhcp --log-facility="$TMP/dnsmasq.log" --dhcp-authoritative --dhcp-leasefile="$TMP/dnsmasq.leases" --pid-file="$TMP/dnsmasq.pid" --no-resolv --no-hosts
 run dnsmasq
 stop
 fi
