@@ -271,6 +271,9 @@ func Convert(name string, text []byte) (Output, error) {
 		return Output{}, e
 	}
 	out.Warnings = append(out.Warnings, entries(rpt, false)...)
+	if strings.Contains(ver, "experimental") {
+		out.Warnings = append(out.Warnings, "spec "+ver+" is experimental: released Ignition may refuse it")
+	}
 	out.JSON = compactJSON(raw)
 	out.Version = ver
 	return out, nil

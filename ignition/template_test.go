@@ -91,6 +91,12 @@ func TestJSONTemplate(t *testing.T) {
 	assert.Equal(t, "3.2.0", out.Version)
 	assert.Equal(t, `{"ignition":{"version":"3.2.0"},"passwd":{"users":[{"name":"debug","sshAuthorizedKeys":["`+testKey+`"]}]}}`, string(out.JSON))
 
+	// An experimental variant is served as such, with a warning.
+	out, err = render(t, "e.yaml", "variant: flatcar\nversion: 1.2.0-experimental\n", nil)
+	require.NoError(t, err)
+	assert.Equal(t, ExperimentalVersion, out.Version)
+	assert.Contains(t, strings.Join(out.Warnings, "\n"), "experimental")
+
 	// Butane written as JSON is Butane.
 	out, err = render(t, "b.json", `{"variant": "fcos", "version": "1.5.0", "passwd": {"users": [{"name": "debug"}]}}`, nil)
 	require.NoError(t, err)
