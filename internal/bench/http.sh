@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# HTTP benchmark: metalboot's labserver against matchbox v0.11.0, both serving
+# the same seed-lab data directory (internal/fixtures/seedlab) on 127.0.0.1,
+# measured by the same closed-loop keep-alive load generator
+# (internal/bench/httpload). Prints requests/s and p99 latency per endpoint,
+# metalboot/matchbox ratios, each server's peak RSS, and RESULT lines.
+#
+#   internal/bench/http.sh [seconds-per-run]    (default 5)
+#   ROUNDS=2 C=8 internal/bench/http.sh          (rounds per endpoint, clients)
+#
+# Endpoints (all answered 200 by both servers, checked before measuring):
+#   grub_mp        /grub?mac=00:23:32:2f:40:3c        group coreos-install-mp
+#   grub_default   /grub?mac=52:54:00:12:34:56        the default group
+#   ign_smpc       /ignition?mac=00:30:48:fb:e2:44    Butane template -> Ignition
+#   ign_4096_macs  /ignition?mac=52:54:00:00:xx:yy     4096 default-group machines,
+#                  round-robin: every rendered config differs, so metalboot's
+#                  conversion cache (1024 configs) cannot answer from memory;
+#                  this is the like-for-like cost of render+translate+validate.
+#
+# Method: both servers are started once, each pinned to CPU 0 with taskset
+# (Go then runs them with GOMAXPROCS=1); the load generator runs on CPU 1 with
+# GOMAXPROCS=1. For each endpoint the servers are measured alternately,
+# ROUNDS times each (order swapped every round), each run a 1 s warm-up then
+# $DUR s measured with $C keep-alive connections; the best req/s and the best
+# p99 over the rounds are reported (other work on a shared machine only ever
+# makes a run slower). Peak RSS is VmHWM from /proc/PID/status at the end.
+# Without taskset or with one CPU, nothing is pinned (the output says so).
+#
+# matchbox is built from its Go module (go install …@v is refused here):
+#   go mod download -json github.com/poseidon/matchbox@v0.11.0
+#   cp -r <Dir> into a writable directory; go build ./cmd/matchbox
+# and cached as $CACHE/matchbox-v0.11.0 (CACHE defaults to
+# /var/cache/metalboot-bench, or $TMPDIR/metalboot-bench-cache when that is
+# not writable). labserver and httpload are built fresh from this tree.
+# Needs Go, curl, and the Go module proxy the first time. Only processes this
+# script started are stopped, by PID.
+set -euo pipefail
+
+DUR=${1:-${DUR:-5}}
+ROUNDS=${ROUNDS:-2}
+C=${C:-8}
+PORT_MB=${PORT_MB:-18580}
+PORT_MX=${PORT_MX:-18581}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DATA=${DATA:-$ROOT/internal/fixtures/seedlab}
+MATCHBOX_VERSION=v0.11.0
+for p in go curl awk; do
+	command -v "$p" >/dev/null || { echo "http.sh: $p not found" >&2; exit 1; }
+done
+CACHE=${CACHE:-/var/cache/metalboot-bench}
+if ! mkdir -p "$CACHE" 2>/dev/null || [ ! -w "$CACHE" ]; then
+	CACHE=${TMPDIR:-/tmp}/metalboot-bench-cache
+	mkdir -p "$CACHE"
+fi
+MATCHBOX_BIN=${MATCHBOX_BIN:-$CACHE/matchbox-$MATCHBOX_VERSION}
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mb-http-bench.XXXXXX")
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+SRV_CPU=() LOAD_CPU=() PINNING="not pinned (no taskset or fewer than 2 CPUs)"
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+	SRV_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
+	PINNING="servers on CPU 0 (GOMAXPROCS=1 from the affinity mask), load generator on CPU 1 with GOMAXPROCS=1"
+fi
+
+echo "http.sh: building labserver and httpload ..." >&2
+(cd "$ROOT" && go build -o "$TMP/labserver" ./examples/labserver && go build -o "$TMP/httpload" ./internal/bench/httpload)
+if [ ! -x "$MATCHBOX_BIN" ]; then
+	echo "http.sh: building matchbox $MATCHBOX_VERSION from its Go module into $MATCHBOX_BIN ..." >&2
+	dir=$(cd "$TMP" && GOFLAGS=-mod=mod go mod download -json "github.com/poseidon/matchbox@$MATCHBOX_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -n "$dir" ] && [ -d "$dir" ] || { echo "http.sh: go mod download of matchbox $MATCHBOX_VERSION failed" >&2; exit 1; }
+	cp -r "$dir" "$TMP/matchbox-src"
+	chmod -R u+w "$TMP/matchbox-src"
+	(cd "$TMP/matchbox-src" && go build -o "$MATCHBOX_BIN.tmp" ./cmd/matchbox)
+	mv "$MATCHBOX_BIN.tmp" "$MATCHBOX_BIN"
+fi
+
+wait_up() { # url pid
+	for _ in $(seq 1 100); do
+		kill -0 "$2" 2>/dev/null || { echo "http.sh: server for $1 exited" >&2; return 1; }
+		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "http.sh: server at $1 did not come up" >&2
+	return 1
+}
+
+mkdir -p "$TMP/assets"
+"${SRV_CPU[@]}" "$TMP/labserver" -data "$DATA" -http "127.0.0.1:$PORT_MB" -tftp "" -dns "" \
+	-base-url http://deploy.lab:8080 >"$TMP/labserver.log" 2>&1 &
+MB_PID=$!
+PIDS+=("$MB_PID")
+"${SRV_CPU[@]}" "$MATCHBOX_BIN" -data-path "$DATA" -assets-path "$TMP/assets" -address "127.0.0.1:$PORT_MX" \
+	>"$TMP/matchbox.log" 2>&1 &
+MX_PID=$!
+PIDS+=("$MX_PID")
+wait_up "http://127.0.0.1:$PORT_MB/healthz" "$MB_PID" || { tail -5 "$TMP/labserver.log" >&2; exit 1; }
+wait_up "http://127.0.0.1:$PORT_MX/" "$MX_PID" || { tail -5 "$TMP/matchbox.log" >&2; exit 1; }
+
+# name|path (or @file)|substring every answer must contain|label
+ROWS=(
+	"grub_mp|/grub?mac=00:23:32:2f:40:3c|coreos.config.url=|/grub mp (00:23:32:2f:40:3c)"
+	"grub_default|/grub?mac=52:54:00:12:34:56|coreos.config.url=|/grub default group"
+	"ign_smpc|/ignition?mac=00:30:48:fb:e2:44|/opt/installer|/ignition smpc (00:30:48:fb:e2:44)"
+	"ign_4096_macs|@macs|/opt/installer|/ignition 4096 distinct MACs"
+)
+for port in "$PORT_MB" "$PORT_MX"; do
+	for i in $(seq 0 4095); do
+		printf 'http://127.0.0.1:%s/ignition?mac=52:54:00:00:%02x:%02x\n' "$port" $((i / 256)) $((i % 256))
+	done >"$TMP/macs.$port"
+done
+
+# Check what each server answers before measuring it.
+declare -A OK
+echo "== what each server answers (before measuring)"
+for row in "${ROWS[@]}"; do
+	IFS='|' read -r name path expect _ <<<"$row"
+	for srv in metalboot:$PORT_MB matchbox:$PORT_MX; do
+		port=${srv#*:}
+		if [ "$path" = @macs ]; then url=$(sed -n 77p "$TMP/macs.$port"); else url="http://127.0.0.1:$port$path"; fi
+		code=$(curl -sS -o "$TMP/body" -w '%{http_code}' "$url" || echo 000)
+		size=$(wc -c <"$TMP/body")
+		if [ "$code" = 200 ] && grep -qF -- "$expect" "$TMP/body"; then
+			OK[$name.${srv%%:*}]=1
+			extra=""
+			case $name in
+			grub_*) extra=$(grep -o 'coreos.config.url=[^ ]*' "$TMP/body" | head -1) ;;
+			ign_*) extra=$(grep -o '"version":"[0-9.a-z-]*"' "$TMP/body" | head -1) ;;
+			esac
+			printf '  %-9s %-14s HTTP %s %5d B  %s\n' "${srv%%:*}" "$name" "$code" "$size" "$extra"
+		else
+			printf '  %-9s %-14s HTTP %s %5d B  NOT COMPARABLE (want 200 containing %q): %.100s\n' \
+				"${srv%%:*}" "$name" "$code" "$size" "$expect" "$(tr '\n' ' ' <"$TMP/body")"
+		fi
+	done
+done
+
+# run SERVER PORT NAME PATH EXPECT -> "rps p99_us errors"
+measure() {
+	local port=$2 name=$3 path=$4 expect=$5 args=()
+	if [ "$path" = @macs ]; then args=(-urls "$TMP/macs.$port"); else args=("http://127.0.0.1:$port$path"); fi
+	GOMAXPROCS=1 "${LOAD_CPU[@]}" "$TMP/httpload" -name "$1/$name" -c "$C" -d "${DUR}s" -warmup 1s \
+		-expect "$expect" "${args[@]}" 2>>"$TMP/httpload.err" | tee -a "$TMP/httpload.out" |
+		awk '$1 == "httpload" { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+			print v["rps"], v["p99_us"], v["errors"] }'
+}
+
+declare -A RPS P99 ERR
+echo "== measuring: $C connections, ${DUR}s per run after 1 s warm-up, $ROUNDS rounds; $PINNING" >&2
+for row in "${ROWS[@]}"; do
+	IFS='|' read -r name path expect _ <<<"$row"
+	for r in $(seq 1 "$ROUNDS"); do
+		order=(metalboot matchbox)
+		[ $((r % 2)) = 0 ] && order=(matchbox metalboot)
+		for srv in "${order[@]}"; do
+			[ -n "${OK[$name.$srv]:-}" ] || continue
+			port=$PORT_MB
+			[ "$srv" = matchbox ] && port=$PORT_MX
+			read -r rps p99 errs < <(measure "$srv" "$port" "$name" "$path" "$expect" || true)
+			echo "   $srv $name round $r: ${rps:-?} req/s, p99 ${p99:-?} µs, ${errs:-?} errors" >&2
+			[ -n "${rps:-}" ] || continue
+			k=$name.$srv
+			if [ -z "${RPS[$k]:-}" ] || awk -v a="$rps" -v b="${RPS[$k]}" 'BEGIN { exit !(a > b) }'; then RPS[$k]=$rps; fi
+			if [ -z "${P99[$k]:-}" ] || [ "$p99" -lt "${P99[$k]}" ]; then P99[$k]=$p99; fi
+			ERR[$k]=$((${ERR[$k]:-0} + errs))
+		done
+	done
+done
+
+hwm() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
+MB_RSS=$(hwm "$MB_PID")
+MX_RSS=$(hwm "$MX_PID")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+ms() { [ -n "$1" ] && awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }' || echo "n/a"; }
+
+echo
+echo "== /grub and /ignition: metalboot labserver vs matchbox $MATCHBOX_VERSION (best of $ROUNDS runs of ${DUR}s, $C keep-alive connections)"
+printf '%-36s | %12s %9s | %12s %9s | %8s %8s\n' endpoint 'metalboot/s' 'p99 ms' 'matchbox/s' 'p99 ms' 'x req/s' 'x p99'
+RESULTS=()
+for row in "${ROWS[@]}"; do
+	IFS='|' read -r name _ _ label <<<"$row"
+	a=${RPS[$name.metalboot]:-} b=${RPS[$name.matchbox]:-}
+	pa=${P99[$name.metalboot]:-} pb=${P99[$name.matchbox]:-}
+	printf '%-36s | %12s %9s | %12s %9s | %8s %8s\n' "$label" "${a:-n/a}" "$(ms "$pa")" "${b:-n/a}" "$(ms "$pb")" \
+		"$(ratio "$a" "$b")" "$(ratio "$pa" "$pb")"
+	RESULTS+=("RESULT name=${name}_rps metalboot=${a:-n/a} peer=matchbox:${b:-n/a} ratio=$(ratio "$a" "$b")")
+	RESULTS+=("RESULT name=${name}_p99_ms metalboot=$(ms "$pa") peer=matchbox:$(ms "$pb") ratio=$(ratio "$pa" "$pb")")
+	for s in metalboot matchbox; do
+		[ "${ERR[$name.$s]:-0}" = 0 ] || echo "   note: $s $name had ${ERR[$name.$s]} errors (see httpload's first error above)"
+	done
+done
+printf '%-36s | %12s %9s | %12s %9s | %8s\n' "peak RSS (VmHWM), MiB" "$MB_RSS" "" "$MX_RSS" "" "$(ratio "$MB_RSS" "$MX_RSS")"
+RESULTS+=("RESULT name=http_peak_rss_mib metalboot=$MB_RSS peer=matchbox:$MX_RSS ratio=$(ratio "$MB_RSS" "$MX_RSS")")
+echo "(x req/s = metalboot/matchbox, higher is better; x p99 = metalboot/matchbox, lower is better)"
+echo "($(date -u +%FT%TZ); $(nproc) CPUs; $PINNING; load average before the end: $(cut -d' ' -f1-3 /proc/loadavg))"
+for g in grub_mp grub_default; do
+	a=${RPS[$g.metalboot]:-} b=${RPS[$g.matchbox]:-} p=${P99[$g.metalboot]:-}
+	[ -n "$a" ] && [ -n "$b" ] && [ -n "$p" ] || continue
+	awk -v a="$a" -v b="$b" -v p="$p" -v g="$g" 'BEGIN {
+		printf "target %s: >= 3x matchbox req/s: %s (%.2fx); p99 < 1 ms: %s (%.2f ms)\n", g,
+			(a >= 3 * b ? "met" : "MISSED"), a / b, (p < 1000 ? "met" : "MISSED"), p / 1000 }'
+done
+printf '%s\n' "${RESULTS[@]}"
