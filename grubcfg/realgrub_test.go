@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,7 +24,7 @@ const grubPCDir = "/usr/lib/grub/i386-pc"
 // QEMU/TCG, no disk, no network) with files in a memdisk and an embedded
 // config that sources main.cfg, and returns what GRUB printed on its
 // serial console, escape sequences and CRs removed.
-func runRealGRUB(t *testing.T, files map[string]string) string {
+func runRealGRUB(t *testing.T, files map[string]string, qemuArgs ...string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: not booting GRUB in QEMU")
@@ -55,7 +56,8 @@ func runRealGRUB(t *testing.T, files map[string]string) string {
 	core := filepath.Join(dir, "core.img")
 	out, err := exec.Command(mkimage, "-O", "i386-pc", "-d", grubPCDir, "-p", "(memdisk)/",
 		"-c", filepath.Join(dir, "embed.cfg"), "-m", filepath.Join(dir, "md.tar"), "-o", core,
-		"normal", "echo", "serial", "terminal", "terminfo", "memdisk", "tar", "test", "halt", "configfile", "regexp", "sleep").CombinedOutput()
+		"normal", "echo", "serial", "terminal", "terminfo", "memdisk", "tar", "test", "halt", "configfile", "regexp", "sleep",
+		"biosdisk", "chain").CombinedOutput()
 	require.NoError(t, err, "grub-mkimage: %s", out)
 	lnx, err := os.ReadFile(filepath.Join(grubPCDir, "lnxboot.img"))
 	require.NoError(t, err)
@@ -66,17 +68,18 @@ func runRealGRUB(t *testing.T, files map[string]string) string {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-m", "128", "-kernel", kernel,
-		"-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nodefaults")
+	cmd := exec.CommandContext(ctx, qemu, append([]string{"-accel", "tcg", "-m", "128", "-kernel", kernel,
+		"-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nodefaults"}, qemuArgs...)...)
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stdout
 	err = cmd.Run()
 	require.NoError(t, ctx.Err(), "QEMU did not finish in time; output:\n%s", stdout.String())
-	require.NoError(t, err, "qemu: %s", stdout.String())
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 { // 1: isa-debug-exit, see TestRealGRUBLocalBootBIOS
+		require.NoError(t, err, "qemu: %s", stdout.String())
+	}
 	s := regexp.MustCompile(`\x1b(\[[0-9;?]*[a-zA-Z]|[()][0-9A-Za-z])`).ReplaceAllString(stdout.String(), "")
-	s = strings.ReplaceAll(s, "\r", "")
-	require.Contains(t, s, "REAL-GRUB-DONE", "GRUB did not reach the end of its script:\n%s", s)
-	return s
+	return strings.ReplaceAll(s, "\r", "")
 }
 
 // TestRealGRUB runs Quote's output and the rendered configurations through
@@ -110,6 +113,7 @@ func TestRealGRUB(t *testing.T) {
 	}
 	files["main.cfg"] = main.String()
 	out := runRealGRUB(t, files)
+	require.Contains(t, out, "REAL-GRUB-DONE", "GRUB did not reach the end of its script:\n%s", out)
 
 	// An injected word would be run as a command: GRUB (whose image has
 	// no reboot module) would say "can't find command"; a real reboot
@@ -149,4 +153,47 @@ func isPrintableASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// TestRealGRUBLocalBootBIOS boots RenderLocal's configuration in BIOS GRUB
+// 2.06 with a disk whose MBR prints "MBR-BOOTED" on the serial port and
+// powers QEMU off: the BIOS entry must be the default and must chainload
+// the disk.
+func TestRealGRUBLocalBootBIOS(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, RenderLocal(&buf, resolve(t, demoResolver(t), "mac=00:30:48:fb:e2:44"), Options{}))
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	require.NoError(t, os.WriteFile(disk, testMBR(), 0o644))
+	out := runRealGRUB(t, map[string]string{
+		"main.cfg":  "configfile /local.cfg\n",
+		"local.cfg": buf.String(),
+	}, "-drive", "file="+disk+",format=raw,if=ide", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04")
+	assert.Contains(t, out, "metalboot: installed; booting the master boot record of (hd0)")
+	assert.Contains(t, out, "MBR-BOOTED", "GRUB chainloaded the disk's MBR; output:\n%s", out)
+	assert.NotContains(t, out, "error:")
+}
+
+// testMBR is a 1 MiB disk whose boot sector writes "MBR-BOOTED" to COM1
+// and exits QEMU through isa-debug-exit (port 0xf4).
+func testMBR() []byte {
+	code := []byte{
+		0x31, 0xC0, // xor ax,ax
+		0x8E, 0xD8, // mov ds,ax
+		0xFC,             // cld
+		0xBA, 0xF8, 0x03, // mov dx,0x3f8
+		0xBE, 0x1B, 0x7C, // mov si,0x7c1b (msg)
+		0xAC,       // loop: lodsb
+		0x84, 0xC0, // test al,al
+		0x74, 0x03, // jz done
+		0xEE,       // out dx,al
+		0xEB, 0xF8, // jmp loop
+		0xB0, 0x00, // done: mov al,0
+		0xE6, 0xF4, // out 0xf4,al (QEMU exits with status 1)
+		0xFA, 0xF4, 0xEB, 0xFE, // cli; hlt; jmp $
+	}
+	code = append(code, "MBR-BOOTED\r\n\x00"...)
+	img := make([]byte, 1<<20)
+	copy(img, code)
+	img[510], img[511] = 0x55, 0xAA
+	return img
 }

@@ -223,7 +223,10 @@ func AppendLocalConfig(dst []byte, m *profile.Machine, opts Options) ([]byte, er
 		return b, nil
 	}
 	b = AppendQuote(b, "metalboot: installed; booting the master boot record of ("+disk+")")
-	b = append(b, "\n  set root="...)
+	// A GRUB made by grub-mknetdir has neither the BIOS disk driver nor
+	// the chainloader built in; insmod loads them from its prefix (a no-op
+	// when built in).
+	b = append(b, "\n  insmod biosdisk\n  insmod chain\n  set root="...)
 	b = AppendQuote(b, "("+disk+")")
 	b = append(b, "\n  chainloader +1\n}\n"...)
 	return b, nil
