@@ -254,3 +254,22 @@ func TestCheckTimeline(t *testing.T) {
 	biosBoot[0].Events[2].Detail = e2e.BootFileBIOS
 	assert.Len(t, e2e.CheckTimeline(biosBoot, m), 1, "UEFI machine must fetch core.efi")
 }
+
+func TestIgnitionFile(t *testing.T) {
+	cfg := `{"ignition":{"version":"3.3.0"},"storage":{"files":[` +
+		`{"path":"/etc/hostname","contents":{"compression":"","source":"data:,bios.lab"}},` +
+		`{"path":"/a","contents":{"source":"data:;base64,bWFjPTUyOjU0OjAwOjk5OjAwOjAy"}},` +
+		`{"path":"/b","contents":{"source":"data:,a%20b%3Ac"}},` +
+		`{"path":"/z","contents":{"compression":"gzip","source":"data:;base64,H4sI"}}]}}`
+	for path, want := range map[string]string{"/etc/hostname": "bios.lab", "/a": "mac=52:54:00:99:00:02", "/b": "a b:c"} {
+		got, err := e2e.IgnitionFile(cfg, path)
+		assert.NoError(t, err, path)
+		assert.Equal(t, want, got, path)
+	}
+	for _, path := range []string{"/z", "/missing"} {
+		_, err := e2e.IgnitionFile(cfg, path)
+		assert.Error(t, err, path)
+	}
+	_, err := e2e.IgnitionFile("{not json", "/a")
+	assert.Error(t, err)
+}

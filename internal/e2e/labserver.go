@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -206,6 +208,13 @@ func FetchTimeline(c *http.Client, url string) ([]TimelineMachine, []byte, error
 // and /ignition, with each stage first seen no earlier than the one before.
 // It returns every problem found.
 func CheckTimeline(ms []TimelineMachine, m Machine) []string {
+	return CheckTimelineSince(ms, m, time.Time{})
+}
+
+// CheckTimelineSince is [CheckTimeline] over the events at or after since
+// only (e.g. the power-on of a second boot: labserver keeps a bounded number
+// of events per machine, so an earlier boot's first events may be gone).
+func CheckTimelineSince(ms []TimelineMachine, m Machine, since time.Time) []string {
 	i := slices.IndexFunc(ms, func(r TimelineMachine) bool {
 		mac, err := hwaddr.Parse(r.MAC)
 		return err == nil && mac == m.MAC
@@ -214,6 +223,7 @@ func CheckTimeline(ms []TimelineMachine, m Machine) []string {
 		return []string{fmt.Sprintf("%s (%s) is not in /machines", m.MAC, m.Name)}
 	}
 	r := ms[i]
+	r.Events = slices.DeleteFunc(slices.Clone(r.Events), func(e TimelineEvent) bool { return e.Time.Before(since) })
 	var probs []string
 	first := map[string]int{}
 	for j, e := range r.Events {
@@ -319,4 +329,58 @@ func DumpOnFailure(t testing.TB, vms func() []*VM, procs ...*Process) {
 			t.Logf("--- %s log (last 60 lines) ---\n%s", p.Name, TailLines(p.Output(), 60))
 		}
 	})
+}
+
+// IgnitionFile returns the decoded contents of the file at path in an
+// Ignition config (JSON), whose storage.files[].contents.source is a data
+// URL (plain or base64; Butane picks either). Compressed contents are not
+// supported.
+func IgnitionFile(config, path string) (string, error) {
+	var c struct {
+		Storage struct {
+			Files []struct {
+				Path     string `json:"path"`
+				Contents struct {
+					Source      string `json:"source"`
+					Compression string `json:"compression"`
+				} `json:"contents"`
+			} `json:"files"`
+		} `json:"storage"`
+	}
+	if err := json.Unmarshal([]byte(config), &c); err != nil {
+		return "", fmt.Errorf("e2e: ignition config: %w", err)
+	}
+	for _, f := range c.Storage.Files {
+		if f.Path != path {
+			continue
+		}
+		if f.Contents.Compression != "" {
+			return "", fmt.Errorf("e2e: ignition config: %s: compression %q not supported", path, f.Contents.Compression)
+		}
+		return decodeDataURL(f.Contents.Source)
+	}
+	return "", fmt.Errorf("e2e: ignition config has no file %s", path)
+}
+
+func decodeDataURL(s string) (string, error) {
+	rest, ok := strings.CutPrefix(s, "data:")
+	if !ok {
+		return "", fmt.Errorf("e2e: not a data URL: %.40q", s)
+	}
+	meta, data, ok := strings.Cut(rest, ",")
+	if !ok {
+		return "", fmt.Errorf("e2e: data URL without a comma: %.40q", s)
+	}
+	if strings.HasSuffix(meta, ";base64") {
+		b, err := base64.StdEncoding.DecodeString(data)
+		if err != nil {
+			return "", fmt.Errorf("e2e: data URL: %w", err)
+		}
+		return string(b), nil
+	}
+	out, err := url.PathUnescape(data)
+	if err != nil {
+		return "", fmt.Errorf("e2e: data URL: %w", err)
+	}
+	return out, nil
 }
