@@ -51,4 +51,25 @@
 // internal/bench/dns.sh runs dnsperf against this package (through
 // dnssrv/internal/dnsbench) and against dnsmasq serving the same names from a
 // hosts file, in the same run, and prints queries per second and the ratio.
+// The query mix is A of known names, AAAA of the same A-only names (NODATA),
+// PTR of their addresses and A of unknown names (NXDOMAIN); the script
+// checks first that both servers give the same answers.
+//
+// Measured 2026-11-25 on the 2-CPU development VM (Go 1.26.8, dnsmasq 2.90,
+// dnsperf 2.10.0; 1000 names; dnsperf -c 4 -q 200 on ::1, 2 alternating
+// rounds of 10 s each; the VM was shared with other builds, load average
+// about 8, so absolute numbers are noisy, the ratio less so):
+//
+//	internal/bench/dns.sh
+//	metalboot  23811 qps, 34512 qps   mean 29161
+//	dnsmasq    15403 qps, 12450 qps   mean 13926   ratio 2.09
+//
+// No queries were lost beyond the last in flight (13-14 per run, both
+// servers), and both returned the same rcode mix (75% NOERROR, 25%
+// NXDOMAIN). dnsmasq is single-threaded; dnssrv runs one reader per CPU. A
+// CPU profile of dnssrv over that run (PROFILE=file) shows 58% of its time in
+// the sendto/recvfrom system calls and the process using about a sixth of
+// the CPU time available: the load generator, not dnssrv, is the limit on
+// this machine. BenchmarkHandlePacket measures the per-query work alone
+// (about 2 µs and 12 allocations for an A query on the same loaded VM).
 package dnssrv

@@ -510,7 +510,9 @@ func (c *config) addrRRs(name string) []dns.RR {
 
 // ServeDNS implements dns.Handler, so the Server can be mounted in a
 // github.com/miekg/dns server (tests, middleware). Serve and ListenAndServe
-// do not use it: they read the sockets themselves.
+// do not use it: they read the sockets themselves. Through ServeDNS the
+// Allow list applies but not RateLimit, and malformed packets are handled
+// (answered FORMERR) by the miekg/dns server, not counted here.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if err := s.setup(); err != nil {
 		m := new(dns.Msg)

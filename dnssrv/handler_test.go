@@ -66,6 +66,23 @@ func TestHandlePacketRcodes(t *testing.T) {
 	r = ask(t, big, loopback, query("1.50.10.22.172.in-addr.arpa.", dns.TypePTR))
 	assert.Equal(t, dns.RcodeNameError, r.Rcode)
 
+	// IPv6: AAAA and ip6.arpa PTR.
+	tab := demoLab()
+	tab.Add("mp.lab", netip.MustParseAddr("2001:db8:10::50"), time.Time{})
+	v6 := &Server{Zones: []string{"lab"}, ReverseFor: []netip.Prefix{netip.MustParsePrefix("2001:db8:10::/48")}, Records: tab}
+	r = ask(t, v6, loopback, query("mp.lab.", dns.TypeAAAA))
+	require.Len(t, r.Answer, 1)
+	assert.Equal(t, "2001:db8:10::50", r.Answer[0].(*dns.AAAA).AAAA.String())
+	arpa, err := dns.ReverseAddr("2001:db8:10::50")
+	require.NoError(t, err)
+	r = ask(t, v6, loopback, query(arpa, dns.TypePTR))
+	require.Len(t, r.Answer, 1)
+	assert.Equal(t, "mp.lab.", r.Answer[0].(*dns.PTR).Ptr)
+	arpa, _ = dns.ReverseAddr("2001:db8:10::51")
+	r = ask(t, v6, loopback, query(arpa, dns.TypePTR))
+	assert.Equal(t, dns.RcodeNameError, r.Rcode)
+	assert.Equal(t, "0.1.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", r.Ns[0].Header().Name)
+
 	notify := query("lab.", dns.TypeSOA)
 	notify.Opcode = dns.OpcodeNotify
 	r = ask(t, s, loopback, notify)
@@ -252,4 +269,32 @@ func TestCacheTTLAndLRU(t *testing.T) {
 	got, _ = c.get("a", now.Add(time.Minute))
 	assert.Nil(t, got, "expired")
 	assert.Equal(t, 1, c.len())
+}
+
+// BenchmarkHandlePacket measures the per-query work of the UDP loop (parse,
+// look up, pack), without the sockets.
+func BenchmarkHandlePacket(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		m    *dns.Msg
+	}{
+		{"A", query("mp.lab.", dns.TypeA)},
+		{"PTR", query("50.10.22.172.in-addr.arpa.", dns.TypePTR)},
+		{"NXDOMAIN", query("nosuch.lab.", dns.TypeA)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := demoServer(demoLab())
+			if err := s.setup(); err != nil {
+				b.Fatal(err)
+			}
+			in := wire(b, bc.m)
+			out := make([]byte, 0, 4096)
+			b.ReportAllocs()
+			for b.Loop() {
+				if r, _ := s.handlePacket(in, out[:0], loopback, true); r == nil {
+					b.Fatal("no answer")
+				}
+			}
+		})
+	}
 }
