@@ -86,3 +86,25 @@ func TestMalformedPacketsAreCountedAndDropped(t *testing.T) {
 		t.Fatalf("Malformed = %d, want 4", got)
 	}
 }
+
+func TestExpiredOffersAreForgotten(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	s := &Server{ServerIP: netip.MustParseAddr("10.99.0.1"), Clock: func() time.Time { return now },
+		Subnets: []Subnet{{Prefix: netip.MustParsePrefix("10.0.0.0/8"),
+			Ranges: []Range{{netip.MustParseAddr("10.1.0.0"), netip.MustParseAddr("10.2.0.0")}}}}}
+	const n = 5000
+	for i := range n {
+		d, _ := dhcpv4.NewDiscovery(net.HardwareAddr{2, 0, 0, 0, byte(i >> 8), byte(i)})
+		if s.Reply(context.Background(), d) == nil {
+			t.Fatal("no offer")
+		}
+		if i == 1500 {
+			now = now.Add(time.Minute) // the first 1500 offers expire
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.offers) > n-1500 || len(s.offerByMAC) != len(s.offers) {
+		t.Fatalf("offers not swept: %d offers, %d by MAC", len(s.offers), len(s.offerByMAC))
+	}
+}

@@ -191,6 +191,7 @@ type Server struct {
 	mu         sync.Mutex // offers and pool cursors
 	offers     map[netip.Addr]offer
 	offerByMAC map[hwaddr.MAC]netip.Addr
+	sweepAt    int // purge expired offers when len(offers) reaches this
 }
 
 type offer struct {
@@ -666,6 +667,9 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		return nil
 	}
 	s.mu.Lock()
+	if len(s.offers) >= s.sweepAt {
+		s.sweepOffers(now)
+	}
 	ip, ok := s.pick(mac, sn, ipOf(req.RequestedIPAddress()), now)
 	if ok {
 		if old, had := s.offerByMAC[mac]; had && old != ip {
@@ -695,6 +699,20 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 	ev.BootFile = s.addBootOptions(req, resp, ci, false)
 	s.hookDiscover(ev)
 	return resp
+}
+
+// sweepOffers forgets expired offers (clients that never sent a REQUEST),
+// so a DISCOVER flood cannot grow memory without bound; s.mu held.
+func (s *Server) sweepOffers(now time.Time) {
+	for ip, o := range s.offers {
+		if !now.Before(o.until) {
+			delete(s.offers, ip)
+			if s.offerByMAC[o.mac] == ip {
+				delete(s.offerByMAC, o.mac)
+			}
+		}
+	}
+	s.sweepAt = 2*len(s.offers) + 1024
 }
 
 func (s *Server) hookDiscover(ev Event) {

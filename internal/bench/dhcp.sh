@@ -5,7 +5,7 @@
 # and metalboot's ratios.
 #
 #   sudo internal/bench/dhcp.sh [seconds-per-step]   (default 4)
-#   RATES="500 1000 2000" sudo internal/bench/dhcp.sh    (offered loads, DORA/s)
+#   RATES="500 1000 2000" ROUNDS=3 SERVERS="metalboot kea" sudo internal/bench/dhcp.sh
 #
 # Needs root, iproute2, Go, and the Debian packages kea-admin (perfdhcp),
 # kea-dhcp4-server and dnsmasq. Touches no host interface: everything runs in
@@ -31,11 +31,13 @@ done
 TMP=$(mktemp -d /tmp/mb-dhcp-bench.XXXXXX)
 SRV=mbb$$-srv
 CLI=mbb$$-cli
-PIDS=()
+SERVER_PID= # the one server running now (reaped PIDs are never signalled)
 cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	sleep 0.2
-	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	if [ -n "$SERVER_PID" ]; then
+		kill "$SERVER_PID" 2>/dev/null || true
+		sleep 0.2
+		kill -9 "$SERVER_PID" 2>/dev/null || true
+	fi
 	ip netns del "$SRV" 2>/dev/null || true
 	ip netns del "$CLI" 2>/dev/null || true
 	rm -rf "$TMP"
@@ -75,13 +77,13 @@ start() { # name, command...
 	local name=$1; shift
 	ip netns exec "$SRV" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
 	SERVER_PID=$!
-	PIDS+=("$SERVER_PID")
 	sleep 1.5
 	kill -0 "$SERVER_PID" 2>/dev/null || { echo "dhcp.sh: $name did not start:" >&2; cat "$TMP/$name.err" >&2; exit 1; }
 }
 stop() {
 	kill "$SERVER_PID" 2>/dev/null || true
 	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=
 }
 
 declare -A BEST_OF PEAK_OF
@@ -90,8 +92,6 @@ declare -A BEST_OF PEAK_OF
 # stops once a step loses more than 5%.
 run() {
 	local name=$1 i=0 out rate drops
-	BEST_OF[$name]=0
-	PEAK_OF[$name]=0
 	for r in $RATES; do
 		i=$((i + 1))
 		out=$(ip netns exec "$CLI" timeout $((DUR + 15)) perfdhcp -4 -l eth0 -r "$r" -R 60000 -p "$DUR" -W 500000 \
@@ -107,29 +107,38 @@ run() {
 	done
 }
 
+# serve NAME ROUND: start server NAME on a fresh lease database, sweep, stop.
+serve() {
+	local name=$1 round=$2
+	case $name in
+	metalboot)
+		start metalboot "$TMP/dhcpsrvd" -i br0 -server-ip 10.99.0.1 -subnet 10.99.0.0/16,10.99.1.0,10.99.250.255,10.99.0.1 \
+			-leases "$TMP/mb-leases.$round" ;;
+	dnsmasq)
+		start dnsmasq dnsmasq --keep-in-foreground --port=0 --interface=br0 --bind-interfaces --no-ping \
+			--dhcp-range=10.99.1.0,10.99.250.255,255.255.0.0,1h --dhcp-option=3,10.99.0.1 --dhcp-lease-max=100000 \
+			--quiet-dhcp --log-facility="$TMP/dnsmasq.log" --dhcp-authoritative --dhcp-leasefile="$TMP/dnsmasq.leases.$round" \
+			--pid-file="$TMP/dnsmasq.pid" --no-resolv --no-hosts ;;
+	kea)
+		sed "s|kea-leases.csv|kea-leases.$round.csv|" "$TMP/kea.json" >"$TMP/kea.$round.json"
+		start kea env KEA_LOCKFILE_DIR="$TMP" KEA_PIDFILE_DIR="$TMP" kea-dhcp4 -c "$TMP/kea.$round.json" ;;
+	esac
+	run "$name"
+	stop
+}
+
+# Rounds interleave the servers so that load from other processes on the
+# machine hits them alike; each server's best round is reported.
 SERVERS=${SERVERS:-"metalboot dnsmasq kea"}
+ROUNDS=${ROUNDS:-2}
 for s in metalboot dnsmasq kea; do BEST_OF[$s]=0; PEAK_OF[$s]=0; done
-if [[ " $SERVERS " == *" metalboot "* ]]; then
-start metalboot "$TMP/dhcpsrvd" -i br0 -server-ip 10.99.0.1 -subnet 10.99.0.0/16,10.99.1.0,10.99.250.255,10.99.0.1 -leases "$TMP/mb-leases"
-run metalboot
-stop
-fi
+for round in $(seq "$ROUNDS"); do
+	echo "round $round" >&2
+	for s in $SERVERS; do serve "$s" "$round"; done
+done
 
-if [[ " $SERVERS " == *" dnsmasq "* ]]; then
-start dnsmasq dnsmasq --keep-in-foreground --port=0 --interface=br0 --bind-interfaces --no-ping \
-	--dhcp-range=10.99.1.0,10.99.250.255,255.255.0.0,1h --dhcp-option=3,10.99.0.1 --dhcp-lease-max=100000 \
-	--quiet-dhcp --log-facility="$TMP/dnsmasq.log" --dhcp-authoritative --dhcp-leasefile="$TMP/dnsmasq.leases" --pid-file="$TMP/dnsmasq.pid" --no-resolv --no-hosts
-run dnsmasq
-stop
-fi
-
-if [[ " $SERVERS " == *" kea "* ]]; then
-start kea env KEA_LOCKFILE_DIR="$TMP" KEA_PIDFILE_DIR="$TMP" kea-dhcp4 -c "$TMP/kea.json"
-run kea
-stop
-fi
-
-printf '\nperfdhcp DORA/s, %ss per load step (%s/s), %s, %s cores\n' "$DUR" "${RATES// /,}" "$(date -u +%FT%TZ)" "$(nproc)"
+printf '\nperfdhcp DORA/s, best of %s rounds, %ss per load step (%s/s), %s, %s cores, load average %s\n' \
+	"$ROUNDS" "$DUR" "${RATES// /,}" "$(date -u +%FT%TZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-10s %22s %10s\n' server 'sustained (<=1% drops)' 'peak'
 for s in metalboot dnsmasq kea; do
 	printf '%-10s %22.0f %10.0f\n' "$s" "${BEST_OF[$s]}" "${PEAK_OF[$s]}"
