@@ -66,7 +66,7 @@ func ExampleInstaller_JSON() {
 // the config as the spec version Butane emitted.
 func ExampleHandler() {
 	h := &ignition.Handler{
-		OnServe: func(m *profile.Machine) {
+		OnServe: func(r *http.Request, m *profile.Machine) {
 			if m.Attrs["os"] == "installed" {
 				fmt.Println("installed config served to", m.MAC)
 			}

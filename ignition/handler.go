@@ -67,11 +67,12 @@ type Handler struct {
 	// proxy's.
 	Guard Guard
 	// OnServe, when set, is called after a config was sent in answer to a
-	// GET, with the resolved machine; m.Attrs["os"] == "installed" means
+	// GET, with the request (its RemoteAddr tells which host fetched it)
+	// and the resolved machine; m.Attrs["os"] == "installed" means
 	// the machine fetched its installed config (labserver's install-once
 	// state). It runs on the request's goroutine; HEAD requests and
 	// errors do not call it.
-	OnServe func(m *profile.Machine)
+	OnServe func(r *http.Request, m *profile.Machine)
 	// Logger receives errors (with template file, line and detail) and
 	// Butane/Ignition warnings; nil discards.
 	Logger *slog.Logger
@@ -153,7 +154,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	_, _ = w.Write(out.JSON)
 	if h.OnServe != nil {
-		h.OnServe(m)
+		h.OnServe(r, m)
 	}
 }
 

@@ -256,7 +256,7 @@ func TestGuardAndOnServe(t *testing.T) {
 	h.Guard = leases{hwaddr.MustParse(smpcMAC): netip.MustParseAddr("172.22.10.54")}
 	var mu sync.Mutex
 	var served []string
-	h.OnServe = func(m *profile.Machine) {
+	h.OnServe = func(r *http.Request, m *profile.Machine) {
 		mu.Lock()
 		defer mu.Unlock()
 		served = append(served, m.MAC.String()+" os="+m.Attrs["os"])

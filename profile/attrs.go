@@ -25,7 +25,7 @@ const (
 // ParseQuery turns a /grub or /ignition query string into normalised
 // selector attributes: every parameter becomes an attribute (as in
 // matchbox), "mac" is parsed and put in canonical form, "uuid" is checked
-// and lower-cased, "hostname" is lower-cased. Repeated, overlong or
+// and lower-cased, "hostname" is lower-cased and limited to DNS characters. Repeated, overlong or
 // malformed parameters, and values with characters outside
 // [A-Za-z0-9.:_@/+=,-], are rejected with an error wrapping ErrBadRequest.
 func ParseQuery(rawQuery string) (map[string]string, error) {
@@ -97,6 +97,12 @@ func normalizeAttr(k, v string) (string, string, error) {
 		return k, u, nil
 	case KeyHostname:
 		v = strings.ToLower(v)
+		for _, c := range v {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+				return "", "", fmt.Errorf("hostname %q: use letters, digits, '.' and '-'", trunc(v))
+			}
+		}
+		return k, v, nil
 	}
 	for _, c := range v {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(".:_@/+=,-", c)) {

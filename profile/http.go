@@ -41,6 +41,8 @@ type Resolver struct {
 	BaseURL string
 	// Facts, when set, supplies UUID, hostname and IP for a MAC.
 	Facts FactSource
+	// Logger receives unexpected resolution errors; nil discards.
+	Logger *slog.Logger
 }
 
 // Resolve matches attributes (normalised, see ParseQuery) to a machine. It
@@ -121,7 +123,9 @@ func (r *Resolver) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		if err != nil {
-			slog.Default().Error("resolve", "err", err)
+			if r.Logger != nil {
+				r.Logger.Error("resolve", "err", err)
+			}
 			Error(w, http.StatusInternalServerError, "internal error")
 			return
 		}

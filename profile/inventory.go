@@ -295,12 +295,27 @@ func (b *builder) checkTies() {
 	})
 	for i := 0; i < len(gs); i++ {
 		for j := i + 1; j < len(gs) && len(gs[j].Selector) == len(gs[i].Selector); j++ {
-			if compatible(gs[i].Selector, gs[j].Selector) {
+			if compatible(gs[i].Selector, gs[j].Selector) && !b.shadowed(gs[i].Selector, gs[j].Selector) {
 				b.errs = append(b.errs, fmt.Errorf("%w: groups %q (%s) and %q (%s) are equally specific and can match the same request (%s); make one selector more specific",
 					ErrInvalid, gs[i].ID, orGo(gs[i].Source), gs[j].ID, orGo(gs[j].Source), describe(union(gs[i].Selector, gs[j].Selector))))
 			}
 		}
 	}
+}
+
+// shadowed reports whether a more specific group wins every request that
+// both a and b match: any such request carries a∪b, so a group whose
+// selector is a subset of a∪b and has more keys than a (and b) matches it
+// too and beats both. mac+os beats mac and os alone, for example, which
+// lets a default "os=installed" group live beside per-MAC groups.
+func (b *builder) shadowed(x, y map[string]string) bool {
+	u := union(x, y)
+	for _, g := range b.inv.groups {
+		if len(g.Selector) > len(x) && len(g.Selector) <= len(u) && selects(g.Selector, u) {
+			return true
+		}
+	}
+	return false
 }
 
 func compatible(a, b map[string]string) bool {

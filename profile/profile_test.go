@@ -137,6 +137,8 @@ func TestDemoInventory(t *testing.T) {
 	assert.Equal(t, "installed", m.Profile.ID)
 	m = resolve(t, st, "mac=02:00:00:00:00:99")
 	assert.Equal(t, "default", m.Group.ID)
+	m = resolve(t, st, "mac=02:00:00:00:00:99&os=installed")
+	assert.Equal(t, "default-installed", m.Group.ID, "an unknown machine that installed is not reinstalled")
 }
 
 func profileJSON(id string) *fstest.MapFile {
@@ -269,6 +271,7 @@ func TestParseQuery(t *testing.T) {
 		"mac=;reboot", "mac=zz", "mac=00:23:32:2f:40:3c&mac=00:23:32:2f:40:3c", "uuid=1234",
 		"os=a%00b", "os=%27", "os=$(reboot)", "os=a;b", "bad%20key=x", "os=" + strings.Repeat("a", 300),
 		strings.Repeat("a=b&", 600), "os=ü", "%zz", "k" + strings.Repeat("x", 70) + "=1",
+		"hostname=@x", "hostname=a_b", "hostname=a:b",
 	}
 	for _, q := range bad {
 		_, err := profile.ParseQuery(q)
@@ -416,4 +419,29 @@ func FuzzParseQuery(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestMoreSpecificGroupResolvesTie(t *testing.T) {
+	// mac and os=installed alone are equally specific, but every request
+	// that matches both also matches mac+os, which wins: no tie.
+	inv, err := profile.LoadFS(fstest.MapFS{
+		"profiles/p.json": profileJSON("p"),
+		"groups/a.json":   {Data: []byte(`{"profile":"p","selector":{"mac":"00:11:22:33:44:55"}}`)},
+		"groups/b.json":   {Data: []byte(`{"profile":"p","selector":{"os":"installed"}}`)},
+		"groups/c.json":   {Data: []byte(`{"profile":"p","selector":{"mac":"00:11:22:33:44:55","os":"installed"}}`)},
+	})
+	require.NoError(t, err)
+	for attrs, want := range map[string]string{
+		"mac=00:11:22:33:44:55":                  "a",
+		"os=installed":                           "b",
+		"mac=00:11:22:33:44:66&os=installed":     "b",
+		"mac=00:11:22:33:44:55&os=installed":     "c",
+		"mac=00:11:22:33:44:55&os=installed&x=y": "c",
+	} {
+		a, err := profile.ParseQuery(attrs)
+		require.NoError(t, err)
+		g, _, err := inv.Match(a)
+		require.NoError(t, err, attrs)
+		assert.Equal(t, want, g.ID, attrs)
+	}
 }

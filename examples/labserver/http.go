@@ -127,7 +127,7 @@ func (l *lab) routes() http.Handler {
 	mux.Handle("GET /grub", l.instrument("grub", l.grubHandler()))
 	mux.Handle("GET /grub.cfg", l.instrument("grub.cfg", l.firstStageHTTP()))
 	mux.Handle("GET /grub/", l.instrument("grub-files", grubcfg.CloseAfterResponse(l.tftpOverHTTP())))
-	mux.Handle("GET /ignition", l.instrument("ignition", l.ignitionHandler()))
+	mux.Handle("GET /ignition", l.instrument("ignition", l.ignition))
 	mux.Handle("GET /assets/", l.instrument("assets", l.assetsHandler()))
 	mux.Handle("GET /machines", l.instrument("machines", l.timeline))
 	mux.Handle("POST /machines/{mac}/reinstall", l.instrument("reinstall", http.HandlerFunc(l.reinstall)))

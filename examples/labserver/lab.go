@@ -23,6 +23,7 @@ import (
 
 	"github.com/metalboot/metalboot/dhcpsrv"
 	"github.com/metalboot/metalboot/dnssrv"
+	"github.com/metalboot/metalboot/ignition"
 	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 	"github.com/metalboot/metalboot/profile/demo"
@@ -42,6 +43,8 @@ type lab struct {
 
 	dnsStatic swapSource    // inventory hosts + config records, replaced on reload
 	dnsLeases *dnssrv.Table // DHCP clients, expiring with their leases
+
+	ignition *ignition.Handler
 
 	tftp *tftpsrv.Server
 	dns  *dnssrv.Server
@@ -67,7 +70,8 @@ func newLab(s *settings, log *slog.Logger) (*lab, error) {
 		}
 		data = root.FS()
 	}
-	store, err := profile.OpenFS(data, checkInventory, log.With("component", "inventory"))
+	l.ignition = l.newIgnitionHandler()
+	store, err := profile.OpenFS(data, l.ignition.Check, log.With("component", "inventory"))
 	if err != nil {
 		where := s.Data
 		if where == "" {
@@ -79,7 +83,8 @@ func newLab(s *settings, log *slog.Logger) (*lab, error) {
 	if l.state, err = openInstallState(s.State); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	l.resolver = &profile.Resolver{Store: store, BaseURL: s.BaseURL.String(), Facts: profile.FactSourceFunc(l.facts)}
+	l.resolver = &profile.Resolver{Store: store, BaseURL: s.BaseURL.String(), Facts: profile.FactSourceFunc(l.facts), Logger: log}
+	l.ignition.Resolver = l.resolver
 	l.refreshInventory()
 	return l, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -19,14 +17,6 @@ import (
 	"github.com/metalboot/metalboot/profile"
 	"github.com/metalboot/metalboot/tftpsrv"
 )
-
-// ignitionChecker compiles every Ignition template of a newly loaded
-// inventory, so a broken template is rejected at load (and on SIGHUP), not
-// when a machine boots. It is shared with the /ignition handler, which
-// then serves the checked templates.
-var ignitionChecker = &ignition.Handler{}
-
-func checkInventory(inv *profile.Inventory) error { return ignitionChecker.Check(inv) }
 
 func (l *lab) grubOptions() grubcfg.Options {
 	o := grubcfg.Options{}
@@ -60,10 +50,10 @@ func (l *lab) grubHandler() http.Handler {
 			if b, err := m.RenderBoot(); err == nil && !local {
 				defer l.timeline.setBoot(m.MAC, m.Hostname, b.Kernel, b.Initrd)
 			}
-			l.event(m.MAC, l.currentRemote(m), stage, detail)
+			l.event(m.MAC, m.IP, stage, detail)
 		},
 	}
-	return grubcfg.CloseAfterResponse(withRemote(h))
+	return grubcfg.CloseAfterResponse(h)
 }
 
 // firstStageHTTP serves /grub.cfg for UEFI HTTP boot.
@@ -78,14 +68,16 @@ func (l *lab) firstStageHTTP() http.Handler {
 	return grubcfg.CloseAfterResponse(h)
 }
 
-// ignitionHandler serves /ignition; fetching the installed config marks the
+// newIgnitionHandler builds the /ignition handler. Its Check compiles every
+// Ignition template of a newly loaded inventory, so a broken template is
+// rejected at load (and on SIGHUP), not when a machine boots; the handler
+// then serves what Check compiled. Fetching the installed config marks the
 // machine installed (install once).
-func (l *lab) ignitionHandler() http.Handler {
-	h := &ignition.Handler{
-		Resolver: l.resolver,
-		Logger:   l.log.With("component", "ignition"),
-		OnServe: func(m *profile.Machine) {
-			ip := l.currentRemote(m)
+func (l *lab) newIgnitionHandler() *ignition.Handler {
+	return &ignition.Handler{
+		Logger: l.log.With("component", "ignition"),
+		OnServe: func(r *http.Request, m *profile.Machine) {
+			ip := remoteIP(r)
 			if m.Attrs[profile.KeyOS] == "installed" {
 				l.event(m.MAC, ip, stageInstalled, "profile "+m.Profile.ID)
 				if !m.MAC.IsZero() {
@@ -100,31 +92,6 @@ func (l *lab) ignitionHandler() http.Handler {
 			l.event(m.MAC, ip, stageIgnition, "profile "+m.Profile.ID)
 		},
 	}
-	// Serve what the load-time check compiled.
-	if err := h.Check(l.store.Inventory()); err != nil {
-		l.log.Error("ignition", "err", err)
-	}
-	return withRemote(h)
-}
-
-type remoteKey struct{}
-
-// withRemote keeps the client address in the context so hooks that only
-// get the machine can attribute the event to an IP.
-func withRemote(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), remoteKey{}, remoteIP(r))))
-	})
-}
-
-// currentRemote is the address the machine's request came from; the
-// resolver puts the request context nowhere the machine can see, so
-// labserver keeps the latest per MAC from the lease table instead.
-func (l *lab) currentRemote(m *profile.Machine) netip.Addr {
-	if m.IP.IsValid() {
-		return m.IP
-	}
-	return netip.Addr{}
 }
 
 // serveTFTP answers the first-stage names GRUB asks for over TFTP:
@@ -259,6 +226,3 @@ func (l *lab) tftpOverHTTP() http.Handler {
 		files.ServeHTTP(w, r)
 	})
 }
-
-var _ fs.FS = nil
-var _ net.Conn = nil
