@@ -2,6 +2,7 @@ package dnssrv
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -296,5 +297,27 @@ func BenchmarkHandlePacket(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// brokenListener fails Accept with a permanent error.
+type brokenListener struct{ net.Listener }
+
+func (brokenListener) Accept() (net.Conn, error) { return nil, errors.New("accept exploded") }
+
+func TestServeReturnsListenerError(t *testing.T) {
+	s := demoServer(demoLab())
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background(), pc, brokenListener{l}) }()
+	select {
+	case err := <-done:
+		assert.ErrorContains(t, err, "accept exploded")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve kept running after its listener failed")
 	}
 }

@@ -219,7 +219,8 @@ func ListenUDPTCP(ctx context.Context, addr string) (net.PacketConn, net.Listene
 
 // Serve answers DNS queries arriving on pc (UDP) and l (TCP); either may be
 // nil, not both. It returns nil when ctx ends, after closing pc and l and
-// waiting for its goroutines, or the first error of either.
+// waiting for its goroutines; if reading either fails it stops both and
+// returns that error.
 func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) error {
 	if err := s.setup(); err != nil {
 		if pc != nil {
@@ -245,7 +246,12 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 		s.cfg.log.Info("dns listening", "net", "tcp", "addr", l.Addr().String())
 		wg.Go(func() { errs <- s.serveTCP(ctx, l, &wg) })
 	}
-	<-ctx.Done()
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errs: // one side failed: stop the other
+	}
+	cancel()
 	if pc != nil {
 		pc.Close()
 	}
@@ -254,7 +260,6 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 	}
 	wg.Wait()
 	close(errs)
-	var first error
 	for err := range errs {
 		if err != nil && first == nil {
 			first = err
