@@ -18,8 +18,15 @@
 //
 // Output (stdout), one machine-readable line then one human line:
 //
-//	httpload name=grub rps=23456.7 p50_us=310 p90_us=402 p99_us=800 max_us=4100 requests=234567 errors=0 conns=8 seconds=10.00 bytes=698
-//	grub: 23457 req/s, p50 0.31 ms, p99 0.80 ms, max 4.10 ms, 0 errors (8 conns, 10.0 s, 698 B/resp)
+//	httpload name=grub rps=23456.7 p50_us=310 p90_us=402 p99_us=800 max_us=4100 requests=234567 errors=0 conns=8 seconds=10.00 bytes=698 offered=0
+//	grub: 23457 req/s, p50 0.31 ms, p99 0.80 ms, max 4.10 ms, 0 errors (8 conns, closed loop, 10.0 s, 698 B/resp)
+//
+// With -rate R it runs open loop instead: the clients together send R
+// requests per second on a fixed schedule, so latency is measured at a
+// given load rather than at saturation (where a closed loop's latency is
+// just connections/throughput). A request sent late because the previous
+// answer came late counts from its scheduled time (no coordinated
+// omission).
 //
 // The process exits 1 when no request succeeded, 2 on bad flags.
 package main
@@ -170,6 +177,8 @@ type config struct {
 	expect  []byte
 	timeout time.Duration
 	max     int
+	rate    float64 // requests/s over all clients; 0: closed loop
+	conns   int
 }
 
 // run loops until stop is set: warm-up requests (before measureFrom) are
@@ -194,9 +203,28 @@ func (w *worker) run(cfg *config, id int, stop *atomic.Bool, measureFrom, measur
 			conn = nil
 		}
 	}
+	var interval time.Duration
+	next := time.Now()
+	if cfg.rate > 0 { // clients take turns: client id starts id/N of an interval late
+		interval = time.Duration(float64(cfg.conns) / cfg.rate * float64(time.Second))
+		next = next.Add(interval * time.Duration(id) / time.Duration(cfg.conns))
+	}
 	for i := id; !stop.Load() && len(w.lat) < cfg.max; i++ {
 		t := &cfg.targets[i%len(cfg.targets)]
 		t0 := time.Now()
+		if interval > 0 {
+			// Open loop: latency counts from the scheduled send time when
+			// the client is behind schedule (the server made it late), from
+			// the actual send when it slept (its own timer lateness is not
+			// the server's).
+			if d := next.Sub(t0); d > 0 {
+				time.Sleep(d)
+				t0 = time.Now()
+			} else {
+				t0 = next
+			}
+			next = next.Add(interval)
+		}
 		from, to := measureFrom.Load(), measureTo.Load()
 		measured := from != 0 && t0.UnixNano() >= from
 		var err error
@@ -283,6 +311,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		timeout = fl.Duration("timeout", 10*time.Second, "per-request timeout (dial, write, read)")
 		name    = fl.String("name", "load", "label for the output lines")
 		max     = fl.Int("max", 20_000_000, "stop after this many measured requests in total")
+		rate    = fl.Float64("rate", 0, "open loop: send this many requests/s in total, spread over the clients (latency then counts from each request's scheduled time when the server falls behind); 0: closed loop, as fast as answers come")
 		list    = fl.String("urls", "", "file with more URLs, one a line (blank lines and # comments ignored)")
 	)
 	if err := fl.Parse(args); err != nil {
@@ -301,11 +330,11 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	if len(urls) == 0 || *conns < 1 || *dur <= 0 || *warm < 0 || *timeout <= 0 || *max < 1 {
-		fmt.Fprintln(stderr, "httpload: need at least one URL; -c, -d, -timeout, -max must be positive")
+	if len(urls) == 0 || *conns < 1 || *dur <= 0 || *warm < 0 || *timeout <= 0 || *max < 1 || *rate < 0 {
+		fmt.Fprintln(stderr, "httpload: need at least one URL; -c, -d, -timeout, -max must be positive, -rate not negative")
 		return 2
 	}
-	cfg := &config{status: *status, expect: []byte(*expect), timeout: *timeout, max: max2(*max / *conns, 1)}
+	cfg := &config{status: *status, expect: []byte(*expect), timeout: *timeout, max: max2(*max / *conns, 1), rate: *rate, conns: *conns}
 	for _, u := range urls {
 		t, err := parseTarget(u)
 		if err != nil {
@@ -368,10 +397,14 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		return float64(lat[min(max2(i, 0), len(lat)-1)]) / 1e3
 	}
 	rps := float64(len(lat)) / elapsed.Seconds()
-	fmt.Fprintf(stdout, "httpload name=%s rps=%.1f p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f requests=%d errors=%d conns=%d seconds=%.2f bytes=%d\n",
-		*name, rps, pct(0.50), pct(0.90), pct(0.99), float64(lat[len(lat)-1])/1e3, len(lat), errs, *conns, elapsed.Seconds(), size)
-	fmt.Fprintf(stdout, "%s: %.0f req/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, %d errors (%d conns, %.1f s, %d B/resp)\n",
-		*name, rps, pct(0.50)/1e3, pct(0.99)/1e3, float64(lat[len(lat)-1])/1e6, errs, *conns, elapsed.Seconds(), size)
+	fmt.Fprintf(stdout, "httpload name=%s rps=%.1f p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f requests=%d errors=%d conns=%d seconds=%.2f bytes=%d offered=%g\n",
+		*name, rps, pct(0.50), pct(0.90), pct(0.99), float64(lat[len(lat)-1])/1e3, len(lat), errs, *conns, elapsed.Seconds(), size, *rate)
+	mode := "closed loop"
+	if *rate > 0 {
+		mode = fmt.Sprintf("offered %g req/s", *rate)
+	}
+	fmt.Fprintf(stdout, "%s: %.0f req/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, %d errors (%d conns, %s, %.1f s, %d B/resp)\n",
+		*name, rps, pct(0.50)/1e3, pct(0.99)/1e3, float64(lat[len(lat)-1])/1e6, errs, *conns, mode, elapsed.Seconds(), size)
 	if errs > 0 && first != "" {
 		fmt.Fprintf(stderr, "httpload: %s: first error: %s\n", *name, first)
 	}

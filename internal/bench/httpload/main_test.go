@@ -163,3 +163,19 @@ func TestURLFile(t *testing.T) {
 	var o2, e2 bytes.Buffer
 	assert.Equal(t, 2, mainErr([]string{"-urls", f + ".missing"}, &o2, &e2))
 }
+
+func TestOpenLoopRate(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, mainErr([]string{"-c", "2", "-d", "1s", "-warmup", "0", "-rate", "50", srv.URL}, &out, &errOut), errOut.String())
+	m := fields(t, out.String())
+	assert.Equal(t, "50", m["offered"])
+	// 50/s for 1 s: the schedule, not the server's speed, bounds the count
+	// (a closed loop would make thousands).
+	assert.Positive(t, num(t, m, "requests"))
+	assert.LessOrEqual(t, num(t, m, "requests"), 52.0)
+	assert.Contains(t, out.String(), "offered 50 req/s")
+}
