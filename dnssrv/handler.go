@@ -367,9 +367,12 @@ func (s *Server) pack(resp, req *dns.Msg, udp bool, out []byte) []byte {
 		resp.Extra = append(resp.Extra, o)
 	}
 	if udp {
+		// Truncate also turns compression off when the answer fits without
+		// it: packing without a compression map is cheaper.
 		resp.Truncate(s.cfg.udpLimit(req))
+	} else {
+		resp.Compress = true
 	}
-	resp.Compress = true
 	b, err := resp.PackBuffer(out)
 	if err != nil {
 		s.cfg.log.Warn("dns pack", "err", err)

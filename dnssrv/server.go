@@ -321,7 +321,7 @@ func (s *Server) udpReader(ctx context.Context, pc net.PacketConn, wg *sync.Wait
 			}
 			return err
 		}
-		resp, fwd := s.handlePacket(in[:n], out[:0], from.Addr(), true)
+		resp, fwd := s.handlePacket(in[:n], out[:cap(out)], from.Addr(), true)
 		if fwd != nil {
 			if !s.cfg.fwdSlots.TryAcquire() {
 				s.stats.failed.Add(1)
@@ -430,9 +430,9 @@ func (s *Server) serveTCPConn(ctx context.Context, c net.Conn, from netip.Addr) 
 		if _, err := io.ReadFull(c, in[:n]); err != nil {
 			return
 		}
-		resp, fwd := s.handlePacket(in[:n], out[:0], from, false)
+		resp, fwd := s.handlePacket(in[:n], out[:cap(out)], from, false)
 		if fwd != nil {
-			resp = s.finishForward(ctx, fwd, out[:0])
+			resp = s.finishForward(ctx, fwd, out[:cap(out)])
 		}
 		if resp == nil {
 			continue // dropped (malformed): no answer, as over UDP
