@@ -3,6 +3,7 @@ package dnssrv
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -320,4 +321,38 @@ func TestServeReturnsListenerError(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve kept running after its listener failed")
 	}
+}
+
+func TestTCPPipelineAndMalformed(t *testing.T) {
+	s := demoServer(demoLab())
+	addr := start(t, s)
+	c, err := net.Dial("tcp", addr.String())
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	frame := func(b []byte) []byte { return append([]byte{byte(len(b) >> 8), byte(len(b))}, b...) }
+	q1, q2 := query("mp.lab.", dns.TypeA), query("smpc.lab.", dns.TypeA)
+	var batch []byte
+	batch = append(batch, frame(wire(t, q1))...)
+	batch = append(batch, frame([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})...) // framed garbage
+	batch = append(batch, frame(wire(t, q2))...)
+	_, err = c.Write(batch)
+	require.NoError(t, err)
+	for _, want := range []struct {
+		id   uint16
+		addr string
+	}{{q1.Id, "172.22.10.50"}, {q2.Id, "172.22.10.54"}} {
+		var hdr [2]byte
+		_, err := io.ReadFull(c, hdr[:])
+		require.NoError(t, err)
+		b := make([]byte, int(hdr[0])<<8|int(hdr[1]))
+		_, err = io.ReadFull(c, b)
+		require.NoError(t, err)
+		r := new(dns.Msg)
+		require.NoError(t, r.Unpack(b))
+		assert.Equal(t, want.id, r.Id)
+		require.Len(t, r.Answer, 1)
+		assert.Equal(t, want.addr, r.Answer[0].(*dns.A).A.String())
+	}
+	assert.EqualValues(t, 1, s.Stats().Malformed)
 }
