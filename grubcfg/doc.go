@@ -23,7 +23,19 @@
 // arguments, titles, messages — goes through Quote, which makes it one
 // literal GRUB word; no profile or request content can add a GRUB command.
 // Tests check every rendered configuration with grub-script-check from
-// GRUB 2.06 and fuzz Quote against it.
+// GRUB 2.06, fuzz Quote against it and a model of GRUB's lexer, and run
+// GRUB 2.06 itself under QEMU: quoted values echo back exactly, every
+// rendered configuration sources cleanly, OVMF network-boots through the
+// first stage to "GET /grub?mac=…" and the EFI entry, and both local-boot
+// entries hand over to the disk (BIOS) or the firmware (EFI).
+//
+// # Install once
+//
+// RenderLocal (and Handler.LocalBoot) answers an installed machine with a
+// configuration that boots its disk: "exit" on EFI, so the firmware goes on
+// with its next boot option; on BIOS "chainloader +1" on the first disk
+// (Options.LocalDisk), because a PXE-loaded GRUB's exit often reboots into
+// the network boot again (Options.BIOSExit chooses exit anyway).
 //
 // # Commands
 //
