@@ -67,7 +67,9 @@ type Assets struct {
 // Prepare skips the test unless every tool is installed, then returns the
 // assets for a boot test: the cached Debian kernel, a fresh initrd and a
 // fresh TFTP root under a test temporary directory. It skips (with the
-// reason) when the kernel package cannot be downloaded and is not cached.
+// reason) when the kernel package cannot be downloaded and is not cached,
+// unless the environment variable METALBOOT_E2E_REQUIRE is set (CI), in
+// which case the test fails.
 func Prepare(t testing.TB) *Assets {
 	t.Helper()
 	netns.Need(t, "grub-mknetdir", "apt-cache", "apt-get", "dpkg-deb")
@@ -87,8 +89,8 @@ func Prepare(t testing.TB) *Assets {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	k, err := PrepareKernel(ctx, CacheDir())
-	if errors.Is(err, ErrNoKernel) {
-		t.Skipf("e2e: %v", err)
+	if errors.Is(err, ErrNoKernel) && os.Getenv("METALBOOT_E2E_REQUIRE") == "" {
+		t.Skipf("e2e: %v (set METALBOOT_E2E_REQUIRE=1 to fail instead)", err)
 	}
 	if err != nil {
 		t.Fatalf("e2e: %v", err)

@@ -65,10 +65,24 @@ func ResolveKernelPackage(ctx context.Context) (string, error) {
 
 // PrepareKernel returns the Debian cloud kernel extracted under cacheDir,
 // downloading it with `apt-get download` and extracting it with
-// `dpkg-deb -x` on first use (nothing is installed). An extraction is
+// `dpkg-deb -x` on first use (nothing is installed; when apt knows no such
+// package or the download fails, it runs `apt-get update` once and retries). An extraction is
 // published by renaming a finished directory, so concurrent callers and
 // interrupted runs never see half a kernel.
 func PrepareKernel(ctx context.Context, cacheDir string) (*Kernel, error) {
+	k, err := prepareKernel(ctx, cacheDir)
+	if errors.Is(err, ErrNoKernel) {
+		// Container images often ship without apt lists: refresh them
+		// once and retry.
+		if out, uerr := exec.CommandContext(ctx, "apt-get", "update", "-qq").CombinedOutput(); uerr != nil {
+			return nil, fmt.Errorf("%w (apt-get update: %v: %s)", err, uerr, lastLines(string(out), 3))
+		}
+		k, err = prepareKernel(ctx, cacheDir)
+	}
+	return k, err
+}
+
+func prepareKernel(ctx context.Context, cacheDir string) (*Kernel, error) {
 	pkg, err := ResolveKernelPackage(ctx)
 	if err != nil {
 		// Offline but cached: use whatever extraction is there.

@@ -19,14 +19,28 @@ import (
 
 // requestLog records the stand-in HTTP server's requests.
 type requestLog struct {
-	mu   sync.Mutex
-	reqs []string // "<remote ip> <request URI>"
+	mu    sync.Mutex
+	reqs  []string // "<remote ip> <request URI>"
+	first map[string]time.Time
 }
 
 func (r *requestLog) add(ip, uri string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reqs = append(r.reqs, ip+" "+uri)
+	if r.first == nil {
+		r.first = map[string]time.Time{}
+	}
+	if _, ok := r.first[uri]; !ok {
+		r.first[uri] = time.Now()
+	}
+}
+
+// at is when uri was first requested.
+func (r *requestLog) at(uri string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.first[uri]
 }
 
 func (r *requestLog) String() string {
@@ -134,65 +148,33 @@ boot
 			Timeout: 150 * time.Second,
 		})
 	}
-	dump := func() {
-		for _, vm := range vms {
-			t.Logf("--- %s serial log (tail) ---\n%s", vm.Config.Name, vm.Tail(40))
-			if out := vm.Output(); out != "" {
-				t.Logf("--- %s qemu output ---\n%s", vm.Config.Name, out)
-			}
+	e2e.DumpOnFailure(t, func() []*e2e.VM { return vms }, dnsmasq)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- stand-in HTTP requests ---\n%s", reqs.String())
 		}
-		t.Logf("--- dnsmasq log (tail) ---\n%s", e2e.TailLines(dnsmasq.Output(), 40))
-		t.Logf("--- http requests ---\n%s", reqs.String())
-	}
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 140*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, len(vms))
-	for i, vm := range vms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d1, err := vm.WaitFor(ctx, "METALBOOT-GRUB-SECOND-STAGE")
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			d2, err := vm.WaitFor(ctx, e2e.MarkerIgnitionEnd)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			select {
-			case <-vm.Done():
-			case <-ctx.Done():
-			}
-			t.Logf("%s: power-on → second-stage GRUB %.1fs, → Ignition printed %.1fs, → QEMU exited %.1fs",
-				vm.Config.Name, d1.Seconds(), d2.Seconds(), time.Since(vm.Started).Seconds())
-		}()
-	}
-	wg.Wait()
-	failed := false
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("%s: %v", machines[i].name, err)
-			failed = true
+	res := e2e.WaitBoot(ctx, vms...)
+	for i, r := range res {
+		if r.Err != nil {
+			t.Errorf("%s: %v", machines[i].name, r.Err)
+			continue
 		}
+		d := reqs.at("/grub?mac=" + machines[i].mac.String()).Sub(r.VM.Started)
+		t.Logf("%s: power-on → GET /grub %.1fs, → Ignition printed %.1fs, → powered off %.1fs",
+			machines[i].name, d.Seconds(), r.Printed.Seconds(), r.Exited.Seconds())
 	}
-	if failed {
-		dump()
+	if t.Failed() {
 		t.FailNow()
 	}
 
 	log := dnsmasq.Output()
 	for i, m := range machines {
-		vm := vms[i]
-		got, ok := e2e.ExtractIgnition(vm.Serial())
-		if want := standinIgnition(m.mac.String(), "standin"); !ok || got != want {
-			t.Errorf("%s: printed config %q (found %v), want %q", m.name, got, ok, want)
-		}
-		if err := vm.ExitErr(); err != nil {
-			t.Errorf("%s: QEMU did not power off cleanly: %v", m.name, err)
+		if got, want := res[i].Ignition, standinIgnition(m.mac.String(), "standin"); got != want {
+			t.Errorf("%s: printed config %q, want %q", m.name, got, want)
 		}
 		// The firmware's lease and TFTP fetch, as dnsmasq logged them.
 		ack := regexp.MustCompile(`DHCPACK\(` + e2e.BridgeName + `\) (10\.99\.0\.\d+) ` + m.mac.String())
@@ -217,8 +199,5 @@ boot
 		if !strings.Contains(reqs.String(), " /ignition?mac="+m.mac.String()+"&stage=standin") {
 			t.Errorf("%s: the booted initrd did not fetch /ignition?mac=%s&stage=standin", m.name, m.mac)
 		}
-	}
-	if t.Failed() {
-		dump()
 	}
 }
