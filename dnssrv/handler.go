@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,7 +139,7 @@ func (s *Server) compile() (*config, error) {
 			add(apex, true)
 		}
 	}
-	c.allow = s.Allow
+	c.allow = slices.Clone(s.Allow)
 	if len(c.allow) == 0 {
 		c.allow = append([]netip.Prefix{
 			netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"),
