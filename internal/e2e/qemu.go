@@ -222,6 +222,9 @@ func (vm *VM) Stop() {
 	}
 }
 
+// Pid is the process ID of the `timeout` wrapper that runs QEMU.
+func (vm *VM) Pid() int { return vm.cmd.Process.Pid }
+
 // Done is closed when QEMU has exited.
 func (vm *VM) Done() <-chan struct{} { return vm.done }
 
