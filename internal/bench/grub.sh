@@ -2,10 +2,11 @@
 # /grub benchmark: metalboot's labserver against matchbox v0.11.0, both
 # serving the seed lab's data directory on loopback, measured one after the
 # other by the same closed-loop load generator (internal/bench/grubload) with
-# keep-alive connections. Prints requests/s, p50/p99 latency and the ratio.
+# keep-alive connections, alternating for a few rounds. Prints the median
+# requests/s, p50/p99 latency and the median ratio.
 #
-#   internal/bench/grub.sh [seconds]          (default 5 per server)
-#   C=4 internal/bench/grub.sh                 (concurrent connections, default 4)
+#   internal/bench/grub.sh [seconds]   (per server and round, default 3)
+#   C=4 ROUNDS=3 internal/bench/grub.sh  (connections, default 4; rounds, default 3)
 #
 # Needs Go and the Go module proxy (matchbox is built from its module:
 # go mod download -json github.com/poseidon/matchbox@v0.11.0, then go build
@@ -21,8 +22,9 @@
 # body must contain "ignition?" (the rendered kernel argument).
 set -euo pipefail
 
-DUR=${1:-5}
+DUR=${1:-3}
 C=${C:-4}
+ROUNDS=${ROUNDS:-3}
 PORT_MB=${PORT_MB:-18480}
 PORT_MX=${PORT_MX:-18481}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -70,22 +72,34 @@ urls() { # port
 "${SRV_CPU[@]}" "$TMP/labserver" -data "$DATA" -http "127.0.0.1:$PORT_MB" -tftp "" -dns "" \
 	-base-url http://deploy.lab:8080 >"$TMP/labserver.log" 2>&1 &
 PIDS+=($!)
-wait_up "http://127.0.0.1:$PORT_MB/grub?mac=00:23:32:2f:40:3c"
-MB=$("${LOAD_CPU[@]}" "$TMP/grubload" -name metalboot -url "$(urls "$PORT_MB")" -c "$C" -d "${DUR}s" -expect 'ignition?')
-kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
-
 "${SRV_CPU[@]}" "$MATCHBOX_BIN" -data-path "$DATA" -assets-path "" -address "127.0.0.1:$PORT_MX" \
 	-log-level warn >"$TMP/matchbox.log" 2>&1 &
 PIDS+=($!)
+wait_up "http://127.0.0.1:$PORT_MB/grub?mac=00:23:32:2f:40:3c"
 wait_up "http://127.0.0.1:$PORT_MX/grub?mac=00:23:32:2f:40:3c"
-MX=$("${LOAD_CPU[@]}" "$TMP/grubload" -name matchbox -url "$(urls "$PORT_MX")" -c "$C" -d "${DUR}s" -expect 'ignition?')
 
-printf '%-10s %10s %9s %9s %9s %7s\n' server 'req/s' 'p50 µs' 'p99 µs' 'max µs' errors
-for line in "$MB" "$MX"; do
-	# shellcheck disable=SC2086
-	printf '%-10s %10s %9s %9s %9s %7s\n' $line
+# Alternate the two servers for $ROUNDS rounds (both stay up, idle while
+# the other is measured), so a change in the machine's load hits both;
+# report each server's median round and the median of the per-round ratios.
+: >"$TMP/rounds"
+for r in $(seq 1 "$ROUNDS"); do
+	mb=$("${LOAD_CPU[@]}" "$TMP/grubload" -name metalboot -url "$(urls "$PORT_MB")" -c "$C" -d "${DUR}s" -warmup 300ms -expect 'ignition?')
+	mx=$("${LOAD_CPU[@]}" "$TMP/grubload" -name matchbox -url "$(urls "$PORT_MX")" -c "$C" -d "${DUR}s" -warmup 300ms -expect 'ignition?')
+	echo "round $r: $mb | $mx" >&2
+	echo "$mb $mx" >>"$TMP/rounds"
 done
-read -r _ mbr _ mbp99 _ <<<"$MB"
-read -r _ mxr _ mxp99 _ <<<"$MX"
-awk -v a="$mbr" -v b="$mxr" -v p="$mbp99" 'BEGIN { printf "/grub ratio metalboot/matchbox: %.2fx req/s (target >= 3x); metalboot p99 %.2f ms (target < 1 ms)\n", a/b, p/1000 }'
-echo "($(date -u +%FT%TZ), $(nproc) CPUs, C=$C, ${DUR}s each, load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+# columns: name rps p50 p99 max errors (metalboot, then matchbox)
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+printf '%-10s %10s %9s %9s %7s\n' server 'req/s' 'p50 µs' 'p99 µs' errors
+for i in 0 6; do
+	name=$(awk -v i=$i 'NR == 1 { print $(i + 1) }' "$TMP/rounds")
+	rps=$(awk -v i=$i '{ print $(i + 2) }' "$TMP/rounds" | median)
+	p50=$(awk -v i=$i '{ print $(i + 3) }' "$TMP/rounds" | median)
+	p99=$(awk -v i=$i '{ print $(i + 4) }' "$TMP/rounds" | median)
+	errs=$(awk -v i=$i '{ s += $(i + 6) } END { print s }' "$TMP/rounds")
+	printf '%-10s %10s %9s %9s %7s\n' "$name" "$rps" "$p50" "$p99" "$errs"
+done
+ratio=$(awk '{ printf "%.3f\n", $2 / $8 }' "$TMP/rounds" | median)
+p99=$(awk '{ print $4 }' "$TMP/rounds" | median)
+awk -v r="$ratio" -v p="$p99" 'BEGIN { printf "/grub ratio metalboot/matchbox: %.2fx req/s (median of rounds; target >= 3x); metalboot p99 %.2f ms (target < 1 ms)\n", r, p/1000 }'
+echo "($(date -u +%FT%TZ), $(nproc) CPUs, C=$C, $ROUNDS rounds of ${DUR}s per server, load average: $(cut -d' ' -f1-3 /proc/loadavg))"
