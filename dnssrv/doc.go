@@ -57,19 +57,21 @@
 //
 // Measured 2026-11-25 on the 2-CPU development VM (Go 1.26.8, dnsmasq 2.90,
 // dnsperf 2.10.0; 1000 names; dnsperf -c 4 -q 200 on ::1, 2 alternating
-// rounds of 10 s each; the VM was shared with other builds, load average
-// about 8, so absolute numbers are noisy, the ratio less so):
+// rounds of 10 s each; the VM was shared with other builds and tests, load
+// average about 8-9, so single runs vary a lot, dnsmasq's most):
 //
-//	internal/bench/dns.sh
-//	metalboot  23811 qps, 34512 qps   mean 29161
-//	dnsmasq    15403 qps, 12450 qps   mean 13926   ratio 2.09
+//	internal/bench/dns.sh                  metalboot qps     dnsmasq qps      ratio
+//	  (GOMAXPROCS=2)                       43690, 36379      23913, 11883     2.24
+//	GOMAXPROCS=1 internal/bench/dns.sh     35686, 32290       9952, 27233     1.83
 //
-// No queries were lost beyond the last in flight (13-14 per run, both
-// servers), and both returned the same rcode mix (75% NOERROR, 25%
-// NXDOMAIN). dnsmasq is single-threaded; dnssrv runs one reader per CPU. A
-// CPU profile of dnssrv over that run (PROFILE=file) shows 58% of its time in
-// the sendto/recvfrom system calls and the process using about a sixth of
-// the CPU time available: the load generator, not dnssrv, is the limit on
-// this machine. BenchmarkHandlePacket measures the per-query work alone
-// (about 2 µs and 12 allocations for an A query on the same loaded VM).
+// An earlier run of the same command, before two allocation fixes, gave
+// 29161 against 13926 (2.09). Each run lost only the last 13-14 queries in
+// flight, on both servers, and both returned the same rcode mix (75%
+// NOERROR, 25% NXDOMAIN). dnsmasq is single-threaded; dnssrv runs one
+// reader per CPU, and is still ahead when held to one (GOMAXPROCS=1). A CPU
+// profile of dnssrv during a run (PROFILE=file internal/bench/dns.sh) shows
+// 58% of its time in the sendto/recvfrom system calls and the process using
+// about a sixth of the CPU time available: dnsperf, not dnssrv, is the limit
+// on this machine. BenchmarkHandlePacket measures the per-query work alone:
+// 9 allocations for an A query.
 package dnssrv
