@@ -5,8 +5,8 @@
 # (internal/bench/httpload). Prints requests/s and p99 latency per endpoint,
 # metalboot/matchbox ratios, each server's peak RSS, and RESULT lines.
 #
-#   internal/bench/http.sh [seconds-per-run]    (default 5)
-#   ROUNDS=2 C=8 internal/bench/http.sh          (rounds per endpoint, clients)
+#   internal/bench/http.sh [seconds-per-run]    (default 3)
+#   ROUNDS=2 C=8 RATE_GRUB=1000 RATE_IGN=100 internal/bench/http.sh
 #
 # Endpoints (all answered 200 by both servers, checked before measuring):
 #   grub_mp        /grub?mac=00:23:32:2f:40:3c        group coreos-install-mp
@@ -20,11 +20,20 @@
 # Method: both servers are started once, each pinned to CPU 0 with taskset
 # (Go then runs them with GOMAXPROCS=1); the load generator runs on CPU 1 with
 # GOMAXPROCS=1. For each endpoint the servers are measured alternately,
-# ROUNDS times each (order swapped every round), each run a 1 s warm-up then
-# $DUR s measured with $C keep-alive connections; the best req/s and the best
-# p99 over the rounds are reported (other work on a shared machine only ever
-# makes a run slower). Peak RSS is VmHWM from /proc/PID/status at the end.
+# ROUNDS times each (order swapped every round); each measurement is two runs
+# of a 1 s warm-up then $DUR s with $C keep-alive connections:
+#   - closed loop (each connection sends its next request when the answer
+#     came): the server's throughput, req/s;
+#   - open loop at a fixed offered rate (RATE_GRUB=1000/s for /grub,
+#     RATE_IGN=100/s for /ignition): p99 latency at that load. A closed loop
+#     at saturation only measures queueing (p99 ~ connections/throughput),
+#     so the latency target is checked at a fixed load instead.
+# The best req/s and the best p99 over the rounds are reported (other work
+# on a shared machine only ever makes a run slower). Peak RSS is VmHWM from
+# /proc/PID/status at the end, over all runs.
 # Without taskset or with one CPU, nothing is pinned (the output says so).
+# As root, servers and load generator all run at nice -10 (NICE=0 to turn
+# off), so that other work on a shared machine steals less of their CPU.
 #
 # matchbox is built from its Go module (go install …@v is refused here):
 #   go mod download -json github.com/poseidon/matchbox@v0.11.0
@@ -36,9 +45,11 @@
 # script started are stopped, by PID.
 set -euo pipefail
 
-DUR=${1:-${DUR:-5}}
+DUR=${1:-${DUR:-3}}
 ROUNDS=${ROUNDS:-2}
 C=${C:-8}
+RATE_GRUB=${RATE_GRUB:-1000}
+RATE_IGN=${RATE_IGN:-100}
 PORT_MB=${PORT_MB:-18580}
 PORT_MX=${PORT_MX:-18581}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -68,6 +79,13 @@ SRV_CPU=() LOAD_CPU=() PINNING="not pinned (no taskset or fewer than 2 CPUs)"
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 	SRV_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
 	PINNING="servers on CPU 0 (GOMAXPROCS=1 from the affinity mask), load generator on CPU 1 with GOMAXPROCS=1"
+fi
+# Both servers and the load generator run at the same raised priority (root
+# only) so that other work on a shared machine disturbs the runs less.
+NICE=${NICE:-$([ "$(id -u)" = 0 ] && echo -10 || echo 0)}
+if [ "$NICE" != 0 ]; then
+	SRV_CPU=(nice -n "$NICE" "${SRV_CPU[@]}") LOAD_CPU=(nice -n "$NICE" "${LOAD_CPU[@]}")
+	PINNING="$PINNING; all at nice $NICE"
 fi
 
 echo "http.sh: building labserver and httpload ..." >&2
@@ -143,20 +161,23 @@ for row in "${ROWS[@]}"; do
 	done
 done
 
-# run SERVER PORT NAME PATH EXPECT -> "rps p99_us errors"
+# measure SERVER PORT NAME PATH EXPECT RATE -> "rps p99_us errors" (RATE 0: closed loop)
 measure() {
-	local port=$2 name=$3 path=$4 expect=$5 args=()
+	local port=$2 name=$3 path=$4 expect=$5 rate=$6 args=()
 	if [ "$path" = @macs ]; then args=(-urls "$TMP/macs.$port"); else args=("http://127.0.0.1:$port$path"); fi
-	GOMAXPROCS=1 "${LOAD_CPU[@]}" "$TMP/httpload" -name "$1/$name" -c "$C" -d "${DUR}s" -warmup 1s \
+	GOMAXPROCS=1 "${LOAD_CPU[@]}" "$TMP/httpload" -name "$1/$name" -c "$C" -d "${DUR}s" -warmup 1s -rate "$rate" \
 		-expect "$expect" "${args[@]}" 2>>"$TMP/httpload.err" | tee -a "$TMP/httpload.out" |
 		awk '$1 == "httpload" { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 			print v["rps"], v["p99_us"], v["errors"] }'
 }
 
-declare -A RPS P99 ERR
+declare -A RPS P99 ERR RATE_OF
 echo "== measuring: $C connections, ${DUR}s per run after 1 s warm-up, $ROUNDS rounds; $PINNING" >&2
 for row in "${ROWS[@]}"; do
 	IFS='|' read -r name path expect _ <<<"$row"
+	rate=$RATE_GRUB
+	case $name in ign_*) rate=$RATE_IGN ;; esac
+	RATE_OF[$name]=$rate
 	for r in $(seq 1 "$ROUNDS"); do
 		order=(metalboot matchbox)
 		[ $((r % 2)) = 0 ] && order=(matchbox metalboot)
@@ -164,13 +185,21 @@ for row in "${ROWS[@]}"; do
 			[ -n "${OK[$name.$srv]:-}" ] || continue
 			port=$PORT_MB
 			[ "$srv" = matchbox ] && port=$PORT_MX
-			read -r rps p99 errs < <(measure "$srv" "$port" "$name" "$path" "$expect" || true)
-			echo "   $srv $name round $r: ${rps:-?} req/s, p99 ${p99:-?} µs, ${errs:-?} errors" >&2
-			[ -n "${rps:-}" ] || continue
 			k=$name.$srv
-			if [ -z "${RPS[$k]:-}" ] || awk -v a="$rps" -v b="${RPS[$k]}" 'BEGIN { exit !(a > b) }'; then RPS[$k]=$rps; fi
-			if [ -z "${P99[$k]:-}" ] || [ "$p99" -lt "${P99[$k]}" ]; then P99[$k]=$p99; fi
-			ERR[$k]=$((${ERR[$k]:-0} + errs))
+			# closed loop: throughput
+			read -r rps p99 errs < <(measure "$srv" "$port" "$name" "$path" "$expect" 0 || true)
+			echo "   $srv $name round $r, closed loop: ${rps:-?} req/s (p99 ${p99:-?} µs), ${errs:-?} errors" >&2
+			if [ -n "${rps:-}" ]; then
+				if [ -z "${RPS[$k]:-}" ] || awk -v a="$rps" -v b="${RPS[$k]}" 'BEGIN { exit !(a > b) }'; then RPS[$k]=$rps; fi
+				ERR[$k]=$((${ERR[$k]:-0} + errs))
+			fi
+			# open loop at a fixed rate: latency
+			read -r rps p99 errs < <(measure "$srv" "$port" "$name" "$path" "$expect" "$rate" || true)
+			echo "   $srv $name round $r, offered $rate/s: ${rps:-?} req/s, p99 ${p99:-?} µs, ${errs:-?} errors" >&2
+			if [ -n "${p99:-}" ]; then
+				if [ -z "${P99[$k]:-}" ] || [ "$p99" -lt "${P99[$k]}" ]; then P99[$k]=$p99; fi
+				ERR[$k]=$((${ERR[$k]:-0} + errs))
+			fi
 		done
 	done
 done
@@ -183,22 +212,23 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 ms() { [ -n "$1" ] && awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }' || echo "n/a"; }
 
 echo
-echo "== /grub and /ignition: metalboot labserver vs matchbox $MATCHBOX_VERSION (best of $ROUNDS runs of ${DUR}s, $C keep-alive connections)"
-printf '%-36s | %12s %9s | %12s %9s | %8s %8s\n' endpoint 'metalboot/s' 'p99 ms' 'matchbox/s' 'p99 ms' 'x req/s' 'x p99'
+echo "== /grub and /ignition: metalboot labserver vs matchbox $MATCHBOX_VERSION (best of $ROUNDS runs of ${DUR}s each, $C keep-alive connections)"
+echo "   req/s: closed loop (as fast as answers come); p99: open loop at the offered rate shown"
+printf '%-36s | %12s | %12s | %8s | %7s | %9s %9s | %6s\n' endpoint 'metalboot/s' 'matchbox/s' 'x req/s' 'offered' 'p99 ms mb' 'p99 ms mx' 'x p99'
 RESULTS=()
 for row in "${ROWS[@]}"; do
 	IFS='|' read -r name _ _ label <<<"$row"
 	a=${RPS[$name.metalboot]:-} b=${RPS[$name.matchbox]:-}
 	pa=${P99[$name.metalboot]:-} pb=${P99[$name.matchbox]:-}
-	printf '%-36s | %12s %9s | %12s %9s | %8s %8s\n' "$label" "${a:-n/a}" "$(ms "$pa")" "${b:-n/a}" "$(ms "$pb")" \
-		"$(ratio "$a" "$b")" "$(ratio "$pa" "$pb")"
+	printf '%-36s | %12s | %12s | %8s | %7s | %9s %9s | %6s\n' "$label" "${a:-n/a}" "${b:-n/a}" "$(ratio "$a" "$b")" \
+		"${RATE_OF[$name]}/s" "$(ms "$pa")" "$(ms "$pb")" "$(ratio "$pa" "$pb")"
 	RESULTS+=("RESULT name=${name}_rps metalboot=${a:-n/a} peer=matchbox:${b:-n/a} ratio=$(ratio "$a" "$b")")
 	RESULTS+=("RESULT name=${name}_p99_ms metalboot=$(ms "$pa") peer=matchbox:$(ms "$pb") ratio=$(ratio "$pa" "$pb")")
 	for s in metalboot matchbox; do
 		[ "${ERR[$name.$s]:-0}" = 0 ] || echo "   note: $s $name had ${ERR[$name.$s]} errors (see httpload's first error above)"
 	done
 done
-printf '%-36s | %12s %9s | %12s %9s | %8s\n' "peak RSS (VmHWM), MiB" "$MB_RSS" "" "$MX_RSS" "" "$(ratio "$MB_RSS" "$MX_RSS")"
+printf '%-36s | %12s | %12s | %8s |\n' "peak RSS (VmHWM), MiB" "$MB_RSS" "$MX_RSS" "$(ratio "$MB_RSS" "$MX_RSS")"
 RESULTS+=("RESULT name=http_peak_rss_mib metalboot=$MB_RSS peer=matchbox:$MX_RSS ratio=$(ratio "$MB_RSS" "$MX_RSS")")
 echo "(x req/s = metalboot/matchbox, higher is better; x p99 = metalboot/matchbox, lower is better)"
 echo "($(date -u +%FT%TZ); $(nproc) CPUs; $PINNING; load average before the end: $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -206,7 +236,7 @@ for g in grub_mp grub_default; do
 	a=${RPS[$g.metalboot]:-} b=${RPS[$g.matchbox]:-} p=${P99[$g.metalboot]:-}
 	[ -n "$a" ] && [ -n "$b" ] && [ -n "$p" ] || continue
 	awk -v a="$a" -v b="$b" -v p="$p" -v g="$g" 'BEGIN {
-		printf "target %s: >= 3x matchbox req/s: %s (%.2fx); p99 < 1 ms: %s (%.2f ms)\n", g,
+		printf "target %s: >= 3x matchbox req/s: %s (%.2fx); p99 < 1 ms at the offered rate: %s (%.2f ms)\n", g,
 			(a >= 3 * b ? "met" : "MISSED"), a / b, (p < 1000 ? "met" : "MISSED"), p / 1000 }'
 done
 printf '%s\n' "${RESULTS[@]}"

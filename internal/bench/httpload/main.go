@@ -225,8 +225,10 @@ func (w *worker) run(cfg *config, id int, stop *atomic.Bool, measureFrom, measur
 			}
 			next = next.Add(interval)
 		}
+		// A request belongs to the measured window when it is sent (not
+		// scheduled) inside it and answered before the window ends.
 		from, to := measureFrom.Load(), measureTo.Load()
-		measured := from != 0 && t0.UnixNano() >= from
+		measured := from != 0 && time.Now().UnixNano() >= from
 		var err error
 		if conn == nil {
 			conn, err = net.DialTimeout("tcp", t.addr, cfg.timeout)
