@@ -31,9 +31,11 @@ type Handler struct {
 	// LocalBoot, when set, is asked for each resolved machine; true answers
 	// a configuration that boots the local disk (install once).
 	LocalBoot func(*profile.Machine) bool
-	// OnServe, when set, is called after a configuration was written (for a
-	// provisioning timeline or metrics); local tells which kind.
-	OnServe func(m *profile.Machine, local bool)
+	// OnServe, when set, is called after a configuration was written, with
+	// the request (its RemoteAddr tells which host fetched it), the machine
+	// and which kind was served (local: a local-disk boot), for a
+	// provisioning timeline or metrics.
+	OnServe func(r *http.Request, m *profile.Machine, local bool)
 	// Logger receives render failures; nil discards.
 	Logger *slog.Logger
 
@@ -91,7 +93,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	*bp = b
 	writeConfig(w, b)
 	if h.OnServe != nil {
-		h.OnServe(m, local)
+		h.OnServe(r, m, local)
 	}
 }
 

@@ -34,7 +34,7 @@ func TestHandler(t *testing.T) {
 		LocalBoot: func(m *profile.Machine) bool {
 			return m.Hostname == "smpc.lab"
 		},
-		OnServe: func(m *profile.Machine, local bool) {
+		OnServe: func(_ *http.Request, m *profile.Machine, local bool) {
 			mu.Lock()
 			defer mu.Unlock()
 			kind := "install"

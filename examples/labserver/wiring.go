@@ -42,7 +42,7 @@ func (l *lab) grubHandler() http.Handler {
 		Options:   l.grubOptions(),
 		Logger:    l.log.With("component", "grub"),
 		LocalBoot: func(m *profile.Machine) bool { return !m.MAC.IsZero() && l.state.isInstalled(m.MAC) },
-		OnServe: func(m *profile.Machine, local bool) {
+		OnServe: func(r *http.Request, m *profile.Machine, local bool) {
 			stage, detail := stageGrub, "profile "+m.Profile.ID
 			if local {
 				stage, detail = stageLocalBoot, "installed: boot the local disk"
@@ -50,7 +50,7 @@ func (l *lab) grubHandler() http.Handler {
 			if b, err := m.RenderBoot(); err == nil && !local {
 				defer l.timeline.setBoot(m.MAC, m.Hostname, b.Kernel, b.Initrd)
 			}
-			l.event(m.MAC, m.IP, stage, detail)
+			l.event(m.MAC, remoteIP(r), stage, detail)
 		},
 	}
 	return grubcfg.CloseAfterResponse(h)
