@@ -16,6 +16,7 @@ import (
 const (
 	maxCacheTTL      = time.Hour
 	maxNegativeTTL   = 5 * time.Minute
+	maxCachedLen     = 4096 // bytes; bigger answers are not cached, so the cache stays below CacheSize*4 KB
 	forwardDeadline  = 5 * time.Second
 	defaultDNSPort   = 53
 	cacheKeyFlagDO   = 1
@@ -148,6 +149,11 @@ func (f *forwarder) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error
 			}
 			continue
 		}
+		if len(r.Question) != 1 || r.Question[0].Qtype != q.Question[0].Qtype ||
+			r.Question[0].Qclass != q.Question[0].Qclass || !strings.EqualFold(r.Question[0].Name, q.Question[0].Name) {
+			lastErr = fmt.Errorf("%w: %s: answer to another question", ErrUpstream, up)
+			continue
+		}
 		if r.Rcode == dns.RcodeServerFailure || r.Rcode == dns.RcodeRefused {
 			last = r
 			continue
@@ -190,10 +196,10 @@ func (s *Server) finishForward(ctx context.Context, p *pending, out []byte) []by
 }
 
 // cacheTTL is how long r may be cached: the smallest TTL in it, capped; for
-// negative answers the SOA's negative TTL (RFC 2308). Failures and truncated
-// answers are not cached.
+// negative answers the SOA's negative TTL (RFC 2308). Failures, truncated
+// and large answers are not cached.
 func cacheTTL(r *dns.Msg) (time.Duration, bool) {
-	if r.Truncated || (r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError) {
+	if r.Truncated || (r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError) || r.Len() > maxCachedLen {
 		return 0, false
 	}
 	negative := r.Rcode == dns.RcodeNameError || len(r.Answer) == 0

@@ -66,6 +66,9 @@ func (u *upstream) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300},
 				Txt: []string{fmt.Sprintf("record %02d %s", i, strings.Repeat("x", 90))}})
 		}
+	case "wrong.example.test.": // an answer to another question: must not be used
+		m.Question[0].Name = "evil.example.test."
+		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: "evil.example.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(192, 0, 2, 66)})
 	default:
 		m.Rcode = dns.RcodeNameError
 		m.Ns = append(m.Ns, soa)
@@ -142,6 +145,12 @@ func TestDigForwarding(t *testing.T) {
 		assert.True(t, r.hasFlag("tc"), r.out)
 		assert.Less(t, len(r.answer), 40, r.out)
 	})
+	t.Run("answer to another question is rejected", func(t *testing.T) {
+		r := dig(t, addr, "wrong.example.test")
+		assert.Equal(t, "SERVFAIL", r.status, r.out)
+		assert.NotContains(t, r.out, "192.0.2.66")
+		assert.Equal(t, 1, up.count("wrong.example.test.", "udp"))
+	})
 	t.Run("lab names are never forwarded", func(t *testing.T) {
 		r := dig(t, addr, "nosuch.lab")
 		assert.Equal(t, "NXDOMAIN", r.status, r.out)
@@ -157,7 +166,7 @@ func TestDigForwarding(t *testing.T) {
 	})
 	st := s.Stats()
 	assert.Positive(t, st.Forwarded)
-	assert.Zero(t, st.Failed)
+	assert.EqualValues(t, 1, st.Failed, "only wrong.example.test failed")
 }
 
 func TestDigUpstreamDown(t *testing.T) {
