@@ -5,7 +5,7 @@
 // internal/bench/http.sh measures end to end:
 //
 //	go test -run '^$' -bench . -benchmem -cpuprofile /tmp/http.cpu ./internal/bench/httpbench
-//	go tool pprof -top internal/bench/httpbench/httpbench.test /tmp/http.cpu
+//	go tool pprof -top -cum httpbench.test /tmp/http.cpu  (go test leaves the test binary in .)
 package httpbench
 
 import (
