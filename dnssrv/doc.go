@@ -5,14 +5,16 @@
 // Records come from a RecordSource. Table is the mutable one: static
 // records from configuration in one Table, DHCP clients in another (Set or
 // SetExpiring when a client gets its lease, Remove when it ends), combined
-// with the inventory by Multi:
+// with the inventory by First (the first source that knows a name answers,
+// so a DHCP client naming itself "deploy" cannot take over deploy.lab) or
+// Multi (the union of all):
 //
 //	leases := new(dnssrv.Table)
 //	srv := &dnssrv.Server{
 //		Addr:       ":53",
 //		Zones:      []string{"lab."},
 //		ReverseFor: []netip.Prefix{netip.MustParsePrefix("172.22.10.0/24")},
-//		Records:    dnssrv.Multi(inventory, static, leases),
+//		Records:    dnssrv.First(static, inventory, leases),
 //		Upstreams:  []string{"192.0.2.53"},
 //	}
 //	go srv.ListenAndServe(ctx)

@@ -299,3 +299,38 @@ func (m multi) LookupAddr(addr netip.Addr) []string {
 	}
 	return out
 }
+
+// First combines sources by precedence: a lookup returns the answer of the
+// first source that has one. Use it so that names a DHCP client picks for
+// itself cannot shadow configured ones: with First(static, inventory,
+// leases), a client calling itself "deploy" does not add its address to
+// deploy.lab. Nil sources are skipped.
+func First(sources ...RecordSource) RecordSource {
+	var fs first
+	for _, s := range sources {
+		if s != nil {
+			fs = append(fs, s)
+		}
+	}
+	return fs
+}
+
+type first []RecordSource
+
+func (f first) LookupHost(name string) []netip.Addr {
+	for _, s := range f {
+		if as := s.LookupHost(name); len(as) > 0 {
+			return as
+		}
+	}
+	return nil
+}
+
+func (f first) LookupAddr(addr netip.Addr) []string {
+	for _, s := range f {
+		if ns := s.LookupAddr(addr); len(ns) > 0 {
+			return ns
+		}
+	}
+	return nil
+}

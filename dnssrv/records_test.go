@@ -142,3 +142,16 @@ func TestParseReverse(t *testing.T) {
 	_, _, ok = parseReverse("g.b.d.0.1.0.0.2.ip6.arpa.")
 	assert.False(t, ok)
 }
+
+func TestFirst(t *testing.T) {
+	static, leases := new(Table), new(Table)
+	static.Set("deploy.lab", netip.MustParseAddr("172.22.10.2"))
+	leases.Set("deploy.lab", ip51) // a DHCP client calling itself "deploy"
+	leases.Set("smpc.lab", ip50)
+	f := First(static, nil, leases)
+	assert.Equal(t, []netip.Addr{netip.MustParseAddr("172.22.10.2")}, f.LookupHost("deploy.lab."))
+	assert.Equal(t, []netip.Addr{ip50}, f.LookupHost("smpc.lab."))
+	assert.Equal(t, []string{"deploy.lab."}, f.LookupAddr(ip51), "reverse still comes from the lease")
+	assert.Nil(t, f.LookupHost("nosuch.lab."))
+	assert.Nil(t, First().LookupAddr(ip50))
+}
