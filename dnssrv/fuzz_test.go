@@ -2,6 +2,7 @@ package dnssrv
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -66,6 +67,27 @@ func FuzzHandlePacket(f *testing.F) {
 		}
 		if udp && len(out) > s.cfg.udpLimit(req) {
 			t.Fatalf("UDP answer of %d bytes exceeds the client's limit %d", len(out), s.cfg.udpLimit(req))
+		}
+	})
+}
+
+// FuzzQualifyHost checks that whatever a DHCP client calls itself, an
+// accepted name is exactly one valid label in the zone.
+func FuzzQualifyHost(f *testing.F) {
+	for _, s := range []string{"smpc", "SMPC.lab", "a.b.lab", "my laptop", "", "-", "x.lab.", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		name, ok := QualifyHost(h, "lab.")
+		if !ok {
+			return
+		}
+		label, rest, _ := strings.Cut(name, ".")
+		if rest != "lab." || label == "" || len(label) > 63 {
+			t.Fatalf("%q -> %q", h, name)
+		}
+		if _, ok := dns.IsDomainName(name); !ok || CanonicalName(name) != name {
+			t.Fatalf("%q -> %q is not a canonical domain name", h, name)
 		}
 	})
 }

@@ -334,3 +334,32 @@ func (f first) LookupAddr(addr netip.Addr) []string {
 	}
 	return nil
 }
+
+// QualifyHost turns a hostname a DHCP client sent (option 12) into a name
+// in zone: "SMPC" and "smpc.lab" both give "smpc.lab." for zone "lab.". It
+// reports false for anything that is not one valid host label (letters,
+// digits, inner hyphens, at most 63 characters), optionally followed by the
+// zone itself, so a client cannot place names elsewhere.
+func QualifyHost(hostname, zone string) (string, bool) {
+	zone = CanonicalName(zone)
+	h := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(hostname), "."))
+	if label, rest, found := strings.Cut(h, "."); found {
+		if rest+"." != zone {
+			return "", false
+		}
+		h = label
+	}
+	if len(h) == 0 || len(h) > 63 || h[0] == '-' || h[len(h)-1] == '-' {
+		return "", false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return "", false
+		}
+	}
+	if zone == "." {
+		return h + ".", true
+	}
+	return h + "." + zone, true
+}

@@ -2,6 +2,7 @@ package dnssrv
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,4 +155,20 @@ func TestFirst(t *testing.T) {
 	assert.Equal(t, []string{"deploy.lab."}, f.LookupAddr(ip51), "reverse still comes from the lease")
 	assert.Nil(t, f.LookupHost("nosuch.lab."))
 	assert.Nil(t, First().LookupAddr(ip50))
+}
+
+func TestQualifyHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"smpc": "smpc.lab.", "SMPC": "smpc.lab.", "smpc.lab": "smpc.lab.", "smpc.LAB.": "smpc.lab.",
+		"node-01": "node-01.lab.", " mp ": "mp.lab.",
+	} {
+		got, ok := QualifyHost(in, "lab")
+		assert.True(t, ok, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"", "-x", "x-", "my laptop", "evil.other", "a.b.lab", "x_y", "ü",
+		"deploy.lab.evil", strings.Repeat("a", 64), "..lab"} {
+		_, ok := QualifyHost(bad, "lab.")
+		assert.False(t, ok, bad)
+	}
 }
