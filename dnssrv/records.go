@@ -24,6 +24,31 @@ type RecordSource interface {
 	LookupAddr(addr netip.Addr) []string
 }
 
+// RecordFuncs adapts two functions to a RecordSource, the way
+// http.HandlerFunc adapts one to a Handler; a nil function finds nothing.
+//
+//	dnssrv.RecordFuncs{Host: inv.AddrsOf, Addr: inv.NamesOf}
+type RecordFuncs struct {
+	Host func(name string) []netip.Addr
+	Addr func(addr netip.Addr) []string
+}
+
+// LookupHost implements RecordSource.
+func (f RecordFuncs) LookupHost(name string) []netip.Addr {
+	if f.Host == nil {
+		return nil
+	}
+	return f.Host(name)
+}
+
+// LookupAddr implements RecordSource.
+func (f RecordFuncs) LookupAddr(addr netip.Addr) []string {
+	if f.Addr == nil {
+		return nil
+	}
+	return f.Addr(addr)
+}
+
 // CanonicalName returns name lower-cased and fully qualified, the form
 // RecordSource methods receive and Table stores. "MP.lab" becomes "mp.lab.".
 func CanonicalName(name string) string {

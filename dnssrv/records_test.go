@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -171,4 +172,19 @@ func TestQualifyHost(t *testing.T) {
 		_, ok := QualifyHost(bad, "lab.")
 		assert.False(t, ok, bad)
 	}
+}
+
+func TestRecordFuncs(t *testing.T) {
+	src := RecordFuncs{Host: func(name string) []netip.Addr {
+		if name == "mp.lab." {
+			return []netip.Addr{ip50}
+		}
+		return nil
+	}}
+	assert.Equal(t, []netip.Addr{ip50}, src.LookupHost("mp.lab."))
+	assert.Nil(t, src.LookupAddr(ip50), "nil Addr func finds nothing")
+	s := demoServer(Multi(src))
+	require.NoError(t, s.setup())
+	r := ask(t, s, loopback, query("MP.lab.", dns.TypeA))
+	require.Len(t, r.Answer, 1)
 }
