@@ -37,16 +37,21 @@
 // option 60), option 60 (PXEClient / HTTPClient), option 97 (UUID) and
 // iPXE's markers. For a network-booting client the reply carries the boot
 // file from the [BootPolicy] in both the file field and option 67, the next
-// server in siaddr and option 66, option 60 "PXEClient" echoed (or
-// "HTTPClient" with a URL for UEFI HTTP boot) and option 97 echoed; iPXE
-// also gets 175.176=1 (no proxyDHCP wait). Defaults ([DefaultBootFiles]):
+// server in siaddr and option 66, option 60 "PXEClient" echoed with PXE
+// option 43 (discovery control 8: boot the file in this packet; without it
+// UEFI firmware treats the offer as BINL, asks port 4011 and fails with
+// PXE-E16), or "HTTPClient" with a URL for UEFI HTTP boot, and option 97
+// echoed; iPXE also gets 175.176=1 (no proxyDHCP wait).
+// TestFirmwareAsksForItsBootFile checks this with real firmware: OVMF's own
+// PXE and SeaBIOS with the iPXE ROM, under QEMU, each request their GRUB
+// image over TFTP. Defaults ([DefaultBootFiles]):
 // BIOS → grub/i386-pc/core.0, UEFI x64 (7, 9) → grub/x86_64-efi/core.efi,
 // UEFI ARM64 (11) → grub/arm64-efi/core.efi, HTTP boot (16, 19) →
 // HTTPBase + /grub/…/core.efi. A [Handler] may change every reply.
 //
 // In proxyDHCP mode only PXE/HTTP clients are answered: an OFFER without
-// address on port 67 and an ACK on port 4011, both with the boot options
-// and PXE option 43 (discovery control 8), as pixiecore and smee do.
+// address on port 67 and an ACK on port 4011, both with the boot options,
+// as pixiecore and smee do.
 //
 // # Leases
 //

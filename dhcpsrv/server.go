@@ -960,9 +960,12 @@ func (s *Server) addBootOptions(req, resp *dhcpv4.DHCPv4, ci ClientInfo, proxy b
 	if v := req.Options.Get(dhcpv4.OptionClientMachineIdentifier); len(v) > 0 {
 		o.Update(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, v))
 	}
-	if proxy && ci.PXE {
+	if ci.PXE && !isHTTP {
 		// PXE vendor options: discovery control = 8 (use the boot file
-		// in this packet, no boot server discovery).
+		// in this packet, no boot server discovery). Without them UEFI
+		// (EDK2) classifies an offer carrying option 60 "PXEClient" as a
+		// BINL offer, asks port 4011 for the boot file and gives up with
+		// PXE-E16 "No valid offer received".
 		o.Update(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
 	}
 	if ci.IPXE && !proxy {

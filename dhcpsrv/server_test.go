@@ -102,6 +102,8 @@ func TestDORANetworkOptions(t *testing.T) {
 	// a plain (non network-boot) client gets no boot file
 	assert.Empty(t, ack.BootFileName)
 	assert.False(t, ack.Options.Has(dhcpv4.OptionBootfileName))
+	assert.False(t, ack.Options.Has(dhcpv4.OptionVendorSpecificInformation))
+	assert.False(t, ack.Options.Has(dhcpv4.OptionClassIdentifier))
 
 	l, ok := s.Lease(hwaddr.MAC(mac(1)))
 	require.True(t, ok)
@@ -149,6 +151,10 @@ func TestBootOptionsByArch(t *testing.T) {
 			if c.class == "PXEClient" {
 				assert.Equal(t, "10.99.0.2", ack.ServerIPAddr.String(), "siaddr")
 				assert.Equal(t, "10.99.0.2", ack.TFTPServerName(), "option 66")
+				// EDK2 needs option 43 (discovery control 8) or it asks port 4011
+				assert.Equal(t, []byte{6, 1, 8, 255}, ack.GetOneOption(dhcpv4.OptionVendorSpecificInformation), "option 43")
+			} else {
+				assert.False(t, ack.Options.Has(dhcpv4.OptionVendorSpecificInformation), "no option 43 for HTTP boot")
 			}
 			l, ok := s.Lease(hwaddr.MAC(mac(10 + i)))
 			require.True(t, ok)
