@@ -18,8 +18,12 @@
 //		Upstreams:  []string{"192.0.2.53"},
 //	}
 //	go srv.ListenAndServe(ctx)
-//	leases.SetExpiring("smpc.lab", addr, lease.Expires)
+//	if name, ok := dnssrv.QualifyHost(lease.Hostname, "lab."); ok { // option 12
+//		leases.SetExpiring(name, lease.Addr, lease.Expires)
+//	}
 //
+// RecordFuncs adapts plain functions (an inventory's lookups) to a
+// RecordSource.
 // Behaviour:
 //
 //   - Names in Zones are answered from Records only: A and AAAA for a name
