@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/metalboot/metalboot/dnssrv"
+	"github.com/metalboot/metalboot/profile/demo"
 	"github.com/metalboot/metalboot/tftpsrv"
 )
 
@@ -80,7 +81,10 @@ func (l *lab) startDNS(ctx context.Context) error {
 	srv := &dnssrv.Server{
 		Zones:      []string{l.s.Domain + "."},
 		ReverseFor: reverse,
-		Records:    dnssrv.Multi(&l.dnsStatic, l.dnsLeases),
+		// Inventory and config names first: a DHCP client calling itself
+		// "deploy" cannot take over deploy.lab.
+		Records:    dnssrv.First(&l.dnsStatic, l.dnsLeases),
+		Hostname:   l.serverName(),
 		Upstreams:  l.s.Upstreams,
 		Allow:      allow,
 		Logger:     l.log.With("component", "dns"),
@@ -97,4 +101,12 @@ func appendUnique(ps []netip.Prefix, p netip.Prefix) []netip.Prefix {
 		}
 	}
 	return append(ps, p)
+}
+
+// serverName is the server's own DNS name (SOA and NS target).
+func (l *lab) serverName() string {
+	if l.demo {
+		return demo.ServerName + "."
+	}
+	return "ns." + l.s.Domain + "."
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/dnssrv"
 	"github.com/metalboot/metalboot/grubcfg"
 	"github.com/metalboot/metalboot/ignition"
 	"github.com/metalboot/metalboot/internal/hwaddr"
@@ -166,13 +167,13 @@ func (l *lab) startDHCP(ctx context.Context) error {
 		},
 		OnLease: func(le dhcpsrv.Lease) {
 			l.event(le.MAC, le.IP, stageLease, fmt.Sprintf("%s until %s", le.IP, le.Expires.Format(time.TimeOnly)))
-			if le.Hostname != "" {
-				l.dnsLeases.SetExpiring(l.fqdn(le.Hostname), le.IP, le.Expires)
+			if name, ok := dnssrv.QualifyHost(le.Hostname, l.s.Domain); ok {
+				l.dnsLeases.SetExpiring(name, le.IP, le.Expires)
 			}
 		},
 		OnRelease: func(le dhcpsrv.Lease) {
-			if le.Hostname != "" {
-				l.dnsLeases.Delete(l.fqdn(le.Hostname))
+			if name, ok := dnssrv.QualifyHost(le.Hostname, l.s.Domain); ok {
+				l.dnsLeases.Remove(name, le.IP)
 			}
 		},
 	}
