@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,4 +48,32 @@ func TestTopology(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "hello", strings.TrimSpace(string(buf[:n])))
 	require.True(t, strings.HasPrefix(from.String(), "10.77.0.2:"), from.String())
+}
+
+func TestVethAndTap(t *testing.T) {
+	ns := netns.New(t)
+	ns.Bridge("br0", "10.78.0.1/24")
+	peer := ns.Veth("v0", "br0", "10.78.0.2/24")
+	ns.Tap("tap0", "br0")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := ns.Command(ctx, "ip", "-o", "link", "show", "master", "br0").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), peer+"@v0")
+	require.Contains(t, string(out), "tap0")
+	out, err = ns.Command(ctx, "ip", "-4", "-o", "addr", "show", "v0").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "10.78.0.2/24")
+}
+
+func TestCommandKilledWhenContextEnds(t *testing.T) {
+	ns := netns.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := ns.Command(ctx, "sleep", "60")
+	require.NoError(t, cmd.Start())
+	cancel()
+	require.Error(t, cmd.Wait())
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	require.True(t, ok)
+	require.Equal(t, syscall.SIGKILL, ws.Signal(), "sleep was not killed")
 }
