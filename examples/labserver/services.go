@@ -83,11 +83,11 @@ func (l *lab) startDNS(ctx context.Context) error {
 		ReverseFor: reverse,
 		// Inventory and config names first: a DHCP client calling itself
 		// "deploy" cannot take over deploy.lab.
-		Records:    dnssrv.First(&l.dnsStatic, l.dnsLeases),
-		Hostname:   l.serverName(),
-		Upstreams:  l.s.Upstreams,
-		Allow:      allow,
-		Logger:     l.log.With("component", "dns"),
+		Records:   dnssrv.First(&l.dnsStatic, l.dnsLeases),
+		Hostname:  l.serverName(),
+		Upstreams: l.s.Upstreams,
+		Allow:     allow,
+		Logger:    l.log.With("component", "dns"),
 	}
 	l.dns = srv
 	l.serve("dns", func() error { return srv.Serve(ctx, pc, ln) })
