@@ -30,7 +30,7 @@ const (
 	DefaultLeaseTime   = time.Hour
 	DefaultOfferTime   = 30 * time.Second
 	DefaultDeclineTime = 10 * time.Minute
-	DefaultWorkers     = 256
+	DefaultWorkers     = 1024
 )
 
 // ErrNoSubnet is returned when the server has no subnet to serve.
@@ -163,8 +163,9 @@ type Server struct {
 	// DefaultDeclineTime).
 	DeclineTime time.Duration
 	// Workers is the number of packets handled concurrently (zero:
-	// DefaultWorkers). ACKs wait for the lease store's fsync, so more
-	// workers share one fsync.
+	// DefaultWorkers). An ACK holds its worker until the lease store's
+	// fsync returns; many workers let a slow fsync be shared by many ACKs
+	// while DISCOVERs keep being answered.
 	Workers int
 	// Handler, if set, may change each reply before it is sent.
 	Handler Handler
