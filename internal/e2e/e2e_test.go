@@ -273,3 +273,14 @@ func TestIgnitionFile(t *testing.T) {
 	_, err := e2e.IgnitionFile("{not json", "/a")
 	assert.Error(t, err)
 }
+
+func TestFailurePatterns(t *testing.T) {
+	assert.NoError(t, e2e.ConsoleFailure("GNU GRUB  version 2.06\r\nMETALBOOT-INIT-START\r\n"))
+	for _, s := range []string{
+		"METALBOOT-GRUB-CONFIGFILE-FAILED\r\n\x1b[0mgrub> ",
+		"[ 2.0] Kernel panic - not syncing: VFS\r\n",
+		e2e.MarkerError + " udhcpc got no lease\r\n",
+	} {
+		assert.ErrorIs(t, e2e.ConsoleFailure(s), e2e.ErrBootFailed, "%q", s)
+	}
+}

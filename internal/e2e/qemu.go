@@ -251,7 +251,9 @@ func (vm *VM) Serial() string {
 
 // WaitFor polls the serial log until it contains every marker (as
 // substrings: the log has ANSI escapes and carriage returns), until ctx
-// ends, or until QEMU exits without printing them. It returns the time from
+// ends, until QEMU exits without printing them, or until the console shows
+// that the boot failed ([ErrBootFailed]: GRUB's prompt, a kernel panic, the
+// initrd's [MarkerError]). It returns the time from
 // power-on to the moment the markers were seen.
 func (vm *VM) WaitFor(ctx context.Context, markers ...string) (time.Duration, error) {
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -277,9 +279,8 @@ func (vm *VM) WaitFor(ctx context.Context, markers ...string) (time.Duration, er
 		if exited {
 			return time.Since(vm.Started), fmt.Errorf("%w (%v) before printing %q", ErrVMExited, vm.ExitErr(), markers)
 		}
-		if i := strings.Index(s, MarkerError); i >= 0 {
-			line, _, _ := strings.Cut(s[i:], "\n")
-			return time.Since(vm.Started), fmt.Errorf("e2e: %s: guest reported %q", vm.Config.Name, strings.TrimSpace(line))
+		if err := failure(s); err != nil {
+			return time.Since(vm.Started), fmt.Errorf("e2e: %s: %w", vm.Config.Name, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -287,6 +288,24 @@ func (vm *VM) WaitFor(ctx context.Context, markers ...string) (time.Duration, er
 		case <-tick.C:
 		}
 	}
+}
+
+// ErrBootFailed is wrapped by [VM.WaitFor] when the serial console shows
+// that the boot cannot go on: the initrd printed [MarkerError], GRUB dropped
+// to its interactive prompt, or the kernel panicked.
+var ErrBootFailed = errors.New("boot failed")
+
+// failurePatterns are console texts after which a boot never completes.
+var failurePatterns = []string{MarkerError, "grub> ", "grub rescue> ", "Kernel panic"}
+
+func failure(serial string) error {
+	for _, p := range failurePatterns {
+		if i := strings.Index(serial, p); i >= 0 {
+			line, _, _ := strings.Cut(serial[i:], "\n")
+			return fmt.Errorf("%w: console shows %q", ErrBootFailed, strings.TrimSpace(StripANSI(line)))
+		}
+	}
+	return nil
 }
 
 // Tail returns the last n lines of the serial log with carriage returns

@@ -1,0 +1,4 @@
+package e2e
+
+// ConsoleFailure exposes failure to the tests.
+var ConsoleFailure = failure
