@@ -543,6 +543,37 @@ func (s *Server) reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) *dhcpv
 	return resp
 }
 
+// newReply builds a reply to req like dhcpv4.NewReplyFromRequest (xid,
+// flags, chaddr, giaddr, options 82 and 61 copied) without generating a
+// random transaction id first.
+func newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, yiaddr netip.Addr) *dhcpv4.DHCPv4 {
+	d := &dhcpv4.DHCPv4{
+		OpCode:        dhcpv4.OpcodeBootReply,
+		HWType:        req.HWType,
+		TransactionID: req.TransactionID,
+		Flags:         req.Flags,
+		ClientHWAddr:  req.ClientHWAddr,
+		ClientIPAddr:  net.IPv4zero,
+		YourIPAddr:    net.IPv4zero,
+		ServerIPAddr:  net.IPv4zero,
+		GatewayIPAddr: net.IPv4zero,
+		Options:       dhcpv4.Options{},
+	}
+	if gi := req.GatewayIPAddr.To4(); gi != nil {
+		d.GatewayIPAddr = gi
+	}
+	if yiaddr.Is4() {
+		d.YourIPAddr = yiaddr.AsSlice()
+	}
+	d.Options.Update(dhcpv4.OptMessageType(mt))
+	for _, code := range []dhcpv4.OptionCode{dhcpv4.OptionRelayAgentInformation, dhcpv4.OptionClientIdentifier} {
+		if v := req.Options.Get(code); v != nil {
+			d.Options.Update(dhcpv4.OptGeneric(code, v))
+		}
+	}
+	return d
+}
+
 func ipOf(ip net.IP) netip.Addr {
 	if v4 := ip.To4(); v4 != nil && !v4.IsUnspecified() {
 		a, _ := netip.AddrFromSlice(v4)
@@ -686,11 +717,7 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		s.hookDiscover(ev)
 		return nil
 	}
-	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeOffer), dhcpv4.WithYourIP(ip.AsSlice()))
-	if err != nil {
-		s.log.Error("dhcpsrv: build offer", "err", err)
-		return nil
-	}
+	resp := newReply(req, dhcpv4.MessageTypeOffer, ip)
 	hostname := req.HostName()
 	if r, ok := s.reservation(mac, sn); ok && r.Hostname != "" {
 		hostname = r.Hostname
@@ -730,13 +757,9 @@ func (s *Server) offerTime() time.Duration {
 }
 
 func (s *Server) nak(req *dhcpv4.DHCPv4, msg string) *dhcpv4.DHCPv4 {
-	resp, err := dhcpv4.NewReplyFromRequest(req,
-		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.sid.AsSlice())),
-		dhcpv4.WithOption(dhcpv4.OptMessage(msg)))
-	if err != nil {
-		return nil
-	}
+	resp := newReply(req, dhcpv4.MessageTypeNak, netip.Addr{})
+	resp.Options.Update(dhcpv4.OptServerIdentifier(s.sid.AsSlice()))
+	resp.Options.Update(dhcpv4.OptMessage(msg))
 	if ipOf(req.GatewayIPAddr).IsValid() {
 		resp.SetBroadcast()
 	}
@@ -796,10 +819,7 @@ func (s *Server) request(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		s.log.Error("dhcpsrv: store lease", "mac", mac, "ip", ip, "err", err)
 		return nil // no ACK without a durable lease; the client retries
 	}
-	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeAck), dhcpv4.WithYourIP(ip.AsSlice()))
-	if err != nil {
-		return nil
-	}
+	resp := newReply(req, dhcpv4.MessageTypeAck, ip)
 	s.addNetworkOptions(resp, sn, hostname, true)
 	s.addBootOptions(req, resp, ci, false)
 	if s.OnLease != nil {
@@ -893,10 +913,7 @@ func (s *Server) inform(req *dhcpv4.DHCPv4, _ hwaddr.MAC) *dhcpv4.DHCPv4 {
 	if sn == nil {
 		return nil
 	}
-	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeAck))
-	if err != nil {
-		return nil
-	}
+	resp := newReply(req, dhcpv4.MessageTypeAck, netip.Addr{})
 	s.addNetworkOptions(resp, sn, "", false)
 	s.addBootOptions(req, resp, ParseClientInfo(req), false)
 	return resp
@@ -996,10 +1013,7 @@ func (s *Server) proxy(req *dhcpv4.DHCPv4, mac hwaddr.MAC, port int) *dhcpv4.DHC
 		s.stats.dropped.Add(1)
 		return nil
 	}
-	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(mt))
-	if err != nil {
-		return nil
-	}
+	resp := newReply(req, mt, netip.Addr{})
 	resp.Options.Update(dhcpv4.OptServerIdentifier(s.sid.AsSlice()))
 	file := s.addBootOptions(req, resp, ci, true)
 	if mt == dhcpv4.MessageTypeOffer {
