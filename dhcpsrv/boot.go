@@ -128,7 +128,8 @@ type ClientInfo struct {
 	HTTPClient bool
 	// IPXE is true for iPXE (user class "iPXE" or option 175 present).
 	IPXE bool
-	// UUID is option 97 (client machine identifier) as text, "" if absent.
+	// UUID is option 97 (client machine identifier): the SMBIOS UUID in
+	// its usual text form (as dmidecode prints it), "" if absent.
 	UUID string
 }
 
@@ -162,17 +163,19 @@ func ParseClientInfo(req *dhcpv4.DHCPv4) ClientInfo {
 	return ci
 }
 
-// formatUUID renders option 97: type 0 + 16 bytes as a UUID string (RFC
-// 4578 section 2.3; the first three fields little-endian as SMBIOS and
-// firmware report them is NOT assumed: bytes are printed in wire order),
-// anything else as hex.
+// formatUUID renders option 97. Type 0 followed by 16 bytes is the SMBIOS
+// system UUID, which firmware (OVMF, SeaBIOS/iPXE, verified under QEMU
+// with -uuid) sends as stored: the first three fields little-endian. It is
+// printed the way dmidecode, BMCs, QEMU's -uuid and iPXE's ${uuid} show
+// it. Anything else is printed as hex.
 func formatUUID(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
 	if len(b) == 17 && b[0] == 0 {
 		u := b[1:]
-		return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+		return fmt.Sprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%x-%x",
+			u[3], u[2], u[1], u[0], u[5], u[4], u[7], u[6], u[8:10], u[10:16])
 	}
 	return hex.EncodeToString(b)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
@@ -42,7 +43,7 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 	l.serve(labServer(func(s *dhcpsrv.Server) {
 		s.OnLease = func(x dhcpsrv.Lease) { leases.Store(x.MAC.String(), x) }
 		s.OnDiscover = func(e dhcpsrv.Event) {
-			t.Logf("DISCOVER %s arch %s vendor %q offered %s file %q", e.MAC, e.Arch, e.VendorClass, e.Offered, e.BootFile)
+			t.Logf("DISCOVER %s arch %s vendor %q uuid %s offered %s file %q", e.MAC, e.Arch, e.VendorClass, e.UUID, e.Offered, e.BootFile)
 		}
 		s.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}))
@@ -94,18 +95,22 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 			}
 		}()
 	}
-	qemu("efi", "-machine", "q35",
+	qemu("efi", "-machine", "q35", "-uuid", "12345678-9abc-def0-1122-334455667701",
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+ovmfCode,
 		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
 		"-netdev", "tap,id=n0,ifname=tapefi,script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:bb:00:01,romfile=,bootindex=1")
-	qemu("bios", "-machine", "pc",
+	qemu("bios", "-machine", "pc", "-uuid", "12345678-9abc-def0-1122-334455667702",
 		"-netdev", "tap,id=n0,ifname=tapbios,script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:bb:00:02,bootindex=1")
 
 	want := map[string]string{
 		"52:54:00:bb:00:01": "grub/x86_64-efi/core.efi",
 		"52:54:00:bb:00:02": "grub/i386-pc/core.0",
+	}
+	uuids := map[string]string{
+		"52:54:00:bb:00:01": "12345678-9abc-def0-1122-334455667701",
+		"52:54:00:bb:00:02": "12345678-9abc-def0-1122-334455667702",
 	}
 	seen := map[string]bool{}
 	for len(seen) < len(want) {
@@ -119,6 +124,7 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 				}
 				if ip := v.(dhcpsrv.Lease).IP.String(); strings.HasPrefix(r.from, ip+":") {
 					seen[mac] = true
+					assert.Equal(t, uuids[mac], v.(dhcpsrv.Lease).UUID, "option 97 read as QEMU's -uuid")
 				}
 			}
 		case <-ctx.Done():

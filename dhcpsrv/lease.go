@@ -59,8 +59,8 @@ type Lease struct {
 	MAC hwaddr.MAC `json:"mac"`
 	// Hostname is the reservation's host name, else the client's option 12.
 	Hostname string `json:"hostname,omitempty"`
-	// UUID is the client machine identifier from option 97 (PXE), as a
-	// canonical UUID string when it has the PXE 17-byte form, else hex.
+	// UUID is the client machine identifier from option 97 (PXE): the
+	// SMBIOS system UUID as dmidecode prints it, else hex.
 	UUID string `json:"uuid,omitempty"`
 	// Arch is the client architecture from option 93 (or option 60).
 	Arch Arch `json:"arch"`

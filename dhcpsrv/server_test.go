@@ -159,7 +159,7 @@ func TestBootOptionsByArch(t *testing.T) {
 			l, ok := s.Lease(hwaddr.MAC(mac(10 + i)))
 			require.True(t, ok)
 			assert.Equal(t, dhcpsrv.Arch(c.arch), l.Arch)
-			assert.Equal(t, "30313233-3435-3637-3839-616263646566", l.UUID)
+			assert.Equal(t, "33323130-3534-3736-3839-616263646566", l.UUID, "SMBIOS byte order")
 		})
 	}
 }
