@@ -29,7 +29,7 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 		t.Skip("boots QEMU (TCG): skipped in -short mode")
 	}
 	t.Parallel() // ~25 s of firmware under TCG: overlap with the other tests
-	netns.Need(t, "qemu-system-x86_64", "timeout")
+	netns.Need(t, "qemu-system-x86_64")
 	const ovmfCode, ovmfVars = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
 	for _, f := range []string{ovmfCode, ovmfVars} {
 		if _, err := os.Stat(f); err != nil {
@@ -82,9 +82,11 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(vars, b, 0o644))
 	qemu := func(name string, args ...string) {
-		base := []string{"80", "qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nodefaults", "-display", "none",
+		// QEMU is run directly: netns.Command kills it (and only it)
+		// when ctx ends or the test finishes.
+		base := []string{"-accel", "tcg", "-m", "256", "-nodefaults", "-display", "none",
 			"-serial", "file:" + filepath.Join(dir, name+".serial"), "-no-reboot"}
-		cmd := l.srv.Command(ctx, "timeout", append(base, args...)...)
+		cmd := l.srv.Command(ctx, "qemu-system-x86_64", append(base, args...)...)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
 		require.NoError(t, cmd.Start())

@@ -44,6 +44,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -189,14 +190,24 @@ func (ns *NS) Tap(name, bridge string) {
 
 // Command returns an *exec.Cmd that runs program inside the namespace
 // (through `ip netns exec`, which execs the program, so cmd.Process.Pid is
-// the program's own PID). The process is killed when ctx ends or when the
-// test finishes, whichever comes first.
+// the program's own PID). The program runs in a new process group; when ctx
+// ends or the test finishes, whichever comes first, that group is killed
+// with SIGKILL, so helpers it forked (a shell's children, `timeout`'s
+// child) do not outlive the test.
 func (ns *NS) Command(ctx context.Context, program string, args ...string) *exec.Cmd {
 	ctx, cancel := context.WithCancel(ctx)
-	ns.t.Cleanup(cancel)
 	full := append([]string{"netns", "exec", ns.Name, program}, args...)
 	cmd := exec.CommandContext(ctx, "ip", full...)
-	cmd.Cancel = func() error { return cmd.Process.Kill() }
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	ns.t.Cleanup(func() {
+		cancel()
+		if cmd.Process != nil {
+			// The group outlives its leader when children were forked;
+			// its id is the PID this test started.
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	})
 	return cmd
 }
 

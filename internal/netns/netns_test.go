@@ -2,7 +2,9 @@ package netns_test
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,4 +78,28 @@ func TestCommandKilledWhenContextEnds(t *testing.T) {
 	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	require.True(t, ok)
 	require.Equal(t, syscall.SIGKILL, ws.Signal(), "sleep was not killed")
+}
+
+// A program's children die with it: `sh -c 'sleep 60 & wait'` leaves no
+// sleep behind once the context ends.
+func TestCommandKillsProcessGroup(t *testing.T) {
+	ns := netns.New(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := ns.Command(ctx, "sh", "-c", "sleep 60 & echo $! > "+dir+"/pid; wait")
+	require.NoError(t, cmd.Start())
+	var pid int
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(dir + "/pid")
+		if err != nil {
+			return false
+		}
+		_, err = fmt.Sscan(string(b), &pid)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	cancel()
+	_ = cmd.Wait()
+	require.Eventually(t, func() bool {
+		return syscall.Kill(pid, 0) == syscall.ESRCH
+	}, 10*time.Second, 20*time.Millisecond, "child sleep %d survived", pid)
 }
