@@ -1,7 +1,8 @@
 // Command httpload is a small closed-loop HTTP/1.1 load generator for the
 // metalboot benchmarks (internal/bench/http.sh): N concurrent clients, each
-// on its own keep-alive connection, send GET requests round-robin over a
-// list of URLs for a fixed duration and it reports requests per second,
+// on its own keep-alive connection, send GET requests over a list of URLs in
+// turn (one shared cursor: each URL once per pass) for a fixed duration, and
+// it reports requests per second,
 // p50/p90/p99/max latency and errors.
 //
 //	httpload -c 8 -d 10s -warmup 1s -expect 'ignition?' \
@@ -179,6 +180,7 @@ type config struct {
 	max     int
 	rate    float64 // requests/s over all clients; 0: closed loop
 	conns   int
+	cursor  atomic.Uint64 // next target, shared by the clients
 }
 
 // run loops until stop is set: warm-up requests (before measureFrom) are
@@ -209,8 +211,12 @@ func (w *worker) run(cfg *config, id int, stop *atomic.Bool, measureFrom, measur
 		interval = time.Duration(float64(cfg.conns) / cfg.rate * float64(time.Second))
 		next = next.Add(interval * time.Duration(id) / time.Duration(cfg.conns))
 	}
-	for i := id; !stop.Load() && len(w.lat) < cfg.max; i++ {
-		t := &cfg.targets[i%len(cfg.targets)]
+	for !stop.Load() && len(w.lat) < cfg.max {
+		// One shared cursor: every URL is asked once per pass over the
+		// list, whatever the number of clients (per-client cursors would
+		// make clients follow each other through the list, so a server
+		// cache would answer all but the first).
+		t := &cfg.targets[(cfg.cursor.Add(1)-1)%uint64(len(cfg.targets))]
 		t0 := time.Now()
 		if interval > 0 {
 			// Open loop: latency counts from the scheduled send time when
@@ -303,7 +309,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("httpload", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	var urls urlList
-	fl.Var(&urls, "url", "URL to GET (repeatable; positional arguments are URLs too); clients rotate over them")
+	fl.Var(&urls, "url", "URL to GET (repeatable; positional arguments are URLs too); the clients take them in turn from one shared cursor")
 	var (
 		conns   = fl.Int("c", 8, "concurrent clients, one keep-alive connection each")
 		dur     = fl.Duration("d", 10*time.Second, "measured duration")

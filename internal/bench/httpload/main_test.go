@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -178,4 +180,33 @@ func TestOpenLoopRate(t *testing.T) {
 	assert.Positive(t, num(t, m, "requests"))
 	assert.LessOrEqual(t, num(t, m, "requests"), 52.0)
 	assert.Contains(t, out.String(), "offered 50 req/s")
+}
+
+// Every URL is asked once per pass over the list, however many clients.
+func TestSharedCursor(t *testing.T) {
+	var mu sync.Mutex
+	counts := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		counts[r.URL.RawQuery]++
+		mu.Unlock()
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	f := t.TempDir() + "/urls"
+	var list strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&list, "%s/?%d\n", srv.URL, i)
+	}
+	require.NoError(t, os.WriteFile(f, []byte(list.String()), 0o644))
+	var out, errOut bytes.Buffer
+	// -max stops each client after 100 measured requests: about 400 in all,
+	// fewer than the list, so no URL may be asked twice.
+	require.Equal(t, 0, mainErr([]string{"-c", "4", "-d", "1s", "-warmup", "0", "-max", "400", "-urls", f}, &out, &errOut), errOut.String())
+	mu.Lock()
+	defer mu.Unlock()
+	assert.NotEmpty(t, counts)
+	for q, n := range counts {
+		assert.Equal(t, 1, n, q)
+	}
 }
