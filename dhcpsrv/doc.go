@@ -71,20 +71,32 @@
 //
 // # Performance
 //
-// internal/bench/dhcp.sh runs Kea's perfdhcp (as a relay agent, fresh MACs,
-// 64000-address pool, persistent leases on every server) against dhcpsrv,
-// dnsmasq 2.90 and kea-dhcp4 2.2.0 (memfile, default single-threaded) in
-// one run, in throw-away namespaces, sweeping the offered load. Measured
-// 2026-11-25 on the project's 2-core VM (ext4, fsync ≈ 1.3 ms):
+// internal/bench/dhcp.sh runs Kea's perfdhcp (as a relay agent, fresh MACs
+// per load step, 64000-address pool, persistent leases on every server)
+// against dhcpsrv, dnsmasq 2.90 (lease file, --quiet-dhcp, logging to a
+// file) and kea-dhcp4 2.2.0 (memfile with persist, default single thread)
+// in one run, inside throw-away namespaces. Each server is swept over
+// increasing offered loads in two interleaved rounds; "sustained" is the
+// best achieved DORA/s with at most 1% of REQUESTs unanswered, "peak" the
+// best at any load. Two runs on the project's 2-core VM, 2026-11-25, with
+// other jobs running (load average 2–4), `sudo internal/bench/dhcp.sh`:
 //
-//	server      sustained DORA/s (≤1% drops)   peak DORA/s
-//	metalboot   1770                           2622
-//	dnsmasq      222                            222
-//	kea          865                            865
-//	ratios (metalboot/x): dnsmasq 8.0× sustained, kea 2.0× sustained
+//	run (UTC)  server     sustained DORA/s  peak DORA/s
+//	15:00      metalboot  2666              3109
+//	15:00      dnsmasq     222               222
+//	15:00      kea        2666              3331
+//	15:03      metalboot  3427              3735
+//	15:03      dnsmasq     214               223
+//	15:03      kea        1582              2365
 //
-// Above ~2000 offered exchanges/s perfdhcp itself cannot keep up on this
-// machine (UdpRcvbufErrors on the client side while dhcpsrv answered every
-// packet it received), so the metalboot figures are lower bounds. dhcpsrv
-// fsyncs every ACKed lease; Kea's memfile appends without fsync.
+// metalboot/dnsmasq: 12–16× sustained; metalboot/kea: 1.0–2.2× sustained,
+// 0.9–1.6× peak. Numbers swing with the machine's other load; the order
+// does not. dhcpsrv fsyncs every ACKed lease (group commit), dnsmasq
+// rewrites and fsyncs its whole lease file on every change (its limit
+// here), Kea's memfile appends without fsync. Above ~3500 exchanges/s
+// perfdhcp itself drops replies on this machine (UdpRcvbufErrors on the
+// client side while dhcpsrv had answered every packet), so the metalboot
+// figures are lower bounds. In process, BenchmarkDORA costs about 60 µs
+// per DISCOVER-OFFER-REQUEST-ACK (in-memory store, packet building
+// included).
 package dhcpsrv
