@@ -153,6 +153,7 @@ func (c *Config) errorf(key string, format string, args ...any) error {
 type settings struct {
 	HTTP, TFTP, DNS string
 	BaseURL         *url.URL
+	baseDerived     bool // BaseURL comes from the HTTP address, not the config
 	Data, Assets    string
 	TFTPRoot, State string
 	Serial          bool
@@ -251,6 +252,7 @@ func (c *Config) resolve() (*settings, error) {
 			return nil, c.errorf("base_url", "required when http listens on all addresses (%q): machines must know where to reach the server", s.HTTP)
 		}
 		base = "http://" + net.JoinHostPort(host, port)
+		s.baseDerived = true
 	}
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "" {

@@ -33,6 +33,11 @@ func (l *lab) startHTTP(ctx context.Context) error {
 		return err
 	}
 	l.setAddr("http", ln.Addr().String())
+	if l.s.baseDerived {
+		// With port 0 the real port is known only now.
+		l.s.BaseURL.Host = ln.Addr().String()
+		l.resolver.BaseURL = l.s.BaseURL.String()
+	}
 	srv := &http.Server{
 		Handler:           harden(l.routes()),
 		ReadHeaderTimeout: readHeaderTimeout,

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// startDemo runs the demo lab in-process on ephemeral loopback ports.
+func startDemo(t *testing.T, mutate func(*Config)) *lab {
+	t.Helper()
+	any := "127.0.0.1:0"
+	c := &Config{HTTP: &any, TFTP: &any, DNS: &any}
+	if mutate != nil {
+		mutate(c)
+	}
+	s, err := c.resolve()
+	require.NoError(t, err)
+	l, err := newLab(s, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	require.NoError(t, l.start(ctx))
+	t.Cleanup(func() { cancel(); _ = l.wait(ctx) })
+	return l
+}
+
+func need(t *testing.T, bin, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		t.Skipf("%s not installed (Debian package %s)", bin, pkg)
+	}
+	return p
+}
+
+// TestBannerCommands runs the three commands the banner suggests with the
+// real clients: curl, tftp-hpa's tftp and dig.
+func TestBannerCommands(t *testing.T) {
+	l := startDemo(t, nil)
+	banner := l.banner()
+	for _, want := range []string{"curl 'http://", "tftp 127.0.0.1 ", "dig @127.0.0.1 -p "} {
+		assert.Contains(t, banner, want)
+	}
+
+	curl := need(t, "curl", "curl")
+	out, err := exec.Command(curl, "-sf", "http://"+l.addrs["http"]+"/grub?mac=00:23:32:2f:40:3c").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "ignition?mac=00:23:32:2f:40:3c")
+
+	tftp := need(t, "tftp", "tftp-hpa")
+	host, port, _ := net.SplitHostPort(l.addrs["tftp"])
+	dir := t.TempDir()
+	for _, name := range []string{"grub.cfg", "grub/grub.cfg", "grub/grub.cfg-01-00-30-48-fb-e2-44"} {
+		local := filepath.Join(dir, strings.ReplaceAll(name, "/", "_"))
+		cmd := exec.Command(tftp, host, port, "-m", "binary", "-v", "-c", "get", name, local)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s: %s", name, out)
+		b, err := os.ReadFile(local)
+		require.NoError(t, err)
+		want := `configfile "/grub?mac=${net_default_mac}"`
+		if strings.Contains(name, "-01-") {
+			want = `/grub?mac=00:30:48:fb:e2:44`
+		}
+		assert.Contains(t, string(b), want, "%s: tftp said %s", name, out)
+		grubCheck(t, string(b))
+	}
+	// A TFTP fetch of the per-MAC name puts the machine in the timeline.
+	var seen bool
+	for _, m := range l.timeline.snapshot() {
+		if m.MAC == "00:30:48:fb:e2:44" && len(m.Events) > 0 && m.Events[0].Stage == stageTFTP {
+			seen = true
+		}
+	}
+	assert.True(t, seen, "timeline has the TFTP fetch of grub.cfg-01-<mac>")
+
+	dig := need(t, "dig", "bind9-dnsutils")
+	host, port, _ = net.SplitHostPort(l.addrs["dns"])
+	for q, want := range map[string]string{"mp.lab": "172.22.10.50", "smpc.lab": "172.22.10.54", "deploy.lab": "172.22.10.2", "-x 172.22.10.50": "mp.lab."} {
+		args := append([]string{"@" + host, "-p", port, "+short", "+time=2", "+tries=1"}, strings.Fields(q)...)
+		out, err := exec.Command(dig, args...).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Equal(t, want, strings.TrimSpace(string(out)), q)
+	}
+}
+
+func TestMakeTFTPRoot(t *testing.T) {
+	need(t, "grub-mknetdir", "grub-common")
+	for _, d := range []string{"/usr/lib/grub/x86_64-efi", "/usr/lib/grub/i386-pc"} {
+		if _, err := os.Stat(d); err != nil {
+			t.Skipf("%s missing (Debian grub-efi-amd64-bin, grub-pc-bin)", d)
+		}
+	}
+	dir := t.TempDir()
+	var out, errb strings.Builder
+	require.Equal(t, exitOK, run([]string{"-make-tftp-root", dir}, &out, &errb), errb.String())
+	for _, f := range []string{"grub/x86_64-efi/core.efi", "grub/i386-pc/core.0"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		require.NoError(t, err)
+		assert.Greater(t, st.Size(), int64(10000), f)
+	}
+}
