@@ -17,8 +17,9 @@
 #   - a boot storm: STORM (200) curl clients at once, each fetching a
 #     1.5 MiB core.efi-sized file with blksize 1468: failures (exit status or
 #     wrong checksum), wall time, aggregate MB/s, server peak RSS (VmHWM).
-# metalboot runs lockstep (pin/tftp default) and with pin/tftp's "sender
-# anticipate" window (Anticipate=16), which is not RFC 7440 windowsize.
+# metalboot runs lockstep (pin/tftp default), with pin/tftp's "sender
+# anticipate" window (Anticipate=16, which is not RFC 7440 windowsize), and
+# in single-port mode.
 # Prints one table with ratios against tftpd-hpa and dnsmasq. Bounded: every
 # client has a time limit; the whole run takes about two minutes.
 set -euo pipefail
@@ -87,6 +88,7 @@ start_server() { # name
 	case "$1" in
 	metalboot) nsdaemon "$pf" "$work/metalboot-tftpd" -addr 127.0.0.1:69 -dir "$work/root" 2>"$work/$1.log" & ;;
 	metalboot-a16) nsdaemon "$pf" "$work/metalboot-tftpd" -addr 127.0.0.1:69 -dir "$work/root" -anticipate 16 2>"$work/$1.log" & ;;
+	metalboot-1port) nsdaemon "$pf" "$work/metalboot-tftpd" -addr 127.0.0.1:69 -dir "$work/root" -single-port 2>"$work/$1.log" & ;;
 	tftpd-hpa) nsdaemon "$pf" in.tftpd -L -a 127.0.0.1:69 -s "$work/root" 2>"$work/$1.log" & ;;
 	dnsmasq) nsdaemon "$pf" dnsmasq --keep-in-foreground --port=0 --enable-tftp --tftp-root="$work/root" \
 		--listen-address=127.0.0.1 --bind-interfaces --tftp-max=1000 --conf-file=/dev/null \
@@ -148,7 +150,7 @@ storm() {
 	echo "$fails $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
 }
 
-servers=(metalboot metalboot-a16 tftpd-hpa dnsmasq)
+servers=(metalboot metalboot-a16 metalboot-1port tftpd-hpa dnsmasq)
 clients=(tftp-hpa curl-1024 curl-1468)
 declare -A big storm_fail storm_secs rss
 for s in "${servers[@]}"; do
@@ -179,7 +181,7 @@ echo
 ratio() { # a b: a's speed relative to b's, from seconds (b/a)
 	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "FAIL" || b == "FAIL" || a <= 0) print "n/a"; else printf "%.2fx", b / a }'
 }
-for m in metalboot metalboot-a16; do
+for m in metalboot metalboot-a16 metalboot-1port; do
 	for peer in tftpd-hpa dnsmasq; do
 		printf "%-28s" "$m vs $peer:"
 		for c in "${clients[@]}"; do printf " %s %s" "$c" "$(ratio "${big[$m,$c]}" "${big[$peer,$c]}")"; done
