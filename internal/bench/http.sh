@@ -12,10 +12,11 @@
 #   grub_mp        /grub?mac=00:23:32:2f:40:3c        group coreos-install-mp
 #   grub_default   /grub?mac=52:54:00:12:34:56        the default group
 #   ign_smpc       /ignition?mac=00:30:48:fb:e2:44    Butane template -> Ignition
-#   ign_4096_macs  /ignition?mac=52:54:00:00:xx:yy     4096 default-group machines,
-#                  round-robin: every rendered config differs, so metalboot's
-#                  conversion cache (1024 configs) cannot answer from memory;
-#                  this is the like-for-like cost of render+translate+validate.
+#   ign_new_macs   /ignition?mac=52:54:00:RR:0x:yy     4096 default-group machines
+#                  in turn, a new set for every run: every rendered config
+#                  differs and was never asked before, so metalboot's
+#                  conversion cache cannot answer from memory; this is the
+#                  like-for-like cost of render + Butane + validation.
 #
 # Method: both servers are started once, each pinned to CPU 0 with taskset
 # (Go then runs them with GOMAXPROCS=1); the load generator runs on CPU 1 with
@@ -128,13 +129,16 @@ ROWS=(
 	"grub_mp|/grub?mac=00:23:32:2f:40:3c|coreos.config.url=|/grub mp (00:23:32:2f:40:3c)"
 	"grub_default|/grub?mac=52:54:00:12:34:56|coreos.config.url=|/grub default group"
 	"ign_smpc|/ignition?mac=00:30:48:fb:e2:44|/opt/installer|/ignition smpc (00:30:48:fb:e2:44)"
-	"ign_4096_macs|@macs|/opt/installer|/ignition 4096 distinct MACs"
+	"ign_new_macs|@macs|/opt/installer|/ignition new machine every request"
 )
-for port in "$PORT_MB" "$PORT_MX"; do
-	for i in $(seq 0 4095); do
-		printf 'http://127.0.0.1:%s/ignition?mac=52:54:00:00:%02x:%02x\n' "$port" $((i / 256)) $((i % 256))
-	done >"$TMP/macs.$port"
-done
+# macs PORT RUN: 4096 /ignition URLs of default-group machines, a set of
+# its own for each run (52:54:00:RUN:0x:yy), so that no run finds configs a
+# previous run left in metalboot's cache.
+macs() {
+	awk -v port="$1" -v run="$2" 'BEGIN { for (i = 0; i < 4096; i++)
+		printf "http://127.0.0.1:%s/ignition?mac=52:54:00:%02x:%02x:%02x\n", port, run % 256, int(i / 256), i % 256 }'
+}
+RUN=0
 
 # Check what each server answers before measuring it.
 declare -A OK
@@ -143,7 +147,7 @@ for row in "${ROWS[@]}"; do
 	IFS='|' read -r name path expect _ <<<"$row"
 	for srv in metalboot:$PORT_MB matchbox:$PORT_MX; do
 		port=${srv#*:}
-		if [ "$path" = @macs ]; then url=$(sed -n 77p "$TMP/macs.$port"); else url="http://127.0.0.1:$port$path"; fi
+		if [ "$path" = @macs ]; then url=$(macs "$port" 255 | sed -n 77p); else url="http://127.0.0.1:$port$path"; fi
 		code=$(curl -sS -o "$TMP/body" -w '%{http_code}' "$url" || echo 000)
 		size=$(wc -c <"$TMP/body")
 		if [ "$code" = 200 ] && grep -qF -- "$expect" "$TMP/body"; then
@@ -161,10 +165,16 @@ for row in "${ROWS[@]}"; do
 	done
 done
 
-# measure SERVER PORT NAME PATH EXPECT RATE -> "rps p99_us errors" (RATE 0: closed loop)
+# measure SERVER PORT NAME PATH EXPECT RATE RUN -> "rps p99_us errors" (RATE 0:
+# closed loop; RUN numbers the run, for its own set of MACs)
 measure() {
 	local port=$2 name=$3 path=$4 expect=$5 rate=$6 args=()
-	if [ "$path" = @macs ]; then args=(-urls "$TMP/macs.$port"); else args=("http://127.0.0.1:$port$path"); fi
+	if [ "$path" = @macs ]; then
+		macs "$port" "$7" >"$TMP/macs.$7"
+		args=(-urls "$TMP/macs.$7")
+	else
+		args=("http://127.0.0.1:$port$path")
+	fi
 	GOMAXPROCS=1 "${LOAD_CPU[@]}" "$TMP/httpload" -name "$1/$name" -c "$C" -d "${DUR}s" -warmup 1s -rate "$rate" \
 		-expect "$expect" "${args[@]}" 2>>"$TMP/httpload.err" | tee -a "$TMP/httpload.out" |
 		awk '$1 == "httpload" { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
@@ -187,14 +197,16 @@ for row in "${ROWS[@]}"; do
 			[ "$srv" = matchbox ] && port=$PORT_MX
 			k=$name.$srv
 			# closed loop: throughput
-			read -r rps p99 errs < <(measure "$srv" "$port" "$name" "$path" "$expect" 0 || true)
+			RUN=$((RUN + 1))
+			read -r rps p99 errs < <(measure "$srv" "$port" "$name" "$path" "$expect" 0 "$RUN" || true)
 			echo "   $srv $name round $r, closed loop: ${rps:-?} req/s (p99 ${p99:-?} µs), ${errs:-?} errors" >&2
 			if [ -n "${rps:-}" ]; then
 				if [ -z "${RPS[$k]:-}" ] || awk -v a="$rps" -v b="${RPS[$k]}" 'BEGIN { exit !(a > b) }'; then RPS[$k]=$rps; fi
 				ERR[$k]=$((${ERR[$k]:-0} + errs))
 			fi
 			# open loop at a fixed rate: latency
-			read -r rps p99 errs < <(measure "$srv" "$port" "$name" "$path" "$expect" "$rate" || true)
+			RUN=$((RUN + 1))
+			read -r rps p99 errs < <(measure "$srv" "$port" "$name" "$path" "$expect" "$rate" "$RUN" || true)
 			echo "   $srv $name round $r, offered $rate/s: ${rps:-?} req/s, p99 ${p99:-?} µs, ${errs:-?} errors" >&2
 			if [ -n "${p99:-}" ]; then
 				if [ -z "${P99[$k]:-}" ] || [ "$p99" -lt "${P99[$k]}" ]; then P99[$k]=$p99; fi
