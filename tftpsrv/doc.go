@@ -63,6 +63,11 @@
 //     IP_PKTINFO before starting); in single-port mode pin/tftp's Shutdown
 //     does not close the socket (Serve does).
 //
+// At most MaxTransfers (default 1000) transfers run at once; further
+// requests are answered "server busy" at once and counted (Stats.Busy), so a
+// request flood cannot pile up sockets and goroutines for the ~18×Timeout a
+// vanished client holds them.
+//
 // Serve returns when its context ends: it closes the socket, aborts
 // transfers at their next block and waits for all of them, so no goroutine
 // outlives it. A transfer whose client vanished ends when its

@@ -1,6 +1,7 @@
 package tftpsrv
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"net"
@@ -68,7 +69,7 @@ func FuzzResolveInTree(f *testing.F) {
 var fuzzSrv struct {
 	once sync.Once
 	addr *net.UDPAddr
-	conn *net.UDPConn
+	conn *net.UDPConn // sends the fuzzed datagrams
 }
 
 // FuzzRequestPacket sends fuzzed datagrams to the listening port of a live
@@ -88,13 +89,14 @@ func FuzzRequestPacket(f *testing.F) {
 		fuzzSrv.once.Do(func() {
 			srv := &Server{
 				FS:      fstest.MapFS{"a.txt": {Data: []byte(strings.Repeat("a", 2000))}},
-				Timeout: 20 * time.Millisecond, Retries: 1,
+				Timeout: 20 * time.Millisecond, Retries: 1, MaxTransfers: 100,
 			}
 			conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			go srv.Serve(t.Context(), conn) // lives for the fuzzing process
+			enablePacketInfo(conn)
+			go srv.Serve(context.Background(), conn) // lives as long as the test process
 			fuzzSrv.addr = conn.LocalAddr().(*net.UDPAddr)
 			fuzzSrv.conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {
@@ -106,6 +108,26 @@ func FuzzRequestPacket(f *testing.F) {
 		}
 		if _, err := fuzzSrv.conn.WriteToUDP(pkt, fuzzSrv.addr); err != nil {
 			t.Fatal(err)
+		}
+		// The server must still answer a valid request (DATA, or an
+		// ERROR such as "busy" while fuzzed transfers pile up); a DATA
+		// answer is aborted with an ERROR so the transfer does not linger.
+		probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer probe.Close()
+		if _, err := probe.WriteToUDP(rrq("a.txt"), fuzzSrv.addr); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1500)
+		probe.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := probe.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("server stopped answering after %q: %v", pkt, err)
+		}
+		if n >= 4 && buf[1] == 3 {
+			probe.WriteToUDP([]byte("\x00\x05\x00\x00stop\x00"), from)
 		}
 	})
 }

@@ -121,6 +121,8 @@ func clientMessage(err error) string {
 		return "file not found"
 	case errors.Is(err, ErrNotRegular):
 		return "access violation: not a regular file"
+	case errors.Is(err, ErrBusy):
+		return "server busy, try again"
 	case errors.Is(err, fs.ErrPermission):
 		return "access violation"
 	default:

@@ -37,6 +37,9 @@ var (
 	ErrEscape = errors.New("tftpsrv: symbolic link leaves the tree")
 	// ErrNotRegular reports a request for a directory or special file.
 	ErrNotRegular = errors.New("tftpsrv: not a regular file")
+	// ErrBusy reports a request refused because MaxTransfers transfers
+	// are already in progress.
+	ErrBusy = errors.New("tftpsrv: too many transfers in progress")
 	// ErrReadOnly reports a write request; the server never accepts writes.
 	ErrReadOnly = errors.New("tftpsrv: write requests are refused")
 	// ErrAlreadyServing is returned by Serve when it is called on a Server
@@ -98,6 +101,7 @@ type Stats struct {
 	NotFound  uint64 // requests for files that exist neither in Handler nor FS
 	Refused   uint64 // invalid names, escaping links, non-regular files, write requests
 	Failed    uint64 // transfers aborted: timeout, client error, handler error, shutdown
+	Busy      uint64 // requests refused because MaxTransfers were in progress
 	Malformed uint64 // packets on the listening socket that were not a request
 	BytesSent uint64 // file bytes read for transfers
 	Active    int64  // transfers in progress now
@@ -145,12 +149,17 @@ type Server struct {
 	// block costs a full Timeout. See the package documentation for
 	// measurements. 0 or 1 is plain lockstep.
 	Anticipate uint
+	// MaxTransfers bounds the transfers in progress; a request beyond it is
+	// answered with an error at once, so a flood of requests (or of
+	// vanished clients) cannot pile up sockets and goroutines. Zero means
+	// 1000; negative means no limit.
+	MaxTransfers int
 
 	serving atomic.Bool
 	wg      sync.WaitGroup // our read/write handlers in flight
 
-	requests, completed, notFound, refused, failed, malformed, bytesSent atomic.Uint64
-	active                                                               atomic.Int64
+	requests, completed, notFound, refused, failed, busy, malformed, bytesSent atomic.Uint64
+	active                                                                     atomic.Int64
 }
 
 // Stats returns a snapshot of the server's counters.
@@ -161,6 +170,7 @@ func (s *Server) Stats() Stats {
 		NotFound:  s.notFound.Load(),
 		Refused:   s.refused.Load(),
 		Failed:    s.failed.Load(),
+		Busy:      s.busy.Load(),
 		Malformed: s.malformed.Load(),
 		BytesSent: s.bytesSent.Load(),
 		Active:    s.active.Load(),
@@ -191,6 +201,13 @@ func (s *Server) timeout() time.Duration {
 		return time.Second
 	}
 	return s.Timeout
+}
+
+func (s *Server) maxTransfers() int {
+	if s.MaxTransfers == 0 {
+		return 1000
+	}
+	return s.MaxTransfers
 }
 
 func (s *Server) retries() int {
@@ -416,7 +433,7 @@ func (s *Server) serveRead(ctx context.Context, rawName string, rf io.ReaderFrom
 	defer s.wg.Done()
 	start := time.Now()
 	s.requests.Add(1)
-	s.active.Add(1)
+	active := s.active.Add(1)
 	defer s.active.Add(-1)
 
 	var client netip.AddrPort
@@ -438,6 +455,11 @@ func (s *Server) serveRead(ctx context.Context, rawName string, rf io.ReaderFrom
 		return nil
 	}
 
+	if limit := s.maxTransfers(); limit > 0 && active > int64(limit) {
+		s.busy.Add(1)
+		log.Debug("tftp: busy, request refused", "file", rawName, "client", client, "active", active-1)
+		return finish(fmt.Errorf("%w (%d)", ErrBusy, limit))
+	}
 	name, err := CleanPath(rawName)
 	if err != nil {
 		s.refused.Add(1)

@@ -139,9 +139,9 @@ func TestRawRequests(t *testing.T) {
 // TestDynamicTsize checks the handler's content length is announced as tsize
 // and the client address reaches the handler.
 func TestDynamicTsize(t *testing.T) {
-	var seen *Request
+	seenCh := make(chan *Request, 1)
 	srv := &Server{Handler: HandlerFunc(func(ctx context.Context, req *Request) ([]byte, error) {
-		seen = req
+		seenCh <- req
 		return []byte(strings.Repeat("x", 1500)), nil
 	})}
 	c := newRawClient(t, startServer(t, srv))
@@ -156,6 +156,7 @@ func TestDynamicTsize(t *testing.T) {
 	}
 	require.Equal(t, "1500", m["tsize"])
 	require.Equal(t, "1024", m["blksize"])
+	seen := <-seenCh
 	require.Equal(t, "grub.cfg", seen.Filename)
 	require.Equal(t, c.conn.LocalAddr().(*net.UDPAddr).AddrPort(), seen.Client)
 	// Fetch the two blocks.
@@ -271,4 +272,41 @@ func TestServeStopsIdle(t *testing.T) {
 	err := (&Server{}).ListenAndServe(context.Background(), "256.0.0.1:69")
 	require.Error(t, err)
 	require.False(t, errors.Is(err, ErrAlreadyServing))
+}
+
+// TestMaxTransfers checks a request beyond MaxTransfers is refused at once
+// with "server busy" and counted, and accepted again once a slot frees.
+func TestMaxTransfers(t *testing.T) {
+	srv := &Server{
+		FS:           fstest.MapFS{"f": {Data: []byte(strings.Repeat("x", 4000))}},
+		Timeout:      300 * time.Millisecond,
+		MaxTransfers: 2,
+	}
+	addr := startServer(t, srv)
+	var holders []*rawClient
+	var tids []*net.UDPAddr
+	for i := 0; i < 2; i++ {
+		c := newRawClient(t, addr)
+		c.send(rrq("f"))
+		p, from, err := c.recv(5 * time.Second)
+		require.NoError(t, err)
+		require.Equal(t, uint16(3), binary.BigEndian.Uint16(p)) // DATA 1, not acknowledged
+		holders = append(holders, c)
+		tids = append(tids, from)
+	}
+	newRawClient(t, addr).expectError(rrq("f"), "server busy")
+	require.Equal(t, uint64(1), srv.Stats().Busy)
+	// Abort one held transfer with an ERROR; its slot frees.
+	_, err := holders[0].conn.WriteToUDP([]byte("\x00\x05\x00\x00bye\x00"), tids[0])
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return srv.Stats().Active < 2 }, 10*time.Second, 10*time.Millisecond)
+	c := newRawClient(t, addr)
+	c.send(rrq("f"))
+	p, from, err := c.recv(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, uint16(3), binary.BigEndian.Uint16(p))
+	require.Equal(t, uint64(1), srv.Stats().Busy)
+	// End the remaining transfers so shutdown need not wait for timeouts.
+	c.conn.WriteToUDP([]byte("\x00\x05\x00\x00bye\x00"), from)
+	holders[1].conn.WriteToUDP([]byte("\x00\x05\x00\x00bye\x00"), tids[1])
 }
