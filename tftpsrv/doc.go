@@ -56,7 +56,11 @@
 //     only port 69). It is 3–5× slower: pin/tftp's single-port loop calls
 //     net.InterfaceByIndex, a netlink dump of all interfaces, for every
 //     packet (55% of the server's CPU in pprof) and hands each packet to
-//     its transfer through a channel under one lock.
+//     its transfer through a channel under one lock. It also keeps a dead
+//     table entry for the source of any stray non-request packet, so a
+//     later request from that same address and port is never answered and
+//     junk from many ports grows the table
+//     (TestSinglePortStrayPacketCharacterization). Prefer the default mode.
 //   - Other pin/tftp details this package works around: requests read
 //     before IP_PKTINFO is enabled, or from a conn that is not a
 //     *net.UDPConn, are limited to 512-byte blocks (Serve enables
@@ -95,9 +99,14 @@
 //	metalboot-1port vs tftpd-hpa:  tftp-hpa 0.24x  curl-1024 0.24x  curl-1468 0.19x  storm 0.35x
 //
 // (metalboot = lockstep default, -a16 = Anticipate 16, -1port = SinglePort;
-// tftp-hpa sends no options, i.e. 512-byte blocks.) An earlier run under
-// the same load gave lockstep 0.47–1.42× tftpd-hpa and Anticipate 16 lost 22
-// of 200 storm transfers: on this machine single runs vary by ±30%.
+// tftp-hpa sends no options, i.e. 512-byte blocks.) A second run at 15:21
+// (load average 29) gave, against tftpd-hpa: lockstep tftp-hpa 1.65x,
+// curl-1024 0.64x, curl-1468 0.92x, storm 1.75x (0 failures, peak RSS
+// 16 MiB vs 2.6 MiB); Anticipate 16 2.94x / 1.86x / 1.95x, storm 2.12x
+// (0 failures); single-port 0.20–0.32x. An earlier run gave lockstep
+// 0.47–1.42x and Anticipate 16 lost 22 of 200 storm transfers: on this
+// loaded machine single runs vary by ±30% or more, so read the ratios as
+// "lockstep ≈ tftpd-hpa on bulk, ahead in the storm".
 // Lockstep metalboot is at parity with tftpd-hpa, not 1.5× ahead: pprof
 // shows 77% of its CPU in syscalls (sendto 44%, recvfrom+epoll 34%, file
 // read 11%) and the transfer is bound by the per-block round trip, which

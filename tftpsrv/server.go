@@ -339,7 +339,7 @@ func (h hook) OnSuccess(tftp.TransferStats) {}
 func (h hook) OnFailure(st tftp.TransferStats, err error) {
 	// Transfer failures carry the remote address and are reported by
 	// serveRead; only request-loop errors arrive without one.
-	if st.RemoteAddr != nil || err == nil {
+	if st.RemoteAddr != nil || err == nil || errors.Is(err, net.ErrClosed) {
 		return
 	}
 	h.s.malformed.Add(1)
