@@ -99,8 +99,9 @@
 //	metalboot-1port vs tftpd-hpa:  tftp-hpa 0.24x  curl-1024 0.24x  curl-1468 0.19x  storm 0.35x
 //
 // (metalboot = lockstep default, -a16 = Anticipate 16, -1port = SinglePort;
-// tftp-hpa sends no options, i.e. 512-byte blocks.) A second run at 15:21
-// (load average 29) gave, against tftpd-hpa: lockstep tftp-hpa 1.65x,
+// tftp-hpa sends no options, i.e. 512-byte blocks.) A second run ending
+// 15:21 (load average 29; for its last minutes another copy of the script,
+// started by someone else, ran at the same time) gave, against tftpd-hpa: lockstep tftp-hpa 1.65x,
 // curl-1024 0.64x, curl-1468 0.92x, storm 1.75x (0 failures, peak RSS
 // 16 MiB vs 2.6 MiB); Anticipate 16 2.94x / 1.86x / 1.95x, storm 2.12x
 // (0 failures); single-port 0.20–0.32x. An earlier run gave lockstep
