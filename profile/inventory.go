@@ -272,6 +272,14 @@ func (b *builder) addGroup(g *Group) {
 	sel := make(map[string]string, len(g.Selector))
 	for k, v := range g.Selector {
 		nk, nv, err := normalizeAttr(k, v)
+		if err == nil && nv == "" {
+			err = fmt.Errorf("%s: empty value (leave the key out to match any)", nk)
+		}
+		if err == nil {
+			if _, dup := sel[nk]; dup {
+				err = fmt.Errorf("%s given twice (keys are case-insensitive)", nk)
+			}
+		}
 		if err != nil {
 			b.errorf(g.Source, g.ID, "group %q: selector: %v", g.ID, err)
 			return

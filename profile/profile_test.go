@@ -168,6 +168,14 @@ func TestLoadErrors(t *testing.T) {
 			"profiles/p.json": profileJSON("p"),
 			"groups/g.json":   {Data: []byte(`{"profile":"p","selector":{"mac":"00:11:22"}}`)},
 		}, []string{`groups/g.json: group "g": selector: mac "00:11:22": not a MAC address`}},
+		{"empty selector value", fstest.MapFS{
+			"profiles/p.json": profileJSON("p"),
+			"groups/g.json":   {Data: []byte(`{"profile":"p","selector":{"mAC":""}}`)},
+		}, []string{`groups/g.json: group "g": selector: mac: empty value`}},
+		{"selector key twice", fstest.MapFS{
+			"profiles/p.json": profileJSON("p"),
+			"groups/g.json":   {Data: []byte(`{"profile":"p","selector":{"os":"a","OS":"b"}}`)},
+		}, []string{`groups/g.json: group "g": selector: os given twice`}},
 		{"missing kernel", fstest.MapFS{
 			"profiles/p.json": {Data: []byte(`{"boot":{"args":["x"]}}`)},
 			"groups/.keep":    {},
