@@ -40,15 +40,27 @@
 //
 // # Minimal wiring
 //
-//	store, err := profile.OpenFS(os.DirFS("/srv/metalboot/data"), nil, logger)
-//	if err != nil { … }
+//	ign := &ignition.Handler{}
+//	store, err := profile.OpenFS(os.DirFS("/srv/metalboot/data"), ign.Check, logger)
+//	if err != nil { … } // file, line and reason of every problem
 //	res := &profile.Resolver{Store: store, BaseURL: "http://10.99.0.1:8080"}
+//	ign.Resolver = res
 //	mux := http.NewServeMux()
-//	mux.Handle("/grub", res.Middleware(&grubcfg.Handler{}))
-//	mux.Handle("/ignition", res.Middleware(&ignition.Handler{}))
+//	mux.Handle("GET /grub", &grubcfg.Handler{Resolver: res})
+//	mux.Handle("GET /ignition", ign)
 //	ln, _ := net.Listen("tcp", "10.99.0.1:8080")
 //	go http.Serve(grubcfg.Listener(ln), mux)
-//	tftp := &tftpsrv.Server{FS: tftpRoot, Handler: firstStage}
+//
+//	first := grubcfg.FirstStage{HTTPAddr: "10.99.0.1:8080"}
+//	root, _ := tftpsrv.DirFS("/srv/metalboot/tftp") // made by grub-mknetdir
+//	tftp := &tftpsrv.Server{FS: root, Handler: tftpsrv.HandlerFunc(
+//		func(ctx context.Context, r *tftpsrv.Request) ([]byte, error) {
+//			if mac, ok := grubcfg.FirstStageName(r.Filename); ok {
+//				first.MAC = mac
+//				return first.Render()
+//			}
+//			return nil, tftpsrv.ErrNotHandled
+//		})}
 //	go tftp.ListenAndServe(ctx, "10.99.0.1:69")
 //
 // examples/labserver is the complete version of this, with DHCP, DNS,
