@@ -56,8 +56,9 @@
 //	tftp := &tftpsrv.Server{FS: root, Handler: tftpsrv.HandlerFunc(
 //		func(ctx context.Context, r *tftpsrv.Request) ([]byte, error) {
 //			if mac, ok := grubcfg.FirstStageName(r.Filename); ok {
-//				first.MAC = mac
-//				return first.Render()
+//				f := first
+//				f.MAC = mac // zero for plain grub.cfg
+//				return f.Render()
 //			}
 //			return nil, tftpsrv.ErrNotHandled
 //		})}
