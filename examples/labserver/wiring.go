@@ -48,13 +48,30 @@ func (l *lab) grubHandler() http.Handler {
 			if local {
 				stage, detail = stageLocalBoot, "installed: boot the local disk"
 			}
-			if b, err := m.RenderBoot(); err == nil && !local {
-				defer l.timeline.setBoot(m.MAC, m.Hostname, b.Kernel, b.Initrd)
-			}
 			l.event(m.MAC, remoteIP(r), stage, detail)
+			if !local {
+				l.rememberBoot(m)
+			}
 		},
 	}
 	return grubcfg.CloseAfterResponse(h)
+}
+
+// rememberBoot tells the timeline which paths are this machine's kernel and
+// initrds, so that their fetches can be named. Only those strings are
+// rendered (a plain path costs a map lookup), not the kernel arguments.
+func (l *lab) rememberBoot(m *profile.Machine) {
+	kernel, err := m.Render(m.Profile.Boot.Kernel)
+	if err != nil {
+		return
+	}
+	initrd := make([]string, 0, len(m.Profile.Boot.Initrd))
+	for _, s := range m.Profile.Boot.Initrd {
+		if r, err := m.Render(s); err == nil {
+			initrd = append(initrd, r)
+		}
+	}
+	l.timeline.setBoot(m.MAC, m.Hostname, kernel, initrd)
 }
 
 // firstStageHTTP serves /grub.cfg for UEFI HTTP boot.

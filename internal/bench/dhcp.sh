@@ -82,13 +82,16 @@ start() { # name, command...
 	sleep 1.5
 	kill -0 "$SERVER_PID" 2>/dev/null || { echo "dhcp.sh: $name did not start:" >&2; cat "$TMP/$name.err" >&2; exit 1; }
 }
-stop() {
+stop() { # name: records the server's peak resident memory (VmHWM) first
+	local kb
+	kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0)
+	if [ "${kb:-0}" -gt "${RSS_OF[$1]:-0}" ]; then RSS_OF[$1]=$kb; fi
 	kill "$SERVER_PID" 2>/dev/null || true
 	wait "$SERVER_PID" 2>/dev/null || true
 	SERVER_PID=
 }
 
-declare -A BEST_OF PEAK_OF
+declare -A BEST_OF PEAK_OF RSS_OF
 # run NAME: offered-load sweep; BEST = highest achieved DORA/s with at most
 # 1% of REQUESTs unanswered, PEAK = highest achieved at any load. The sweep
 # stops once a step loses more than 5%.
@@ -126,14 +129,14 @@ serve() {
 		start kea env KEA_LOCKFILE_DIR="$TMP" KEA_PIDFILE_DIR="$TMP" kea-dhcp4 -c "$TMP/kea.$round.json" ;;
 	esac
 	run "$name"
-	stop
+	stop "$name"
 }
 
 # Rounds interleave the servers so that load from other processes on the
 # machine hits them alike; each server's best round is reported.
 SERVERS=${SERVERS:-"metalboot dnsmasq kea"}
 ROUNDS=${ROUNDS:-2}
-for s in metalboot dnsmasq kea; do BEST_OF[$s]=0; PEAK_OF[$s]=0; done
+for s in metalboot dnsmasq kea; do BEST_OF[$s]=0; PEAK_OF[$s]=0; RSS_OF[$s]=0; done
 for round in $(seq "$ROUNDS"); do
 	echo "round $round" >&2
 	for s in $SERVERS; do serve "$s" "$round"; done
@@ -141,10 +144,13 @@ done
 
 printf '\nperfdhcp DORA/s, best of %s rounds, %ss per load step (%s/s), %s, %s cores, load average %s\n' \
 	"$ROUNDS" "$DUR" "${RATES// /,}" "$(date -u +%FT%TZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-10s %22s %10s\n' server 'sustained (<=1% drops)' 'peak'
+printf '%-10s %22s %10s %14s\n' server 'sustained (<=1% drops)' 'peak' 'peak RSS MiB'
 for s in metalboot dnsmasq kea; do
-	printf '%-10s %22.0f %10.0f\n' "$s" "${BEST_OF[$s]}" "${PEAK_OF[$s]}"
+	printf '%-10s %22.0f %10.0f %14.1f\n' "$s" "${BEST_OF[$s]}" "${PEAK_OF[$s]}" "$(echo "${RSS_OF[$s]} / 1024" | bc -l)"
 done
 ratio() { if [ "$(echo "$2 > 0" | bc)" = 1 ]; then printf '%.2f' "$(echo "$1 / $2" | bc -l)"; else echo n/a; fi; }
 echo "ratio metalboot/dnsmasq: sustained $(ratio "${BEST_OF[metalboot]}" "${BEST_OF[dnsmasq]}"), peak $(ratio "${PEAK_OF[metalboot]}" "${PEAK_OF[dnsmasq]}")"
 echo "ratio metalboot/kea:     sustained $(ratio "${BEST_OF[metalboot]}" "${BEST_OF[kea]}"), peak $(ratio "${PEAK_OF[metalboot]}" "${PEAK_OF[kea]}")"
+mib() { printf '%.1f' "$(echo "${RSS_OF[$1]} / 1024" | bc -l)"; }
+echo "RESULT name=dhcp_peak_rss_mib metalboot=$(mib metalboot) peer=dnsmasq:$(mib dnsmasq) ratio=$(ratio "${RSS_OF[metalboot]}" "${RSS_OF[dnsmasq]}")"
+echo "RESULT name=dhcp_peak_rss_mib metalboot=$(mib metalboot) peer=kea:$(mib kea) ratio=$(ratio "${RSS_OF[metalboot]}" "${RSS_OF[kea]}")"
