@@ -73,6 +73,31 @@ func (t *timeline) record(mac hwaddr.MAC, ip netip.Addr, stage, detail string) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.recordLocked(mac, ip, stage, detail)
+}
+
+// learn notes that mac is at ip (from a request that names both, such as
+// GRUB's grub.cfg-01-<mac>) without recording an event.
+func (t *timeline) learn(mac hwaddr.MAC, ip netip.Addr) {
+	if mac.IsZero() || !ip.IsValid() {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.machines[mac]; !ok {
+		if len(t.machines) >= maxMachines {
+			t.evictOldest()
+		}
+		t.machines[mac] = &machineRecord{MAC: mac.String(), Last: t.now()}
+	}
+	t.machines[mac].IP = ip.Unmap().String()
+	if len(t.byIP) >= 4*maxMachines {
+		clear(t.byIP)
+	}
+	t.byIP[ip.Unmap()] = mac
+}
+
+func (t *timeline) recordLocked(mac hwaddr.MAC, ip netip.Addr, stage, detail string) {
 	r := t.machines[mac]
 	if r == nil {
 		if len(t.machines) >= maxMachines {

@@ -125,9 +125,7 @@ func (l *lab) serveTFTP(ctx context.Context, req *tftpsrv.Request) ([]byte, erro
 	if !ok {
 		return nil, tftpsrv.ErrNotHandled
 	}
-	if !mac.IsZero() {
-		l.timeline.record(mac, req.Client.Addr().Unmap(), stageTFTP, name)
-	}
+	l.timeline.learn(mac, req.Client.Addr()) // the transfer itself is recorded by onTransfer
 	return l.firstStage(mac).Render()
 }
 
