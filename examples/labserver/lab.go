@@ -27,7 +27,6 @@ import (
 	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 	"github.com/metalboot/metalboot/profile/demo"
-	"github.com/metalboot/metalboot/tftpsrv"
 )
 
 // lab is one running labserver: the packages wired together.
@@ -46,9 +45,7 @@ type lab struct {
 
 	ignition *ignition.Handler
 
-	tftp *tftpsrv.Server
-	dns  *dnssrv.Server
-	dhcp *dhcpsrv.Server
+	dhcp atomic.Pointer[dhcpsrv.Server] // set once DHCP runs; read by HTTP handlers
 
 	mu      sync.Mutex
 	errc    chan error
@@ -83,7 +80,7 @@ func newLab(s *settings, log *slog.Logger) (*lab, error) {
 	if l.state, err = openInstallState(s.State); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	l.resolver = &profile.Resolver{Store: store, BaseURL: s.BaseURL.String(), Facts: profile.FactSourceFunc(l.facts), Logger: log}
+	l.resolver = &profile.Resolver{Store: store, BaseURL: s.BaseURL.String(), Facts: profile.FactSourceFunc(l.leaseFacts), Logger: log}
 	l.ignition.Resolver = l.resolver
 	l.refreshInventory()
 	return l, nil
@@ -179,11 +176,6 @@ func (l *lab) setAddr(name, addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.addrs[name] = addr
-}
-
-// facts gives what DHCP knows about a MAC to the profile resolver.
-func (l *lab) facts(m hwaddr.MAC) (profile.Facts, bool) {
-	return l.leaseFacts(m)
 }
 
 func (l *lab) banner() string {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"slices"
 	"testing/fstest"
 	"time"
 
@@ -36,7 +37,6 @@ func (l *lab) startTFTP(ctx context.Context) error {
 		Logger:     l.log.With("component", "tftp"),
 		OnTransfer: l.onTransfer,
 	}
-	l.tftp = srv
 	l.serve("tftp", func() error { return srv.Serve(ctx, pc) })
 	return nil
 }
@@ -71,7 +71,9 @@ func (l *lab) startDNS(ctx context.Context) error {
 	for _, h := range l.store.Inventory().Hosts() {
 		if h.IP.IsValid() && h.IP.Is4() {
 			p, _ := h.IP.Prefix(24)
-			reverse = appendUnique(reverse, p)
+			if !slices.Contains(reverse, p) {
+				reverse = append(reverse, p)
+			}
 		}
 	}
 	allow := l.s.DNSAllow
@@ -89,18 +91,8 @@ func (l *lab) startDNS(ctx context.Context) error {
 		Allow:     allow,
 		Logger:    l.log.With("component", "dns"),
 	}
-	l.dns = srv
 	l.serve("dns", func() error { return srv.Serve(ctx, pc, ln) })
 	return nil
-}
-
-func appendUnique(ps []netip.Prefix, p netip.Prefix) []netip.Prefix {
-	for _, q := range ps {
-		if q == p {
-			return ps
-		}
-	}
-	return append(ps, p)
 }
 
 // serverName is the server's own DNS name (SOA and NS target).

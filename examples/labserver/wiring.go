@@ -192,7 +192,7 @@ func (l *lab) startDHCP(ctx context.Context) error {
 			}
 		},
 	}
-	l.dhcp = srv
+	l.dhcp.Store(srv)
 	l.setAddr("dhcp", d.Interface)
 	errc := make(chan error, 1)
 	l.serve("dhcp", func() error {
@@ -213,10 +213,11 @@ func (l *lab) startDHCP(ctx context.Context) error {
 
 // leaseFacts tells the profile resolver what DHCP knows about a MAC.
 func (l *lab) leaseFacts(m hwaddr.MAC) (profile.Facts, bool) {
-	if l.dhcp == nil {
+	srv := l.dhcp.Load()
+	if srv == nil {
 		return profile.Facts{}, false
 	}
-	le, ok := l.dhcp.Lease(m)
+	le, ok := srv.Lease(m)
 	if !ok {
 		return profile.Facts{}, false
 	}
