@@ -38,6 +38,7 @@ type Warning struct {
 	Msg  string
 }
 
+// String formats the warning as "file: message".
 func (w Warning) String() string {
 	if w.File == "" {
 		return w.Msg
