@@ -289,14 +289,17 @@ func (t *Table) LookupAddr(addr netip.Addr) []string {
 
 // Multi combines sources into one RecordSource: lookups ask every source in
 // order and return the union, without duplicates. Nil sources are skipped.
-func Multi(sources ...RecordSource) RecordSource {
-	var ms multi
+func Multi(sources ...RecordSource) RecordSource { return multi(nonNil(sources)) }
+
+// nonNil returns sources without its nil entries.
+func nonNil(sources []RecordSource) []RecordSource {
+	var out []RecordSource
 	for _, s := range sources {
 		if s != nil {
-			ms = append(ms, s)
+			out = append(out, s)
 		}
 	}
-	return ms
+	return out
 }
 
 type multi []RecordSource
@@ -330,15 +333,7 @@ func (m multi) LookupAddr(addr netip.Addr) []string {
 // itself cannot shadow configured ones: with First(static, inventory,
 // leases), a client calling itself "deploy" does not add its address to
 // deploy.lab. Nil sources are skipped.
-func First(sources ...RecordSource) RecordSource {
-	var fs first
-	for _, s := range sources {
-		if s != nil {
-			fs = append(fs, s)
-		}
-	}
-	return fs
-}
+func First(sources ...RecordSource) RecordSource { return first(nonNil(sources)) }
 
 type first []RecordSource
 

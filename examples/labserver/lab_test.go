@@ -19,11 +19,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// testLab starts the demo lab's HTTP side on an httptest server.
-func testLab(t *testing.T, mutate func(*Config)) (*lab, *httptest.Server) {
+// buildLab resolves c, after mutate, into a lab on the demo inventory.
+func buildLab(t *testing.T, c *Config, mutate func(*Config)) *lab {
 	t.Helper()
-	empty := ""
-	c := &Config{TFTP: &empty, DNS: &empty}
 	if mutate != nil {
 		mutate(c)
 	}
@@ -31,6 +29,14 @@ func testLab(t *testing.T, mutate func(*Config)) (*lab, *httptest.Server) {
 	require.NoError(t, err)
 	l, err := newLab(s, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
+	return l
+}
+
+// testLab starts the demo lab's HTTP side on an httptest server.
+func testLab(t *testing.T, mutate func(*Config)) (*lab, *httptest.Server) {
+	t.Helper()
+	empty := ""
+	l := buildLab(t, &Config{TFTP: &empty, DNS: &empty}, mutate)
 	srv := httptest.NewServer(harden(l.routes()))
 	t.Cleanup(srv.Close)
 	return l, srv

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -18,14 +17,7 @@ import (
 func startDemo(t *testing.T, mutate func(*Config)) *lab {
 	t.Helper()
 	any := "127.0.0.1:0"
-	c := &Config{HTTP: &any, TFTP: &any, DNS: &any}
-	if mutate != nil {
-		mutate(c)
-	}
-	s, err := c.resolve()
-	require.NoError(t, err)
-	l, err := newLab(s, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
+	l := buildLab(t, &Config{HTTP: &any, TFTP: &any, DNS: &any}, mutate)
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, l.start(ctx))
 	t.Cleanup(func() { cancel(); _ = l.wait(ctx) })

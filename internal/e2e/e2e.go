@@ -238,13 +238,20 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Stop sends SIGTERM by PID and waits (SIGKILL after 5 s).
-func (p *Process) Stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+func (p *Process) Stop() { stopProcess(p.cmd.Process, p.done, 5*time.Second) }
+
+// stopProcess sends SIGTERM to proc by PID, waits up to grace for done,
+// then sends SIGKILL and waits.
+func stopProcess(proc *os.Process, done <-chan struct{}, grace time.Duration) {
+	if proc == nil {
+		return
+	}
+	_ = proc.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	case <-done:
+	case <-time.After(grace):
+		_ = proc.Kill()
+		<-done
 	}
 }
 

@@ -210,17 +210,7 @@ func StartVM(t testing.TB, ns *netns.NS, cfg VMConfig) *VM {
 }
 
 // Stop ends QEMU (SIGTERM to its `timeout` wrapper by PID) and waits for it.
-func (vm *VM) Stop() {
-	if vm.cmd.Process != nil {
-		_ = vm.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	select {
-	case <-vm.done:
-	case <-time.After(10 * time.Second):
-		_ = vm.cmd.Process.Kill()
-		<-vm.done
-	}
-}
+func (vm *VM) Stop() { stopProcess(vm.cmd.Process, vm.done, 10*time.Second) }
 
 // Pid is the process ID of the `timeout` wrapper that runs QEMU.
 func (vm *VM) Pid() int { return vm.cmd.Process.Pid }
