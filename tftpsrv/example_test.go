@@ -78,7 +78,7 @@ func Example() {
 	// Output:
 	// got /grub.cfg: "configfile (http,10.0.0.1:8080)/grub\n"
 	// got grub/x86_64-efi/core.efi: "static core image"
-	// get ../etc/passwd: code: 1, message: access violation: file name refused
+	// get ../etc/passwd: code: 2, message: access violation: file name refused
 	// Serve returned: <nil>
 	// completed=2 refused=1
 	// ../etc/passwd: 0 bytes, dynamic=false, err=tftpsrv: invalid file name: "../etc/passwd" is not a valid path inside the tree

@@ -1,6 +1,7 @@
 package tftpsrv
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -8,17 +9,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/pin/tftp/v3"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // Sentinel errors. Errors returned by the package wrap one of these (or an
@@ -42,6 +38,13 @@ var (
 	ErrBusy = errors.New("tftpsrv: too many transfers in progress")
 	// ErrReadOnly reports a write request; the server never accepts writes.
 	ErrReadOnly = errors.New("tftpsrv: write requests are refused")
+	// ErrTimeout reports a transfer aborted because the client stopped
+	// acknowledging.
+	ErrTimeout = errors.New("tftpsrv: client stopped acknowledging")
+	// ErrClientAbort reports a transfer the client ended with an ERROR
+	// packet. Firmware does this on purpose after learning the file size
+	// from the tsize option.
+	ErrClientAbort = errors.New("tftpsrv: client ended the transfer")
 	// ErrAlreadyServing is returned by Serve when it is called on a Server
 	// that is already serving.
 	ErrAlreadyServing = errors.New("tftpsrv: server is already serving")
@@ -100,16 +103,18 @@ type Stats struct {
 	Completed uint64 // transfers that ended with the last block acknowledged
 	NotFound  uint64 // requests for files that exist neither in Handler nor FS
 	Refused   uint64 // invalid names, escaping links, non-regular files, write requests
-	Failed    uint64 // transfers aborted: timeout, client error, handler error, shutdown
+	Failed    uint64 // transfers that failed: timeout, handler or read error, shutdown
+	Aborted   uint64 // transfers the client ended with an ERROR packet (firmware does after reading tsize)
 	Busy      uint64 // requests refused because MaxTransfers were in progress
 	Malformed uint64 // packets on the listening socket that were not a request
 	BytesSent uint64 // file bytes read for transfers
 	Active    int64  // transfers in progress now
 }
 
-// Server is a read-only TFTP server (RFC 1350) with the blksize (RFC 2348)
-// and tsize (RFC 2349) options, built on github.com/pin/tftp/v3.
-// The zero value serves nothing (every request is answered "file not
+// Server is a read-only TFTP server (RFC 1350) with option negotiation
+// (RFC 2347): blksize (RFC 2348), tsize and timeout (RFC 2349) and
+// windowsize (RFC 7440). See the package documentation for the transfer
+// engine. The zero value serves nothing (every request is answered "file not
 // found"); set FS and/or Handler. Fields must not be changed while serving.
 type Server struct {
 	// FS is the served tree. Use DirFS for a directory on disk: it never
@@ -123,32 +128,37 @@ type Server struct {
 	// (Warn), and per completed transfer (Debug). Nil discards.
 	Logger *slog.Logger
 	// OnTransfer, if set, is called once per read request when it ends.
-	// It runs on the transfer's goroutine and must not block for long.
+	// It runs on the transfer's goroutine (for a request refused as busy,
+	// on the listening loop) and must not block for long.
 	OnTransfer func(Transfer)
 	// Timeout is how long the server waits for an acknowledgement before
-	// retransmitting. Zero means 1s (tftpd-hpa's default). The RFC 2349
-	// "timeout" option is not negotiated (pin/tftp ignores it; the client
-	// keeps its own timeout).
+	// retransmitting, unless the client negotiates the RFC 2349 "timeout"
+	// option. Zero means 1s (tftpd-hpa's default).
 	Timeout time.Duration
-	// Retries is how many times a block is retransmitted before the
-	// transfer is aborted. Zero means 5. Retransmissions back off
-	// exponentially: the waits are Timeout, 2×, 4×, then 5× Timeout.
+	// Retries is how many times the server retransmits without progress
+	// before it aborts the transfer. Zero means 5. Retransmissions back off:
+	// the waits are Timeout, 2×, 4×, then 5× Timeout.
 	Retries int
-	// MaxBlockSize caps the blksize a client may negotiate (it is also
-	// capped by the interface MTU). Zero means no cap beyond the MTU,
-	// except in SinglePort mode where zero means 1468.
+	// MaxBlockSize caps the blksize a client may negotiate. It is also
+	// capped by the MTU of the interface the request arrived on (1468 when
+	// that is unknown). Zero means no cap beyond that.
 	MaxBlockSize int
+	// MaxWindow caps the windowsize (RFC 7440) a client may negotiate; the
+	// server also keeps windowsize × blksize within 1 MiB. Zero means 64;
+	// negative refuses the option (the client then runs lockstep or with
+	// SendAhead).
+	MaxWindow int
+	// SendAhead is how many blocks the server keeps in flight to a client
+	// that did not negotiate windowsize. Such a client acknowledges every
+	// block, so the server slides the window on each acknowledgement
+	// instead of waiting a round trip per block; it goes back only on a
+	// timeout, which also halves the window. Zero means 8; 1 is strict
+	// RFC 1350 lockstep.
+	SendAhead int
 	// SinglePort answers every transfer from the listening port instead of
 	// one ephemeral port per transfer, for firewalls that only allow port
-	// 69. It is slower (pin/tftp demultiplexes under one lock).
+	// 69. Transfers are told apart by the client's address and port.
 	SinglePort bool
-	// Anticipate, when > 1, sends that many blocks (at most 60) before
-	// waiting for their acknowledgements: pin/tftp's "sender anticipate".
-	// It is not RFC 7440 windowsize (nothing is negotiated): it works with
-	// lockstep clients because they acknowledge every block, but a lost
-	// block costs a full Timeout. See the package documentation for
-	// measurements. 0 or 1 is plain lockstep.
-	Anticipate uint
 	// MaxTransfers bounds the transfers in progress; a request beyond it is
 	// answered with an error at once, so a flood of requests (or of
 	// vanished clients) cannot pile up sockets and goroutines. Zero means
@@ -156,10 +166,11 @@ type Server struct {
 	MaxTransfers int
 
 	serving atomic.Bool
-	wg      sync.WaitGroup // our read/write handlers in flight
+	wg      sync.WaitGroup // transfers in flight
+	mtus    mtuCache
 
-	requests, completed, notFound, refused, failed, busy, malformed, bytesSent atomic.Uint64
-	active                                                                     atomic.Int64
+	requests, completed, notFound, refused, failed, aborted, busy, malformed, bytesSent atomic.Uint64
+	active                                                                              atomic.Int64
 }
 
 // Stats returns a snapshot of the server's counters.
@@ -170,6 +181,7 @@ func (s *Server) Stats() Stats {
 		NotFound:  s.notFound.Load(),
 		Refused:   s.refused.Load(),
 		Failed:    s.failed.Load(),
+		Aborted:   s.aborted.Load(),
 		Busy:      s.busy.Load(),
 		Malformed: s.malformed.Load(),
 		BytesSent: s.bytesSent.Load(),
@@ -203,6 +215,23 @@ func (s *Server) timeout() time.Duration {
 	return s.Timeout
 }
 
+func (s *Server) maxWindow() int {
+	switch {
+	case s.MaxWindow == 0:
+		return 64
+	case s.MaxWindow < 0:
+		return 0
+	}
+	return s.MaxWindow
+}
+
+func (s *Server) sendAhead() int {
+	if s.SendAhead <= 0 {
+		return 8
+	}
+	return s.SendAhead
+}
+
 func (s *Server) maxTransfers() int {
 	if s.MaxTransfers == 0 {
 		return 1000
@@ -229,17 +258,13 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("tftpsrv: listen: %w", err)
 	}
-	enablePacketInfo(conn)
 	return s.Serve(ctx, conn)
 }
 
 // Serve answers TFTP requests arriving on conn until ctx is done, then closes
-// conn, aborts transfers in progress at their next block and waits for all of
-// them to end. A transfer whose client has vanished ends after its
-// retransmissions run out (about 18×Timeout with the default Retries). Serve
-// returns nil after a cancellation. conn should be a *net.UDPConn: with any
-// other net.PacketConn pin/tftp cannot learn the interface MTU and limits
-// blocks to 512 bytes.
+// conn, ends the transfers in progress (each client gets an ERROR packet) and
+// waits for them. It returns nil after a cancellation. With a conn that is not
+// a *net.UDPConn every transfer is answered from conn, as in SinglePort mode.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	if !s.serving.CompareAndSwap(false, true) {
 		return ErrAlreadyServing
@@ -248,139 +273,89 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	enablePacketInfo(conn)
-
-	ps := tftp.NewServer(
-		func(name string, rf io.ReaderFrom) error { return s.serveRead(ctx, name, rf) },
-		func(name string, wt io.WriterTo) error { return s.refuseWrite(name, wt) },
-	)
-	timeout := s.timeout()
-	ps.SetTimeout(timeout)
-	ps.SetRetries(s.retries())
-	ps.SetBackoff(func(attempt int) time.Duration {
-		// pin/tftp sleeps this long after a timeout before retransmitting:
-		// the gaps between transmissions become T, 2T, 4T, 5T, 5T...
-		d := timeout * time.Duration((1<<min(attempt, 3))-1)
-		if d > 4*timeout {
-			d = 4 * timeout
-		}
-		return d + rand.N(timeout/8+1)
-	})
-	ps.SetHook(hook{s})
-	maxBlk := s.MaxBlockSize
-	if s.SinglePort && maxBlk == 0 {
-		maxBlk = 1468
+	l := newListener(conn)
+	var mux *portMux
+	if s.SinglePort || l.uc == nil {
+		mux = &portMux{l: l}
 	}
-	if maxBlk > 0 {
-		ps.SetBlockSize(maxBlk)
-	}
-	if s.Anticipate > 1 {
-		ps.SetAnticipate(s.Anticipate)
-	}
-	if s.SinglePort {
-		ps.EnableSinglePort() // after SetBlockSize: it defaults the size to 512
-	}
-
-	done := make(chan error, 1)
-	go func() { done <- ps.Serve(conn) }()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 
 	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-done:
-		done = nil
-		cancel()
-	}
-	// Shutdown closes conn (multi-port mode) and waits for pin's transfer
-	// goroutines; in single-port mode it only cancels, so close conn
-	// ourselves to unblock the read loop, then wait for it.
-	cancel()
-	if s.SinglePort {
-		ps.Shutdown()
-		conn.Close()
-	} else {
-		ps.Shutdown()
-	}
-	if done != nil {
-		if err := <-done; err != nil && serveErr == nil {
-			serveErr = err
+	buf := make([]byte, 4096)
+	for {
+		n, info, err := l.read(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				if ctx.Err() == nil {
+					serveErr = err
+				}
+				break
+			}
+			// A transient error (an ICMP error reported on the socket,
+			// a truncated datagram): count it and go on.
+			s.malformed.Add(1)
+			s.logger().Debug("tftp: read error", "err", err)
+			continue
 		}
+		pkt := buf[:n]
+		if mux != nil && mux.deliver(info.from, pkt) {
+			continue
+		}
+		req, err := parseRequest(pkt)
+		if err != nil {
+			// No answer: an ERROR to a forged source would make the
+			// server a reflector.
+			s.malformed.Add(1)
+			s.logger().Debug("tftp: dropped packet", "client", info.from, "err", err)
+			continue
+		}
+		if req.op == opRRQ {
+			s.requests.Add(1)
+			if limit := s.maxTransfers(); limit > 0 && s.active.Load() >= int64(limit) {
+				s.refuseBusy(l, req, info, limit)
+				continue
+			}
+		}
+		var t transport
+		if mux != nil {
+			mt, ok := mux.open(info)
+			if !ok {
+				continue // a repeated request while its transfer runs
+			}
+			t = mt
+		} else {
+			ut, err := dialTransport(info)
+			if err != nil {
+				s.failed.Add(1)
+				s.logger().Warn("tftp: cannot open a transfer socket", "client", info.from, "err", err)
+				continue
+			}
+			t = ut
+		}
+		s.active.Add(1)
+		s.wg.Add(1)
+		go s.handle(ctx, t, req, info)
 	}
+	cancel()
 	s.wg.Wait()
 	conn.Close()
-	if serveErr != nil && ctx.Err() == nil {
+	if serveErr != nil {
 		return fmt.Errorf("tftpsrv: serve: %w", serveErr)
 	}
 	return nil
 }
 
-// enablePacketInfo asks the kernel for the destination address and interface
-// of each datagram. pin/tftp needs them to learn the interface MTU: a request
-// received without them is limited to 512-byte blocks. pin/tftp enables this
-// itself, but only once its loop runs; doing it here, synchronously, closes
-// that window for requests that arrive while Serve starts.
-func enablePacketInfo(conn net.PacketConn) {
-	uc, ok := conn.(*net.UDPConn)
-	if !ok {
-		return
+// refuseBusy answers a read request beyond MaxTransfers from the listening
+// socket, without starting a transfer.
+func (s *Server) refuseBusy(l *listener, req *request, info packetInfo, limit int) {
+	s.busy.Add(1)
+	err := fmt.Errorf("%w (%d)", ErrBusy, limit)
+	_ = l.writeTo(errorPacket(errCodeUndefined, clientMessage(err)), info)
+	s.logger().Debug("tftp: busy, request refused", "file", truncate(req.filename), "client", info.from)
+	if s.OnTransfer != nil {
+		s.OnTransfer(Transfer{Filename: req.filename, Client: info.from, Size: -1, Err: err})
 	}
-	if la, ok := uc.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil && !la.IP.IsUnspecified() {
-		_ = ipv6.NewPacketConn(uc).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
-		return
-	}
-	_ = ipv4.NewPacketConn(uc).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
-}
-
-// hook counts packets that pin/tftp's request loop could not use.
-type hook struct{ s *Server }
-
-func (h hook) OnSuccess(tftp.TransferStats) {}
-
-func (h hook) OnFailure(st tftp.TransferStats, err error) {
-	// Transfer failures carry the remote address and are reported by
-	// serveRead; only request-loop errors arrive without one.
-	if st.RemoteAddr != nil || err == nil || errors.Is(err, net.ErrClosed) {
-		return
-	}
-	h.s.malformed.Add(1)
-	h.s.logger().Debug("tftp: dropped packet", "err", err)
-}
-
-// clientError is what pin/tftp sends to the client: a short fixed message,
-// while the full error (with the requested name) is logged.
-type clientError struct{ err error }
-
-func (e clientError) Error() string { return clientMessage(e.err) }
-func (e clientError) Unwrap() error { return e.err }
-
-func addrPort(a net.UDPAddr) netip.AddrPort {
-	ap := a.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-}
-
-func (s *Server) refuseWrite(name string, wt io.WriterTo) error {
-	s.wg.Add(1)
-	defer s.wg.Done()
-	var client netip.AddrPort
-	if it, ok := wt.(tftp.IncomingTransfer); ok {
-		client = addrPort(it.RemoteAddr())
-	}
-	s.refused.Add(1)
-	s.logger().Warn("tftp: write request refused", "file", name, "client", client)
-	return clientError{fmt.Errorf("%w: %q", ErrReadOnly, name)}
-}
-
-// ctxReader stops a transfer at its next block once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, fmt.Errorf("tftpsrv: server shutting down: %w", err)
-	}
-	return c.r.Read(p)
 }
 
 // open finds the content for req: Handler first, then FS.
@@ -427,48 +402,49 @@ func (s *Server) callHandler(ctx context.Context, req *Request) (data []byte, er
 	return s.Handler.ServeTFTP(ctx, req)
 }
 
-// serveRead runs on pin/tftp's transfer goroutine for each read request.
-func (s *Server) serveRead(ctx context.Context, rawName string, rf io.ReaderFrom) (retErr error) {
-	s.wg.Add(1)
+// handle runs one request on its own goroutine.
+func (s *Server) handle(ctx context.Context, t transport, req *request, info packetInfo) {
 	defer s.wg.Done()
-	start := time.Now()
-	s.requests.Add(1)
-	active := s.active.Add(1)
 	defer s.active.Add(-1)
+	defer t.close()
+	stop := context.AfterFunc(ctx, func() {
+		_ = t.send([][]byte{errorPacket(errCodeUndefined, "server shutting down")})
+		t.close()
+	})
+	defer stop()
 
-	var client netip.AddrPort
-	ot, _ := rf.(tftp.OutgoingTransfer)
-	if ot != nil {
-		client = addrPort(ot.RemoteAddr())
-	}
-	tr := Transfer{Filename: rawName, Client: client, Size: -1}
+	start := time.Now()
+	client := info.from
 	log := s.logger()
-	finish := func(err error) error {
+	if req.op == opWRQ {
+		s.refused.Add(1)
+		log.Warn("tftp: write request refused", "file", truncate(req.filename), "client", client)
+		_ = t.send([][]byte{errorPacket(errCodeAccess, clientMessage(ErrReadOnly))})
+		return
+	}
+
+	tr := Transfer{Filename: req.filename, Client: client, Size: -1}
+	finish := func(err error) {
 		tr.Duration = time.Since(start)
 		tr.Err = err
 		if s.OnTransfer != nil {
 			s.OnTransfer(tr)
 		}
-		if err != nil {
-			return clientError{err}
-		}
-		return nil
+	}
+	refuse := func(err error) {
+		_ = t.send([][]byte{errorPacket(errorCode(err), clientMessage(err))})
+		finish(err)
 	}
 
-	if limit := s.maxTransfers(); limit > 0 && active > int64(limit) {
-		s.busy.Add(1)
-		log.Debug("tftp: busy, request refused", "file", rawName, "client", client, "active", active-1)
-		return finish(fmt.Errorf("%w (%d)", ErrBusy, limit))
-	}
-	name, err := CleanPath(rawName)
+	name, err := CleanPath(req.filename)
 	if err != nil {
 		s.refused.Add(1)
 		log.Warn("tftp: request refused", "client", client, "err", err)
-		return finish(err)
+		refuse(err)
+		return
 	}
 	tr.Filename = name
-	req := &Request{Filename: name, Client: client}
-	r, size, dynamic, closer, err := s.open(ctx, req)
+	r, size, dynamic, closer, err := s.open(ctx, &Request{Filename: name, Client: client})
 	tr.Dynamic = dynamic
 	if err != nil {
 		switch {
@@ -483,29 +459,66 @@ func (s *Server) serveRead(ctx context.Context, rawName string, rf io.ReaderFrom
 			s.failed.Add(1)
 			log.Warn("tftp: request failed", "file", name, "client", client, "err", err)
 		}
-		return finish(err)
+		refuse(err)
+		return
 	}
 	if closer != nil {
 		defer closer.Close()
 	}
 	tr.Size = size
-	if ot != nil {
-		ot.SetSize(size) // tsize, when the client asked for it
+
+	tsize := size
+	if req.mode == "netascii" {
+		r = &netasciiReader{r: r}
+		tsize = -1 // the converted length is not known in advance
+	} else if !dynamic {
+		br := readerPool.Get().(*bufio.Reader)
+		br.Reset(r)
+		defer func() { br.Reset(nil); readerPool.Put(br) }()
+		r = br
 	}
-	n, err := rf.ReadFrom(ctxReader{ctx, r})
-	tr.Bytes = n
-	s.bytesSent.Add(uint64(n))
-	if err != nil {
+	maxBlk := s.mtus.maxBlock(info.ifIndex, info.from.Addr().Is6())
+	if s.MaxBlockSize > 0 {
+		maxBlk = min(maxBlk, s.MaxBlockSize)
+	}
+	p := s.negotiate(req, tsize, maxBlk)
+	x := &sender{t: t, r: r, ctx: ctx, p: p, retries: s.retries()}
+	if len(p.oack) > 0 {
+		err = x.handshake(oackPacket(p.oack))
+	}
+	if err == nil {
+		err = x.run()
+	}
+	tr.Bytes = x.bytes
+	s.bytesSent.Add(uint64(x.bytes))
+	var ce *clientError
+	switch {
+	case err == nil:
+		s.completed.Add(1)
+		log.Debug("tftp: sent", "file", name, "client", client, "bytes", x.bytes, "dynamic", dynamic,
+			"blksize", p.blksize, "window", p.window, "windowsize", p.negotiated, "duration", time.Since(start))
+		finish(nil)
+		return
+	case errors.As(err, &ce):
+		// The client said stop; nothing to answer.
+		s.aborted.Add(1)
+		err = fmt.Errorf("%w: %q: %w", ErrClientAbort, name, err)
+		log.Debug("tftp: client ended the transfer", "file", name, "client", client, "bytes", x.bytes, "err", err)
+	case ctx.Err() != nil:
+		s.failed.Add(1)
+		err = fmt.Errorf("tftpsrv: sending %q: server shutting down: %w", name, ctx.Err())
+		log.Warn("tftp: transfer failed", "file", name, "client", client, "bytes", x.bytes, "err", err)
+	default:
 		s.failed.Add(1)
 		err = fmt.Errorf("tftpsrv: sending %q: %w", name, err)
-		log.Warn("tftp: transfer failed", "file", name, "client", client, "bytes", n, "err", err)
-		// pin/tftp has already sent an ERROR packet and closed the
-		// transfer; returning nil avoids a second abort.
-		finish(err)
-		return nil
+		log.Warn("tftp: transfer failed", "file", name, "client", client, "bytes", x.bytes, "err", err)
+		if !errors.Is(err, ErrTimeout) {
+			_ = t.send([][]byte{errorPacket(errCodeUndefined, clientMessage(err))})
+		}
 	}
-	s.completed.Add(1)
-	log.Debug("tftp: sent", "file", name, "client", client, "bytes", n, "dynamic", dynamic, "duration", time.Since(start))
-	finish(nil)
-	return nil
+	finish(err)
 }
+
+// readerPool holds read buffers for files: one read(2) per 32 KiB instead of
+// one per block.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}

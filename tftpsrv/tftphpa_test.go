@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 type helperConfig struct {
 	Dir        string
 	Addr       string
-	Anticipate uint
+	SendAhead  int
 	SinglePort bool
 }
 
@@ -52,7 +52,7 @@ func helperServe(cfgJSON string) int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
 	}
-	srv := &Server{FS: fsys, Handler: dynamicHandler(nil), Anticipate: cfg.Anticipate, SinglePort: cfg.SinglePort}
+	srv := &Server{FS: fsys, Handler: dynamicHandler(nil), SendAhead: cfg.SendAhead, SinglePort: cfg.SinglePort}
 	ua, err := net.ResolveUDPAddr("udp", cfg.Addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
@@ -183,8 +183,9 @@ func TestTFTPHPA(t *testing.T) {
 		name string
 		cfg  helperConfig
 	}{
-		{"lockstep", helperConfig{}},
-		{"anticipate16", helperConfig{Anticipate: 16}},
+		{"default", helperConfig{}},
+		{"lockstep", helperConfig{SendAhead: 1}},
+		{"sendahead64", helperConfig{SendAhead: 64}},
 		{"single-port", helperConfig{SinglePort: true}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
@@ -208,7 +209,7 @@ func TestTFTPHPA(t *testing.T) {
 			// Escapes and writes through the same client.
 			for _, bad := range []string{"../secret", "grub/../../secret", "esc-relative", "esc-absolute", "esc-dir/passwd"} {
 				text, _ := tftp("get", bad, filepath.Join(out, "bad"))
-				require.Contains(t, text, "Error code 1: access violation", "%s", bad)
+				require.Contains(t, text, "Error code 2: access violation", "%s", bad)
 			}
 			require.NoError(t, os.WriteFile(filepath.Join(out, "up"), []byte("x"), 0o644))
 			text, _ := tftp("put", "up", "uploaded")

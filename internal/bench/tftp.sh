@@ -7,19 +7,22 @@
 # Everything runs inside a network namespace this script creates and deletes
 # (loopback only): dnsmasq's TFTP server can only listen on port 69, and the
 # tftp-hpa client needs an interface besides loopback to resolve addresses.
-# Needs: root, iproute2, go, curl, tftp-hpa, tftpd-hpa, dnsmasq (Debian
-# packages curl tftp-hpa tftpd-hpa dnsmasq-base).
+# Needs: root, iproute2, go, curl, tftp-hpa, atftp, tftpd-hpa, dnsmasq
+# (Debian packages curl tftp-hpa atftp tftpd-hpa dnsmasq-base).
 #
 # Measures, per server:
-#   - one 64 MiB file fetched by tftp-hpa (no options: 512-byte blocks) and by
-#     curl with blksize 1024 (GRUB's maximum) and 1468 (firmware's usual):
-#     MB/s (1 MB = 10^6 bytes);
+#   - one 64 MiB file fetched by tftp-hpa (no options: 512-byte blocks), by
+#     curl with blksize 1024 (GRUB's maximum) and 1468 (firmware's usual),
+#     and by atftp asking for blksize 1468 and RFC 7440 windowsize 16 (as
+#     EDK2 firmware can; tftpd-hpa and dnsmasq ignore windowsize and answer
+#     lockstep): MB/s (1 MB = 10^6 bytes);
 #   - a boot storm: STORM (200) curl clients at once, each fetching a
 #     1.5 MiB core.efi-sized file with blksize 1468: failures (exit status or
 #     wrong checksum), wall time, aggregate MB/s, server peak RSS (VmHWM).
-# metalboot runs lockstep (pin/tftp default), with pin/tftp's "sender
-# anticipate" window (Anticipate=16, which is not RFC 7440 windowsize), and
-# in single-port mode.
+# metalboot runs with its defaults (8 blocks sent ahead to clients that do
+# not negotiate windowsize, windowsize up to 64 for those that do), in strict
+# lockstep (-send-ahead 1, what tftpd-hpa and dnsmasq do), and in
+# single-port mode.
 # Prints one table with ratios against tftpd-hpa and dnsmasq. Bounded: every
 # client has a time limit; the whole run takes about two minutes.
 set -euo pipefail
@@ -29,7 +32,7 @@ BIG_MB=${BIG_MB:-64}
 STORM_FILE_KB=${STORM_FILE_KB:-1536}
 CLIENT_TIMEOUT=${CLIENT_TIMEOUT:-120}
 
-for bin in ip go curl tftp in.tftpd dnsmasq sha256sum; do
+for bin in ip go curl tftp atftp in.tftpd dnsmasq sha256sum; do
 	command -v "$bin" >/dev/null || { echo "tftp.sh: $bin not found" >&2; exit 2; }
 done
 [ "$(id -u)" = 0 ] || { echo "tftp.sh: needs root (network namespace)" >&2; exit 2; }
@@ -87,7 +90,7 @@ start_server() { # name
 	rm -f "$pf"
 	case "$1" in
 	metalboot) nsdaemon "$pf" "$work/metalboot-tftpd" -addr 127.0.0.1:69 -dir "$work/root" 2>"$work/$1.log" & ;;
-	metalboot-a16) nsdaemon "$pf" "$work/metalboot-tftpd" -addr 127.0.0.1:69 -dir "$work/root" -anticipate 16 2>"$work/$1.log" & ;;
+	metalboot-lockstep) nsdaemon "$pf" "$work/metalboot-tftpd" -addr 127.0.0.1:69 -dir "$work/root" -send-ahead 1 -max-window -1 2>"$work/$1.log" & ;;
 	metalboot-1port) nsdaemon "$pf" "$work/metalboot-tftpd" -addr 127.0.0.1:69 -dir "$work/root" -single-port 2>"$work/$1.log" & ;;
 	tftpd-hpa) nsdaemon "$pf" in.tftpd -L -a 127.0.0.1:69 -s "$work/root" 2>"$work/$1.log" & ;;
 	dnsmasq) nsdaemon "$pf" dnsmasq --keep-in-foreground --port=0 --enable-tftp --tftp-root="$work/root" \
@@ -124,6 +127,8 @@ fetch_big() {
 	tftp-hpa) nsexec timeout "$CLIENT_TIMEOUT" tftp -m binary 127.0.0.1 69 -c get big.bin "$out" >"$work/client.log" 2>&1 || true ;;
 	curl-1024) nsexec timeout "$CLIENT_TIMEOUT" curl -sS --tftp-blksize 1024 -o "$out" tftp://127.0.0.1/big.bin >"$work/client.log" 2>&1 || true ;;
 	curl-1468) nsexec timeout "$CLIENT_TIMEOUT" curl -sS --tftp-blksize 1468 -o "$out" tftp://127.0.0.1/big.bin >"$work/client.log" 2>&1 || true ;;
+	atftp-w16) (cd "$work/out" && nsexec timeout "$CLIENT_TIMEOUT" atftp --option "blksize 1468" --option "windowsize 16" \
+		-g -r big.bin -l "$out" 127.0.0.1 69 >"$work/client.log" 2>&1) || true ;;
 	esac
 	t1=$(now)
 	if [ -f "$out" ] && [ "$(sha256sum <"$out" | cut -d' ' -f1)" = "$big_sum" ]; then
@@ -150,8 +155,8 @@ storm() {
 	echo "$fails $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
 }
 
-servers=(metalboot metalboot-a16 metalboot-1port tftpd-hpa dnsmasq)
-clients=(tftp-hpa curl-1024 curl-1468)
+servers=(metalboot metalboot-lockstep metalboot-1port tftpd-hpa dnsmasq)
+clients=(tftp-hpa curl-1024 curl-1468 atftp-w16)
 declare -A big storm_fail storm_secs rss
 for s in "${servers[@]}"; do
 	start_server "$s"
@@ -181,7 +186,7 @@ echo
 ratio() { # a b: a's speed relative to b's, from seconds (b/a)
 	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "FAIL" || b == "FAIL" || a <= 0) print "n/a"; else printf "%.2fx", b / a }'
 }
-for m in metalboot metalboot-a16 metalboot-1port; do
+for m in metalboot metalboot-lockstep metalboot-1port; do
 	for peer in tftpd-hpa dnsmasq; do
 		printf "%-28s" "$m vs $peer:"
 		for c in "${clients[@]}"; do printf " %s %s" "$c" "$(ratio "${big[$m,$c]}" "${big[$peer,$c]}")"; done

@@ -21,7 +21,8 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:6969", "UDP address to listen on")
 	dir := flag.String("dir", ".", "directory to serve")
-	anticipate := flag.Uint("anticipate", 0, "pin/tftp sender-anticipate window (0 = lockstep)")
+	ahead := flag.Int("send-ahead", 0, "blocks in flight to clients that do not negotiate windowsize (0 = default 8, 1 = lockstep)")
+	maxWindow := flag.Int("max-window", 0, "largest RFC 7440 windowsize granted (0 = default 64, -1 = refuse the option)")
 	single := flag.Bool("single-port", false, "answer every transfer from the listening port")
 	timeout := flag.Duration("timeout", time.Second, "retransmission timeout")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this TCP address (e.g. 127.0.0.1:6060)")
@@ -40,7 +41,8 @@ func main() {
 	srv := &tftpsrv.Server{
 		FS:         fsys,
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
-		Anticipate: *anticipate,
+		SendAhead:  *ahead,
+		MaxWindow:  *maxWindow,
 		SinglePort: *single,
 		Timeout:    *timeout,
 	}
@@ -59,6 +61,6 @@ func main() {
 		os.Exit(1)
 	}
 	st := srv.Stats()
-	fmt.Fprintf(os.Stderr, "tftpd: requests=%d completed=%d failed=%d refused=%d notfound=%d malformed=%d bytes=%d\n",
-		st.Requests, st.Completed, st.Failed, st.Refused, st.NotFound, st.Malformed, st.BytesSent)
+	fmt.Fprintf(os.Stderr, "tftpd: requests=%d completed=%d failed=%d aborted=%d refused=%d notfound=%d malformed=%d bytes=%d\n",
+		st.Requests, st.Completed, st.Failed, st.Aborted, st.Refused, st.NotFound, st.Malformed, st.BytesSent)
 }
