@@ -12,6 +12,8 @@ import (
 	"testing/fstest"
 	"time"
 	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzCleanPath checks that every accepted name is a valid fs path inside the
@@ -128,6 +130,49 @@ func FuzzRequestPacket(f *testing.F) {
 		}
 		if n >= 4 && buf[1] == 3 {
 			probe.WriteToUDP([]byte("\x00\x05\x00\x00stop\x00"), from)
+		}
+	})
+}
+
+// FuzzParseRequest checks the request parser never panics and that what it
+// accepts is well formed: a read or write request, a known mode, at most
+// maxOptionCount options with distinct lower-case names; and that the
+// options negotiated from it stay within their RFC ranges.
+func FuzzParseRequest(f *testing.F) {
+	f.Add(rrq("a.txt"))
+	f.Add(rrq("/a.txt", "blksize", "65464", "tsize", "0", "windowsize", "64", "timeout", "3"))
+	f.Add(rrq("a", "BLKSIZE", "7", "blksize", "9", "timeout", "256", "windowsize", "99999999999"))
+	f.Add([]byte("\x00\x02up\x00netascii\x00"))
+	f.Add([]byte("\x00\x01a\x00octet\x00blksize\x00"))
+	f.Add([]byte("\x00\x01a\x00octet\x00\x00"))
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		req, err := parseRequest(pkt)
+		if err != nil {
+			require.ErrorIs(t, err, errMalformed)
+			return
+		}
+		require.Contains(t, []uint16{opRRQ, opWRQ}, req.op)
+		require.Contains(t, []string{"octet", "netascii", "mail"}, req.mode)
+		require.LessOrEqual(t, len(req.options), maxOptionCount)
+		names := map[string]bool{}
+		for _, o := range req.options {
+			require.NotEmpty(t, o.name)
+			require.Equal(t, strings.ToLower(o.name), o.name)
+			require.False(t, names[o.name], "duplicate option %q", o.name)
+			names[o.name] = true
+		}
+		for _, maxBlk := range []int{512, 1468, maxBlockSize} {
+			p := (&Server{}).negotiate(req, 12345, maxBlk)
+			require.GreaterOrEqual(t, p.blksize, minBlockSize)
+			require.LessOrEqual(t, p.blksize, max(maxBlk, defBlockSize))
+			require.GreaterOrEqual(t, p.window, 1)
+			require.LessOrEqual(t, p.window*p.blksize, max(maxWindowBytes, p.blksize))
+			require.GreaterOrEqual(t, p.timeout, time.Second)
+			require.LessOrEqual(t, p.timeout, maxOptTimeout*time.Second)
+			for _, o := range p.oack {
+				_, sent := req.opt(o.name)
+				require.True(t, sent, "OACK option %q the client did not send", o.name)
+			}
 		}
 	})
 }

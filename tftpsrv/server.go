@@ -91,6 +91,15 @@ type Transfer struct {
 	Duration time.Duration
 	// Dynamic is true when the Handler, not the FS, produced the content.
 	Dynamic bool
+	// BlockSize and Window are the negotiated block size and the most
+	// blocks kept in flight (0 if no data was sent); WindowSize reports
+	// whether the client negotiated the window (RFC 7440) rather than
+	// getting Server.SendAhead.
+	BlockSize, Window int
+	WindowSize        bool
+	// Retransmits counts data blocks sent more than once: a lossy link,
+	// or a client that cannot keep up with the window.
+	Retransmits int
 	// Err is nil on success. It wraps ErrInvalidPath, ErrEscape,
 	// ErrNotRegular, fs.ErrNotExist, or a network/timeout error.
 	Err error
@@ -108,7 +117,9 @@ type Stats struct {
 	Busy      uint64 // requests refused because MaxTransfers were in progress
 	Malformed uint64 // packets on the listening socket that were not a request
 	BytesSent uint64 // file bytes read for transfers
-	Active    int64  // transfers in progress now
+	// Retransmits counts data blocks sent more than once.
+	Retransmits uint64
+	Active      int64 // transfers in progress now
 }
 
 // Server is a read-only TFTP server (RFC 1350) with option negotiation
@@ -169,23 +180,24 @@ type Server struct {
 	wg      sync.WaitGroup // transfers in flight
 	mtus    mtuCache
 
-	requests, completed, notFound, refused, failed, aborted, busy, malformed, bytesSent atomic.Uint64
-	active                                                                              atomic.Int64
+	requests, completed, notFound, refused, failed, aborted, busy, malformed, bytesSent, retransmits atomic.Uint64
+	active                                                                                           atomic.Int64
 }
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Requests:  s.requests.Load(),
-		Completed: s.completed.Load(),
-		NotFound:  s.notFound.Load(),
-		Refused:   s.refused.Load(),
-		Failed:    s.failed.Load(),
-		Aborted:   s.aborted.Load(),
-		Busy:      s.busy.Load(),
-		Malformed: s.malformed.Load(),
-		BytesSent: s.bytesSent.Load(),
-		Active:    s.active.Load(),
+		Requests:    s.requests.Load(),
+		Completed:   s.completed.Load(),
+		NotFound:    s.notFound.Load(),
+		Refused:     s.refused.Load(),
+		Failed:      s.failed.Load(),
+		Aborted:     s.aborted.Load(),
+		Busy:        s.busy.Load(),
+		Malformed:   s.malformed.Load(),
+		BytesSent:   s.bytesSent.Load(),
+		Retransmits: s.retransmits.Load(),
+		Active:      s.active.Load(),
 	}
 }
 
@@ -490,13 +502,16 @@ func (s *Server) handle(ctx context.Context, t transport, req *request, info pac
 		err = x.run()
 	}
 	tr.Bytes = x.bytes
+	tr.BlockSize, tr.Window, tr.WindowSize, tr.Retransmits = p.blksize, p.window, p.negotiated, x.resent
 	s.bytesSent.Add(uint64(x.bytes))
+	s.retransmits.Add(uint64(x.resent))
 	var ce *clientError
 	switch {
 	case err == nil:
 		s.completed.Add(1)
 		log.Debug("tftp: sent", "file", name, "client", client, "bytes", x.bytes, "dynamic", dynamic,
-			"blksize", p.blksize, "window", p.window, "windowsize", p.negotiated, "duration", time.Since(start))
+			"blksize", p.blksize, "window", p.window, "windowsize", p.negotiated, "retransmits", x.resent,
+			"duration", time.Since(start))
 		finish(nil)
 		return
 	case errors.As(err, &ce):

@@ -127,6 +127,7 @@ type sender struct {
 	read    uint64   // blocks read from r so far
 	last    uint64   // final block (shorter than blksize), 0 until read
 	bytes   int64    // file bytes read
+	resent  int      // blocks sent more than once
 	sendBuf [][]byte
 }
 
@@ -252,6 +253,9 @@ func (x *sender) run() error {
 				continue // last may be known now
 			}
 			pkts = append(pkts, x.ring[(x.next-1)%uint64(len(x.ring))])
+			if x.next <= x.maxSent {
+				x.resent++
+			}
 			x.maxSent = max(x.maxSent, x.next)
 			x.next++
 		}

@@ -220,4 +220,35 @@ func TestE2EFirmwareBoot(t *testing.T) {
 			break
 		}
 	}
+	checkTFTPLog(t, l.server.Log)
+}
+
+// checkTFTPLog reads labserver's debug log: every TFTP transfer the firmware
+// and GRUB started must have ended well (completed, not found, or ended by
+// the client after reading tsize), and the boot images must have gone out
+// with blocks in flight (send-ahead or windowsize), which is what the real
+// firmware is proven to take. The transfers of the boot images are logged.
+func checkTFTPLog(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	windowed := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.Contains(line, `msg="tftp: transfer failed"`), strings.Contains(line, `msg="tftp: request failed"`):
+			t.Errorf("TFTP: %s", line)
+		case strings.Contains(line, `msg="tftp: sent"`):
+			if strings.Contains(line, "core.") || strings.Contains(line, "normal.mod") {
+				t.Logf("TFTP: %s", line[strings.Index(line, "file="):])
+			}
+			if !strings.Contains(line, " window=1 ") {
+				windowed++
+			}
+		}
+	}
+	if windowed == 0 {
+		t.Errorf("no TFTP transfer in %s was sent with a window > 1", path)
+	}
 }

@@ -44,10 +44,12 @@ func (l *lab) startTFTP(ctx context.Context) error {
 func (l *lab) onTransfer(t tftpsrv.Transfer) {
 	ip := t.Client.Addr().Unmap()
 	if t.Err != nil {
-		if !errors.Is(t.Err, fs.ErrNotExist) {
+		// GRUB probes several config names and firmware ends a transfer
+		// once it has read tsize: neither is an error.
+		if !errors.Is(t.Err, fs.ErrNotExist) && !errors.Is(t.Err, tftpsrv.ErrClientAbort) {
 			l.metrics.errors.WithLabelValues("tftp").Inc()
 		}
-		return // GRUB probes several config names; misses are normal
+		return
 	}
 	l.metrics.stages.WithLabelValues(stageTFTP).Inc()
 	l.timeline.recordIP(ip, stageTFTP, fmt.Sprintf("%s (%d bytes, %s)", t.Filename, t.Bytes, t.Duration.Round(time.Millisecond)))
