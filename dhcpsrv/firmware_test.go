@@ -5,37 +5,34 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
-	"github.com/metalboot/metalboot/internal/netns"
+	"github.com/metalboot/metalboot/internal/e2e"
+	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/tftpsrv"
 )
 
-// TestFirmwareAsksForItsBootFile powers on a UEFI machine (OVMF's own PXE,
-// no iPXE ROM) and a BIOS machine (SeaBIOS + iPXE ROM) under QEMU in a test
-// namespace. Each must accept dhcpsrv's answer and ask the next server over
-// TFTP for the GRUB image of its architecture; the test's TFTP listener
-// records the read requests (and answers "not found", ending the boot).
+// TestFirmwareAsksForItsBootFile powers on a UEFI machine (OVMF's own EDK2
+// PXE client, no iPXE ROM) and a BIOS machine (SeaBIOS + iPXE ROM) under QEMU
+// in a test namespace. Each must accept dhcpsrv's answer and fetch the GRUB
+// image of its architecture from the next server, here a tftpsrv serving
+// files of that size (not executable, so the boot stops there): the transfer
+// must complete, which also proves both firmware TFTP clients take
+// tftpsrv's default send-ahead window.
 func TestFirmwareAsksForItsBootFile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU (TCG): skipped in -short mode")
 	}
 	t.Parallel() // ~25 s of firmware under TCG: overlap with the other tests
-	netns.Need(t, "qemu-system-x86_64")
-	const ovmfCode, ovmfVars = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
-	for _, f := range []string{ovmfCode, ovmfVars} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("OVMF firmware missing (apt-get install ovmf): %v", err)
-		}
-	}
+	e2e.NeedFirmware(t, e2e.UEFI)
 	l := newLab(t)
 	l.srv.Tap("tapefi", "br0")
 	l.srv.Tap("tapbios", "br0")
@@ -48,64 +45,27 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 		s.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}))
 
-	// TFTP listener on the next server (10.99.0.1:69).
+	// TFTP on the next server (10.99.0.1:69), with boot files the size of
+	// Debian's GRUB images.
+	files := fstest.MapFS{
+		"grub/x86_64-efi/core.efi": {Data: bytes.Repeat([]byte("efi!"), 245760/4)},
+		"grub/i386-pc/core.0":      {Data: bytes.Repeat([]byte("bios"), 51020/4)},
+	}
+	got := make(chan tftpsrv.Transfer, 16)
 	var tftp net.PacketConn
 	require.NoError(t, l.srv.Do(func() error {
 		var err error
 		tftp, err = net.ListenPacket("udp4", "10.99.0.1:69")
 		return err
 	}))
-	defer tftp.Close()
-	type rrq struct{ file, from string }
-	got := make(chan rrq, 16)
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := tftp.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n > 4 && buf[0] == 0 && buf[1] == 1 { // RRQ
-				file, _, _ := bytes.Cut(buf[2:n], []byte{0})
-				got <- rrq{string(file), from.String()}
-				// ERROR 1 "File not found"
-				_, _ = tftp.WriteTo(append([]byte{0, 5, 0, 1}, []byte("not found\x00")...), from)
-			}
-		}
-	}()
-
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	dir := t.TempDir()
-	vars := filepath.Join(dir, "vars.fd")
-	b, err := os.ReadFile(ovmfVars)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(vars, b, 0o644))
-	qemu := func(name string, args ...string) {
-		// QEMU is run directly: netns.Command kills it (and only it)
-		// when ctx ends or the test finishes.
-		base := []string{"-accel", "tcg", "-m", "256", "-nodefaults", "-display", "none",
-			"-serial", "file:" + filepath.Join(dir, name+".serial"), "-no-reboot"}
-		cmd := l.srv.Command(ctx, "qemu-system-x86_64", append(base, args...)...)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		require.NoError(t, cmd.Start())
-		go func() {
-			_ = cmd.Wait()
-			if ctx.Err() == nil {
-				t.Logf("qemu %s exited: %s", name, out.String())
-			}
-		}()
-	}
-	qemu("efi", "-machine", "q35", "-uuid", "12345678-9abc-def0-1122-334455667701",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+ovmfCode,
-		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
-		"-netdev", "tap,id=n0,ifname=tapefi,script=no,downscript=no",
-		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:bb:00:01,romfile=,bootindex=1")
-	qemu("bios", "-machine", "pc", "-uuid", "12345678-9abc-def0-1122-334455667702",
-		"-netdev", "tap,id=n0,ifname=tapbios,script=no,downscript=no",
-		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:bb:00:02,bootindex=1")
+	tsrv := &tftpsrv.Server{FS: files, OnTransfer: func(tr tftpsrv.Transfer) { got <- tr }}
+	served := make(chan error, 1)
+	go func() { served <- tsrv.Serve(ctx, tftp) }()
+	defer func() { cancel(); <-served }()
 
+	dir := t.TempDir()
 	want := map[string]string{
 		"52:54:00:bb:00:01": "grub/x86_64-efi/core.efi",
 		"52:54:00:bb:00:02": "grub/i386-pc/core.0",
@@ -114,30 +74,40 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 		"52:54:00:bb:00:01": "12345678-9abc-def0-1122-334455667701",
 		"52:54:00:bb:00:02": "12345678-9abc-def0-1122-334455667702",
 	}
+	vms := []*e2e.VM{
+		e2e.StartVM(t, l.srv, e2e.VMConfig{Name: "efi", Firmware: e2e.UEFI, UseOVMFPXE: true,
+			MAC: hwaddr.MustParse("52:54:00:bb:00:01"), UUID: uuids["52:54:00:bb:00:01"],
+			Tap: "tapefi", Dir: dir, MemoryMB: 256, Timeout: 90 * time.Second}),
+		e2e.StartVM(t, l.srv, e2e.VMConfig{Name: "bios", Firmware: e2e.BIOS,
+			MAC: hwaddr.MustParse("52:54:00:bb:00:02"), UUID: uuids["52:54:00:bb:00:02"],
+			Tap: "tapbios", Dir: dir, MemoryMB: 256, Timeout: 90 * time.Second}),
+	}
+
 	seen := map[string]bool{}
 	for len(seen) < len(want) {
 		select {
-		case r := <-got:
-			t.Logf("TFTP read request %q from %s", r.file, r.from)
+		case tr := <-got:
+			t.Logf("TFTP %q to %s: %d bytes, blksize %d, window %d (windowsize option: %v), %d retransmits, err %v",
+				tr.Filename, tr.Client, tr.Bytes, tr.BlockSize, tr.Window, tr.WindowSize, tr.Retransmits, tr.Err)
+			if tr.Err != nil {
+				continue // e.g. EDK2 reads tsize, ends that transfer, then asks again
+			}
 			for mac, file := range want {
 				v, ok := leases.Load(mac)
-				if !ok || r.file != file {
+				if !ok || tr.Filename != file || tr.Client.Addr() != v.(dhcpsrv.Lease).IP {
 					continue
 				}
-				if ip := v.(dhcpsrv.Lease).IP.String(); strings.HasPrefix(r.from, ip+":") {
-					seen[mac] = true
-					assert.Equal(t, uuids[mac], v.(dhcpsrv.Lease).UUID, "option 97 read as QEMU's -uuid")
-				}
+				seen[mac] = true
+				assert.Equal(t, int64(len(files[file].Data)), tr.Bytes, "%s: whole file sent", mac)
+				assert.Equal(t, uuids[mac], v.(dhcpsrv.Lease).UUID, "option 97 read as QEMU's -uuid")
 			}
 		case <-ctx.Done():
-			for _, n := range []string{"efi", "bios"} {
-				b, _ := os.ReadFile(filepath.Join(dir, n+".serial"))
-				t.Logf("%s serial console:\n%s", n, b)
+			for _, vm := range vms {
+				t.Logf("%s serial console:\n%s\nQEMU: %s", vm.Config.Name, vm.Serial(), vm.Output())
 			}
-			t.Fatalf("firmware did not request its boot file in time; seen %v", seen)
+			t.Fatalf("firmware did not fetch its boot file in time; seen %v", seen)
 		}
 	}
-	cancel()
 }
 
 type testWriter struct{ t *testing.T }

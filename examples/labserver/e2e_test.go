@@ -84,7 +84,7 @@ func (l *e2eLab) boot(t *testing.T, round string, machines ...e2e.Machine) []e2e
 		l.lab.Tap(tap)
 		vm := e2e.StartVM(t, l.lab.NS, e2e.VMConfig{
 			Name: m.Name + round, Firmware: m.Firmware, MAC: m.MAC, Tap: tap,
-			Dir: l.lab.Dir, Timeout: 150 * time.Second,
+			Dir: l.lab.Dir, Timeout: 150 * time.Second, UseOVMFPXE: m.OVMFPXE,
 		})
 		vms = append(vms, vm)
 		l.vms = append(l.vms, vm)

@@ -29,6 +29,9 @@ type Machine struct {
 	// Hostname goes into the machine's group metadata (and so its
 	// Ignition config).
 	Hostname string
+	// OVMFPXE boots a UEFI machine with OVMF's own PXE client (EDK2's,
+	// as on real hardware) instead of the NIC's iPXE option ROM.
+	OVMFPXE bool
 }
 
 // BootFile is the TFTP boot file DHCP hands this machine's firmware.
@@ -40,10 +43,11 @@ func (m Machine) BootFile() string {
 }
 
 // DefaultMachines are the two machines of the end-to-end test: one UEFI
-// (OVMF) and one BIOS (SeaBIOS).
+// (OVMF, booting with its own EDK2 PXE client) and one BIOS (SeaBIOS with
+// the iPXE option ROM).
 func DefaultMachines() []Machine {
 	return []Machine{
-		{Name: "uefi", Firmware: UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:01"), Hostname: "uefi.lab"},
+		{Name: "uefi", Firmware: UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:01"), Hostname: "uefi.lab", OVMFPXE: true},
 		{Name: "bios", Firmware: BIOS, MAC: hwaddr.MustParse("52:54:00:99:00:02"), Hostname: "bios.lab"},
 	}
 }

@@ -104,8 +104,11 @@ type VMConfig struct {
 	// MemoryMB is the guest RAM; zero means 512.
 	MemoryMB int
 	// UseOVMFPXE disables the iPXE option ROM of the NIC under UEFI so that
-	// OVMF's own PXE client boots, as on real hardware.
+	// OVMF's own PXE client (EDK2's, as on real hardware) boots.
 	UseOVMFPXE bool
+	// UUID is the SMBIOS system UUID (QEMU -uuid), which firmware sends in
+	// DHCP option 97; empty means QEMU's default.
+	UUID string
 }
 
 // VM is a running QEMU started by [StartVM].
@@ -138,6 +141,9 @@ func QEMUArgs(cfg VMConfig, accel, serial, vars string) []string {
 		"-chardev", "file,id=ser0,path=" + serial,
 		"-serial", "chardev:ser0",
 		"-netdev", "tap,id=n0,ifname=" + cfg.Tap + ",script=no,downscript=no",
+	}
+	if cfg.UUID != "" {
+		args = append(args, "-uuid", cfg.UUID)
 	}
 	nic := "virtio-net-pci,netdev=n0,mac=" + cfg.MAC.String() + ",bootindex=1"
 	switch cfg.Firmware {
