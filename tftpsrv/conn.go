@@ -12,6 +12,9 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
+// listenReadBuffer is the receive buffer asked for the listening socket.
+const listenReadBuffer = 4 << 20
+
 // listener reads requests from the listening socket together with the
 // address they were sent to and the interface they arrived on (IP_PKTINFO),
 // so a transfer answers from the address the client asked and its block
@@ -30,6 +33,10 @@ func newListener(conn net.PacketConn) *listener {
 		return l
 	}
 	l.uc = uc
+	// Room for bursts: every request, and in single-port mode every
+	// acknowledgement of every transfer, lands in this one socket. The
+	// kernel caps the size at net.core.rmem_max.
+	_ = uc.SetReadBuffer(listenReadBuffer)
 	if la, ok := uc.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil && !la.IP.IsUnspecified() {
 		l.p6 = ipv6.NewPacketConn(uc)
 		if l.p6.SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true) != nil {

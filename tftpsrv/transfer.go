@@ -124,6 +124,7 @@ type sender struct {
 	base    uint64   // first block not yet acknowledged (blocks count from 1)
 	next    uint64   // next block to transmit
 	maxSent uint64   // highest block transmitted
+	resend  uint64   // after a timeout: retransmit up to this block, whatever cwnd allows
 	read    uint64   // blocks read from r so far
 	last    uint64   // final block (shorter than blksize), 0 until read
 	bytes   int64    // file bytes read
@@ -239,7 +240,7 @@ func (x *sender) run() error {
 		// Transmit what the window allows.
 		pkts := x.sendBuf[:0]
 		for {
-			limit := x.base + uint64(x.cwnd) - 1
+			limit := max(x.base+uint64(x.cwnd)-1, x.resend)
 			if x.last != 0 {
 				limit = min(limit, x.last)
 			}
@@ -272,7 +273,13 @@ func (x *sender) run() error {
 			if attempt > x.retries {
 				return fmt.Errorf("%w: block %d unacknowledged after %d attempts", ErrTimeout, x.base, attempt)
 			}
-			x.next = x.base
+			// Go back and resend everything outstanding, not just what
+			// the shrunken window allows: when acknowledgements rather
+			// than blocks were lost, a lockstep client has the blocks
+			// and answers only the last one it got (curl, tftp-hpa) or
+			// the ones it gets again (GRUB), so that block must be
+			// among those resent.
+			x.next, x.resend = x.base, x.maxSent
 			if !x.p.negotiated {
 				x.cwnd = max(1, x.cwnd/2)
 				x.grown = 0

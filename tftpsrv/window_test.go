@@ -31,6 +31,14 @@ type fetchResult struct {
 // is "lost". opts are RRQ options (name, value pairs).
 func lockstepFetch(t *testing.T, addr, name string, drop func(blk uint16, first bool) bool, opts ...string) fetchResult {
 	t.Helper()
+	return lockstepFetchLossy(t, addr, name, drop, nil, opts...)
+}
+
+// lockstepFetchLossy is lockstepFetch that also loses the ACKs for which
+// dropAck (given the block and whether it is the first ACK for it) is true.
+func lockstepFetchLossy(t *testing.T, addr, name string, drop, dropAck func(blk uint16, first bool) bool, opts ...string) fetchResult {
+	t.Helper()
+	acked := map[uint16]bool{}
 	c := newRawClient(t, addr)
 	c.send(rrq(name, opts...))
 	blksize := 512
@@ -74,7 +82,10 @@ func lockstepFetch(t *testing.T, addr, name string, drop func(blk uint16, first 
 			res.dups++
 			continue
 		}
-		c.conn.WriteToUDP([]byte{0, 4, byte(last >> 8), byte(last)}, from)
+		if dropAck == nil || !dropAck(last, !acked[last]) {
+			c.conn.WriteToUDP([]byte{0, 4, byte(last >> 8), byte(last)}, from)
+		}
+		acked[last] = true
 		res.acks++
 		if blk == last && len(p)-4 < blksize {
 			res.ok = true
@@ -201,6 +212,33 @@ func TestSendAheadRecoversLoss(t *testing.T) {
 		}
 		require.Eventually(t, func() bool { return srv.Stats().Completed == 9 }, 5*time.Second, 10*time.Millisecond)
 		require.Zero(t, srv.Stats().Failed)
+	}
+}
+
+// TestSendAheadRecoversAckLoss loses acknowledgements instead of blocks: a
+// whole window's worth, so that the client holds blocks the server thinks
+// are lost. A lockstep client answers only a resent copy of the last block
+// it got, so the server must resend everything outstanding, not just the
+// window's first block (found by a 200-client single-port boot storm, where
+// the listening socket dropped ACKs and transfers stalled for a minute).
+func TestSendAheadRecoversAckLoss(t *testing.T) {
+	data := strings.Repeat("0123456789abcdef", 32*40) // 40 blocks of 512, then an empty block 41
+	fsys := fstest.MapFS{"f": {Data: []byte(data)}}
+	for _, ahead := range []int{2, 8, 64} {
+		var log transferLog
+		srv := &Server{FS: fsys, Timeout: 50 * time.Millisecond, Retries: 3, SendAhead: ahead, OnTransfer: log.add}
+		addr := startServer(t, srv)
+		for i, lost := range [][]uint16{{1}, {1, 2, 3, 4, 5, 6, 7, 8}, {9, 10, 11, 12}, {33, 34, 35, 36, 37, 38, 39, 40}} {
+			res := lockstepFetchLossy(t, addr, "f", nil, dropOnce(lost...), "blksize", "512")
+			require.True(t, res.ok, "send-ahead %d, ACKs lost %v: %s", ahead, lost, res.error)
+			require.Equal(t, data, string(res.data))
+			// The server saw the transfer through, resending what was
+			// outstanding once per lost acknowledgement at most.
+			log.waitFor(t, func(Transfer) bool { return len(log.all()) > i }, 5*time.Second)
+			tr := log.all()[i]
+			require.NoError(t, tr.Err, "send-ahead %d, ACKs lost %v", ahead, lost)
+			require.LessOrEqual(t, tr.Retransmits, ahead*len(lost), "send-ahead %d, ACKs lost %v", ahead, lost)
+		}
 	}
 }
 
