@@ -60,7 +60,10 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	tsrv := &tftpsrv.Server{FS: files, OnTransfer: func(tr tftpsrv.Transfer) { got <- tr }}
+	// SinglePort: the listening socket was opened inside the namespace,
+	// but a per-transfer socket would be opened by whatever OS thread runs
+	// the transfer's goroutine, in the host's namespace.
+	tsrv := &tftpsrv.Server{FS: files, SinglePort: true, OnTransfer: func(tr tftpsrv.Transfer) { got <- tr }}
 	served := make(chan error, 1)
 	go func() { served <- tsrv.Serve(ctx, tftp) }()
 	defer func() { cancel(); <-served }()

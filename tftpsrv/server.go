@@ -169,6 +169,9 @@ type Server struct {
 	// SinglePort answers every transfer from the listening port instead of
 	// one ephemeral port per transfer, for firewalls that only allow port
 	// 69. Transfers are told apart by the client's address and port.
+	// Use it too when conn belongs to another network namespace than the
+	// process: per-transfer sockets are opened in the namespace of the OS
+	// thread that runs the transfer.
 	SinglePort bool
 	// MaxTransfers bounds the transfers in progress; a request beyond it is
 	// answered with an error at once, so a flood of requests (or of
