@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +25,62 @@ type fetchResult struct {
 	error string            // an ERROR packet's message
 }
 
+// scripted is the receiving side shared by the scripted clients: it sends
+// the request, answers an OACK with ACK 0, loses the blocks drop says are
+// lost, and hands over the DATA packets that get through.
+type scripted struct {
+	t       *testing.T
+	c       *rawClient
+	res     fetchResult
+	blksize int
+	drop    func(blk uint16, first bool) bool
+	seen    map[uint16]bool
+}
+
+func newScripted(t *testing.T, addr string, req []byte, drop func(uint16, bool) bool) *scripted {
+	s := &scripted{t: t, c: newRawClient(t, addr), blksize: defBlockSize, drop: drop, seen: map[uint16]bool{}}
+	s.c.send(req)
+	return s
+}
+
+// next returns the next DATA packet that is not lost, or ok false when the
+// server sent an ERROR or went silent for 3 s.
+func (s *scripted) next() (blk uint16, payload []byte, from *net.UDPAddr, ok bool) {
+	for {
+		p, from, err := s.c.recv(3 * time.Second)
+		if err != nil || len(p) < 4 {
+			return 0, nil, nil, false
+		}
+		switch binary.BigEndian.Uint16(p) {
+		case opERROR:
+			s.res.error = string(bytes.TrimRight(p[4:], "\x00"))
+			return 0, nil, nil, false
+		case opOACK:
+			s.res.oack = parseOACK(p)
+			if v, ok := s.res.oack["blksize"]; ok {
+				s.blksize, _ = strconv.Atoi(v)
+			}
+			s.ack(0, from)
+			continue
+		case opDATA:
+		default:
+			continue
+		}
+		blk := binary.BigEndian.Uint16(p[2:])
+		first := !s.seen[blk]
+		s.seen[blk] = true
+		if s.drop != nil && s.drop(blk, first) {
+			continue
+		}
+		return blk, p[4:], from, true
+	}
+}
+
+func (s *scripted) ack(blk uint16, to *net.UDPAddr) {
+	s.c.conn.WriteToUDP([]byte{0, 4, byte(blk >> 8), byte(blk)}, to)
+	s.res.acks++
+}
+
 // lockstepFetch behaves like the tftp-hpa and curl clients: it acknowledges
 // a block only when it is the next one expected, acknowledges a duplicate of
 // the last block again, and ignores anything else (the block number is 16
@@ -38,58 +95,33 @@ func lockstepFetch(t *testing.T, addr, name string, drop func(blk uint16, first 
 // dropAck (given the block and whether it is the first ACK for it) is true.
 func lockstepFetchLossy(t *testing.T, addr, name string, drop, dropAck func(blk uint16, first bool) bool, opts ...string) fetchResult {
 	t.Helper()
+	s := newScripted(t, addr, rrq(name, opts...), drop)
 	acked := map[uint16]bool{}
-	c := newRawClient(t, addr)
-	c.send(rrq(name, opts...))
-	blksize := 512
-	var res fetchResult
 	var last uint16
-	seen := map[uint16]bool{}
 	for {
-		p, from, err := c.recv(3 * time.Second)
-		if err != nil {
-			return res
+		blk, payload, from, ok := s.next()
+		if !ok {
+			return s.res
 		}
-		switch binary.BigEndian.Uint16(p) {
-		case opERROR:
-			res.error = string(bytes.TrimRight(p[4:], "\x00"))
-			return res
-		case opOACK:
-			res.oack = parseOACK(p)
-			if v, ok := res.oack["blksize"]; ok {
-				blksize, _ = strconv.Atoi(v)
-			}
-			c.conn.WriteToUDP([]byte{0, 4, 0, 0}, from)
-			res.acks++
-			continue
-		case opDATA:
-		default:
-			continue
-		}
-		blk := binary.BigEndian.Uint16(p[2:])
-		if drop != nil && drop(blk, !seen[blk]) {
-			seen[blk] = true
-			continue
-		}
-		seen[blk] = true
 		switch blk {
 		case last + 1:
-			res.data = append(res.data, p[4:]...)
+			s.res.data = append(s.res.data, payload...)
 			last = blk
 		case last:
-			res.dups++
+			s.res.dups++
 		default:
-			res.dups++
+			s.res.dups++
 			continue
 		}
-		if dropAck == nil || !dropAck(last, !acked[last]) {
-			c.conn.WriteToUDP([]byte{0, 4, byte(last >> 8), byte(last)}, from)
+		if dropAck != nil && dropAck(last, !acked[last]) {
+			s.res.acks++ // sent, and lost
+		} else {
+			s.ack(last, from)
 		}
 		acked[last] = true
-		res.acks++
-		if blk == last && len(p)-4 < blksize {
-			res.ok = true
-			return res
+		if blk == last && len(payload) < s.blksize {
+			s.res.ok = true
+			return s.res
 		}
 	}
 }
@@ -100,70 +132,41 @@ func lockstepFetchLossy(t *testing.T, addr, name string, drop, dropAck func(blk 
 // discards what follows until the server resends.
 func windowFetch(t *testing.T, addr, name string, window int, drop func(blk uint16, first bool) bool, opts ...string) fetchResult {
 	t.Helper()
-	c := newRawClient(t, addr)
-	c.send(rrq(name, append([]string{"windowsize", strconv.Itoa(window)}, opts...)...))
-	blksize := 512
-	var res fetchResult
+	s := newScripted(t, addr, rrq(name, append([]string{"windowsize", strconv.Itoa(window)}, opts...)...), drop)
 	var last uint16
 	inWindow := 0
 	gapAcked := false
-	seen := map[uint16]bool{}
 	for {
-		p, from, err := c.recv(3 * time.Second)
-		if err != nil {
-			return res
+		blk, payload, from, ok := s.next()
+		if !ok {
+			return s.res
 		}
-		ack := func(n uint16) {
-			c.conn.WriteToUDP([]byte{0, 4, byte(n >> 8), byte(n)}, from)
-			res.acks++
+		if v, ok := s.res.oack["windowsize"]; ok {
+			window, _ = strconv.Atoi(v)
+		} else {
+			window = 1
 		}
-		switch binary.BigEndian.Uint16(p) {
-		case opERROR:
-			res.error = string(bytes.TrimRight(p[4:], "\x00"))
-			return res
-		case opOACK:
-			res.oack = parseOACK(p)
-			if v, ok := res.oack["blksize"]; ok {
-				blksize, _ = strconv.Atoi(v)
-			}
-			if v, ok := res.oack["windowsize"]; ok {
-				window, _ = strconv.Atoi(v)
-			} else {
-				window = 1
-			}
-			ack(0)
-			continue
-		case opDATA:
-		default:
-			continue
-		}
-		blk := binary.BigEndian.Uint16(p[2:])
-		if drop != nil && drop(blk, !seen[blk]) {
-			seen[blk] = true
-			continue
-		}
-		seen[blk] = true
 		if blk != last+1 {
-			res.dups++
+			s.res.dups++
 			if !gapAcked {
-				ack(last)
+				s.ack(last, from)
 				gapAcked = true
 				inWindow = 0
 			}
 			continue
 		}
 		gapAcked = false
-		res.data = append(res.data, p[4:]...)
+		s.res.data = append(s.res.data, payload...)
 		last = blk
 		inWindow++
-		final := len(p)-4 < blksize
+		final := len(payload) < s.blksize
 		if inWindow == window || final {
-			ack(last)
+			s.ack(last, from)
 			inWindow = 0
 		}
 		if final {
-			res.ok = true
-			return res
+			s.res.ok = true
+			return s.res
 		}
 	}
 }
