@@ -64,12 +64,15 @@ func (a Arch) HTTP() bool {
 // DefaultBootFiles is the boot file per architecture used when
 // BootPolicy.Files is nil: paths relative to the TFTP root made by
 // grub-mknetdir, and for HTTP boot paths appended to BootPolicy.HTTPBase.
+// UEFI x86-64 HTTP boot gets core-http.efi, a GRUB image that configures
+// its network itself (grubcfg.MakeHTTPBootImage; GRUB 2.06's core.efi
+// finds no network settings after an HTTP boot).
 var DefaultBootFiles = map[Arch]string{
 	ArchBIOS:         "grub/i386-pc/core.0",
 	ArchEFIx64:       "grub/x86_64-efi/core.efi",
 	ArchEFIBC:        "grub/x86_64-efi/core.efi",
 	ArchEFIARM64:     "grub/arm64-efi/core.efi",
-	ArchEFIx64HTTP:   "/grub/x86_64-efi/core.efi",
+	ArchEFIx64HTTP:   "/grub/x86_64-efi/core-http.efi",
 	ArchEFIARM64HTTP: "/grub/arm64-efi/core.efi",
 }
 

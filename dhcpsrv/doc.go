@@ -46,8 +46,11 @@
 // PXE and SeaBIOS with the iPXE ROM, under QEMU, each request their GRUB
 // image over TFTP. Defaults ([DefaultBootFiles]):
 // BIOS → grub/i386-pc/core.0, UEFI x64 (7, 9) → grub/x86_64-efi/core.efi,
-// UEFI ARM64 (11) → grub/arm64-efi/core.efi, HTTP boot (16, 19) →
-// HTTPBase + /grub/…/core.efi. A [Handler] may change every reply.
+// UEFI ARM64 (11) → grub/arm64-efi/core.efi, HTTP boot x64 (16) →
+// HTTPBase + /grub/x86_64-efi/core-http.efi (a GRUB image that configures
+// its own network, made by grubcfg.MakeHTTPBootImage; labserver's e2e boots
+// OVMF through it), HTTP boot ARM64 (19) → HTTPBase +
+// /grub/arm64-efi/core.efi. A [Handler] may change every reply.
 //
 // In proxyDHCP mode only PXE/HTTP clients are answered: an OFFER without
 // address on port 67 and an ACK on port 4011, both with the boot options,

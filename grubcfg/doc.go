@@ -2,7 +2,10 @@
 // serves them over HTTP.
 //
 // A machine told to boot from the network gets GRUB's network image over
-// TFTP (see DESIGN.md); GRUB then reads a first-stage grub.cfg (rendered by
+// TFTP, or over HTTP with UEFI HTTP boot ([MakeHTTPBootImage] makes that
+// image: GRUB 2.06 configures no network after an HTTP boot, so the image
+// runs DHCP itself and reads the rest from the server); GRUB then reads a
+// first-stage grub.cfg (rendered by
 // FirstStage, served by TFTP or, for UEFI HTTP boot, by FirstStageHandler)
 // that loads GRUB's network modules, points $root at the HTTP server and
 // runs

@@ -23,6 +23,7 @@ import (
 
 	"github.com/metalboot/metalboot/dhcpsrv"
 	"github.com/metalboot/metalboot/dnssrv"
+	"github.com/metalboot/metalboot/grubcfg"
 	"github.com/metalboot/metalboot/ignition"
 	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/metalboot/metalboot/profile"
@@ -248,8 +249,9 @@ func askReinstall(s *settings, mac string, out interface{ Write([]byte) (int, er
 }
 
 // makeTFTPRoot runs grub-mknetdir for BIOS and UEFI x86-64 (and ARM64 when
-// its modules are installed) into dir.
-func makeTFTPRoot(dir string, out interface{ Write([]byte) (int, error) }) error {
+// its modules are installed) into dir, and makes the UEFI HTTP-boot image
+// for the HTTP server at httpHost (base_url's host and port).
+func makeTFTPRoot(dir, httpHost string, out interface{ Write([]byte) (int, error) }) error {
 	if _, err := exec.LookPath("grub-mknetdir"); err != nil {
 		return errors.New("grub-mknetdir not found: apt-get install grub-common grub-efi-amd64-bin grub-pc-bin")
 	}
@@ -266,6 +268,17 @@ func makeTFTPRoot(dir string, out interface{ Write([]byte) (int, error) }) error
 		}
 		made++
 		fmt.Fprintf(out, "%s: %s\n", platform, filepath.Join(dir, "grub", platform))
+		if platform == "x86_64-efi" {
+			hp := httpHost
+			if _, _, err := net.SplitHostPort(hp); err != nil {
+				hp = net.JoinHostPort(hp, "80")
+			}
+			img := filepath.Join(dir, filepath.FromSlash(grubcfg.HTTPBootImage))
+			if err := grubcfg.MakeHTTPBootImage(context.Background(), mods, img, hp); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "UEFI HTTP boot image for http://%s: %s\n", hp, img)
+		}
 	}
 	if made == 0 {
 		return errors.New("no GRUB platform modules under /usr/lib/grub: apt-get install grub-efi-amd64-bin grub-pc-bin")

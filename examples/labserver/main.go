@@ -67,14 +67,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	set := map[string]bool{}
 	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	if *makeRoot != "" {
-		if err := makeTFTPRoot(*makeRoot, stdout); err != nil {
-			fmt.Fprintf(stderr, "labserver: %v\n", err)
-			return exitFail
-		}
-		return exitOK
-	}
-
 	cfg := &Config{}
 	if *configFile != "" {
 		c, err := loadConfig(*configFile)
@@ -105,6 +97,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "labserver: %v\n", err)
 		return exitConfig
+	}
+	if *makeRoot != "" {
+		if err := makeTFTPRoot(*makeRoot, s.BaseURL.Host, stdout); err != nil {
+			fmt.Fprintf(stderr, "labserver: %v\n", err)
+			return exitFail
+		}
+		return exitOK
 	}
 	if *reinstall != "" {
 		if err := askReinstall(s, *reinstall, stdout); err != nil {

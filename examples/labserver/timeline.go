@@ -18,6 +18,7 @@ const (
 	stageDiscover  = "dhcp-discover"
 	stageLease     = "dhcp-lease"
 	stageTFTP      = "tftp"
+	stageHTTPBoot  = "http-boot" // a file of the TFTP tree fetched over HTTP (/grub/…)
 	stageGrub      = "grub"
 	stageKernel    = "kernel"
 	stageInitrd    = "initrd"

@@ -236,10 +236,17 @@ func (l *lab) tftpOverHTTP() http.Handler {
 	}
 	first := l.firstStageHTTP()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
 		if _, ok := grubcfg.FirstStageName(r.URL.Path[1:]); ok {
-			first.ServeHTTP(w, r)
-			return
+			first.ServeHTTP(rec, r)
+		} else {
+			files.ServeHTTP(rec, r)
 		}
-		files.ServeHTTP(w, r)
+		// The firmware's (UEFI HTTP boot) and then GRUB's fetches, as the
+		// timeline records TFTP transfers; misses are GRUB's probes.
+		if rec.code == http.StatusOK || (rec.code == 0 && r.Method == http.MethodGet) {
+			l.metrics.stages.WithLabelValues(stageHTTPBoot).Inc()
+			l.timeline.recordIP(remoteIP(r), stageHTTPBoot, r.URL.Path)
+		}
 	})
 }

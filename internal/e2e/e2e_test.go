@@ -253,6 +253,18 @@ func TestCheckTimeline(t *testing.T) {
 	biosBoot := []e2e.TimelineMachine{{MAC: m.MAC.String(), Events: slices.Clone(full)}}
 	biosBoot[0].Events[2].Detail = e2e.BootFileBIOS
 	assert.Len(t, e2e.CheckTimeline(biosBoot, m), 1, "UEFI machine must fetch core.efi")
+
+	// An HTTP-boot machine fetches GRUB over HTTP: a TFTP event does not
+	// stand in for the http-boot one.
+	h := e2e.HTTPBootMachine()
+	httpBoot := slices.Clone(full)
+	httpBoot[2] = ev(e2e.StageHTTPBoot, "/grub/x86_64-efi/core-http.efi")
+	httpBoot[3] = ev(e2e.StageHTTPBoot, "/grub/grub.cfg")
+	assert.Empty(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: h.MAC.String(), Events: httpBoot}}, h))
+	assert.Len(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: h.MAC.String(), Events: full}}, h), 2, "no http-boot event, none naming core.efi")
+	args := strings.Join(e2e.QEMUArgs(h.VMConfig(), "tcg", "/s", "/v"), " ")
+	assert.Contains(t, args, "name=opt/org.tianocore/IPv4PXESupport,string=n")
+	assert.Contains(t, args, "mac=52:54:00:99:00:03,bootindex=1,romfile=")
 }
 
 func TestIgnitionFile(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalboot/metalboot/grubcfg"
 	"github.com/metalboot/metalboot/internal/hwaddr"
 )
 
@@ -32,10 +33,37 @@ type Machine struct {
 	// OVMFPXE boots a UEFI machine with OVMF's own PXE client (EDK2's,
 	// as on real hardware) instead of the NIC's iPXE option ROM.
 	OVMFPXE bool
+	// HTTPBoot boots a UEFI machine with UEFI HTTP boot: GRUB comes over
+	// HTTP from labserver's /grub/ tree instead of TFTP.
+	HTTPBoot bool
 }
 
-// BootFile is the TFTP boot file DHCP hands this machine's firmware.
+// VMConfig is the machine's QEMU configuration (Dir, Tap and Timeout are
+// left for the caller).
+func (m Machine) VMConfig() VMConfig {
+	return VMConfig{Name: m.Name, Firmware: m.Firmware, MAC: m.MAC, UseOVMFPXE: m.OVMFPXE, HTTPBoot: m.HTTPBoot}
+}
+
+// LoaderStage is the timeline stage in which the firmware fetched GRUB:
+// StageTFTP, or StageHTTPBoot for an HTTP-boot machine.
+func (m Machine) LoaderStage() string {
+	if m.HTTPBoot {
+		return StageHTTPBoot
+	}
+	return StageTFTP
+}
+
+// HTTPBootMachine is a UEFI machine (OVMF) that boots with UEFI HTTP boot.
+func HTTPBootMachine() Machine {
+	return Machine{Name: "http", Firmware: UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:03"), Hostname: "http.lab", HTTPBoot: true}
+}
+
+// BootFile is the boot file DHCP hands this machine's firmware (relative to
+// the TFTP root, which labserver also serves at /grub/ for HTTP boot).
 func (m Machine) BootFile() string {
+	if m.HTTPBoot {
+		return grubcfg.HTTPBootImage
+	}
 	if m.Firmware == UEFI {
 		return BootFileEFI
 	}
@@ -163,6 +191,7 @@ dhcp:
 const (
 	StageDHCPLease = "dhcp-lease"
 	StageTFTP      = "tftp"
+	StageHTTPBoot  = "http-boot"
 	StageGrub      = "grub"
 	StageKernel    = "kernel"
 	StageInitrd    = "initrd"
@@ -236,7 +265,7 @@ func CheckTimelineSince(ms []TimelineMachine, m Machine, since time.Time) []stri
 		}
 	}
 	prev, prevStage := -1, ""
-	for _, st := range []string{StageDHCPLease, StageTFTP, StageGrub, StageKernel, StageInitrd, StageIgnition} {
+	for _, st := range []string{StageDHCPLease, m.LoaderStage(), StageGrub, StageKernel, StageInitrd, StageIgnition} {
 		j, ok := first[st]
 		if !ok {
 			probs = append(probs, fmt.Sprintf("%s: no %q event", m.MAC, st))
@@ -248,9 +277,9 @@ func CheckTimelineSince(ms []TimelineMachine, m Machine, since time.Time) []stri
 		prev, prevStage = j, st
 	}
 	if !slices.ContainsFunc(r.Events, func(e TimelineEvent) bool {
-		return e.Stage == StageTFTP && strings.Contains(e.Detail, filepath.Base(m.BootFile()))
+		return e.Stage == m.LoaderStage() && strings.Contains(e.Detail, filepath.Base(m.BootFile()))
 	}) {
-		probs = append(probs, fmt.Sprintf("%s: no %q event names its boot file %s", m.MAC, StageTFTP, m.BootFile()))
+		probs = append(probs, fmt.Sprintf("%s: no %q event names its boot file %s", m.MAC, m.LoaderStage(), m.BootFile()))
 	}
 	return probs
 }

@@ -106,6 +106,10 @@ type VMConfig struct {
 	// UseOVMFPXE disables the iPXE option ROM of the NIC under UEFI so that
 	// OVMF's own PXE client (EDK2's, as on real hardware) boots.
 	UseOVMFPXE bool
+	// HTTPBoot makes a UEFI machine boot over HTTP (UEFI HTTP boot, DHCP
+	// vendor class "HTTPClient", architecture 16): OVMF's PXE boot options
+	// are switched off through fw_cfg and the NIC's iPXE ROM is left out.
+	HTTPBoot bool
 	// UUID is the SMBIOS system UUID (QEMU -uuid), which firmware sends in
 	// DHCP option 97; empty means QEMU's default.
 	UUID string
@@ -151,8 +155,13 @@ func QEMUArgs(cfg VMConfig, accel, serial, vars string) []string {
 		args = append(args, "-machine", "q35",
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
-		if cfg.UseOVMFPXE {
+		if cfg.UseOVMFPXE || cfg.HTTPBoot {
 			nic += ",romfile="
+		}
+		if cfg.HTTPBoot {
+			args = append(args,
+				"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
 		}
 	default:
 		args = append(args, "-machine", "pc")

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/metalboot/metalboot/grubcfg"
 )
 
 // GRUB platform directories of Debian's grub-efi-amd64-bin and grub-pc-bin.
@@ -24,7 +26,8 @@ const (
 
 // MakeTFTPRoot runs grub-mknetdir for x86_64-efi and i386-pc into dir (with
 // --subdir=grub), producing [BootFileEFI] and [BootFileBIOS] plus their
-// module directories. GRUB's prefix then is (tftp,<server>)/grub, so its
+// module directories, and grubcfg.HTTPBootImage for UEFI HTTP boot from
+// labserver at ServerIP:8080. GRUB's prefix then is (tftp,<server>)/grub, so its
 // first-stage config is looked up as grub/grub.cfg-01-<mac>, …,
 // grub/grub.cfg. No grub.cfg is written here.
 func MakeTFTPRoot(ctx context.Context, dir string) error {
@@ -34,7 +37,10 @@ func MakeTFTPRoot(ctx context.Context, dir string) error {
 			return fmt.Errorf("e2e: grub-mknetdir -d %s: %v: %s", plat, err, bytes.TrimSpace(out))
 		}
 	}
-	for _, f := range []string{BootFileEFI, BootFileBIOS} {
+	if err := grubcfg.MakeHTTPBootImage(ctx, GrubEFIDir, filepath.Join(dir, filepath.FromSlash(grubcfg.HTTPBootImage)), ServerIP+":8080"); err != nil {
+		return fmt.Errorf("e2e: %w", err)
+	}
+	for _, f := range []string{BootFileEFI, BootFileBIOS, grubcfg.HTTPBootImage} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			return fmt.Errorf("e2e: grub-mknetdir did not produce %s: %w", f, err)
 		}

@@ -1,0 +1,71 @@
+package grubcfg
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// HTTPBootImage is the path, relative to the tree served at /grub/ (the TFTP
+// root), of the GRUB image for UEFI HTTP boot made by [MakeHTTPBootImage].
+const HTTPBootImage = "grub/x86_64-efi/core-http.efi"
+
+// HTTPBootEarlyConfig returns the configuration embedded in the UEFI
+// HTTP-boot image of a server at hostport (its HTTP host and port, as in
+// "10.0.0.1:8080" or "deploy.lab:80"; a name needs DNS from DHCP).
+//
+// GRUB 2.06 takes its network settings from the firmware only after a PXE
+// boot: after an HTTP boot no card is configured and $root is unset, so the
+// image configures the card with DHCP itself (net_bootp) and reads
+// everything else, starting with its modules and the first-stage grub.cfg,
+// from hostport. net_bootp leaves $net_default_mac empty, which the first
+// stage needs, so it is set from the first card's ($net_efinet0_dhcp_mac):
+// on a machine with several NICs the booting one must be the first. It uses
+// only simple commands: an embedded config runs before the normal script
+// engine is loaded.
+func HTTPBootEarlyConfig(hostport string) (string, error) {
+	if err := checkHostPort(hostport); err != nil {
+		return "", fmt.Errorf("grubcfg: HTTP boot server: %w", err)
+	}
+	hp := hostport
+	return "net_bootp\n" +
+		"set net_default_interface=efinet0:dhcp\n" +
+		"set net_default_mac=$net_efinet0_dhcp_mac\n" +
+		"set root=http," + hp + "\n" +
+		"set prefix=(http," + hp + ")/grub\n", nil
+}
+
+// MakeHTTPBootImage writes the UEFI x86-64 HTTP-boot image for a server at
+// addr to out with grub-mkimage (Debian package grub-common), taking modules
+// from grubDir (Debian: /usr/lib/grub/x86_64-efi, package
+// grub-efi-amd64-bin). The image embeds [HTTPBootEarlyConfig]; the rest of
+// GRUB's modules must be served under /grub/x86_64-efi/ (labserver serves
+// its TFTP root there, as made by grub-mknetdir).
+func MakeHTTPBootImage(ctx context.Context, grubDir, out, hostport string) error {
+	cfg, err := HTTPBootEarlyConfig(hostport)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "grub-http-boot")
+	if err != nil {
+		return fmt.Errorf("grubcfg: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	early := filepath.Join(tmp, "early.cfg")
+	if err := os.WriteFile(early, []byte(cfg), 0o644); err != nil {
+		return fmt.Errorf("grubcfg: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return fmt.Errorf("grubcfg: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "grub-mkimage", "-O", "x86_64-efi", "-d", grubDir,
+		"-o", out, "-p", "(http,"+hostport+")/grub", "-c", early,
+		"efinet", "net", "http", "normal")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("grubcfg: grub-mkimage for HTTP boot: %v: %s", err, bytes.TrimSpace(b))
+	}
+	return nil
+}
