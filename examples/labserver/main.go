@@ -103,6 +103,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "labserver: %v\n", err)
 			return exitFail
 		}
+		if s.baseDerived {
+			fmt.Fprintf(stderr, "labserver: note: the UEFI HTTP-boot image reads from %s, derived from the HTTP listen address; "+
+				"give base_url (or -base-url) with the address machines reach and run -make-tftp-root again\n", s.BaseURL)
+		}
 		return exitOK
 	}
 	if *reinstall != "" {
