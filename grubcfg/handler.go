@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/metalboot/metalboot/profile"
@@ -21,6 +23,10 @@ import (
 //     be loaded by GRUB or its template fails; the detail goes to Logger;
 //   - 200: the configuration, from Render, or from RenderLocal when
 //     LocalBoot says the machine is installed.
+//
+// When the client is GRUB (User-Agent "GRUB …"), an error's body is a GRUB
+// script that echoes the reason instead of plain text: GRUB's configfile
+// runs the body whatever the status, so the reason shows on the console.
 //
 // A Handler must not be copied or have its fields changed after first use.
 type Handler struct {
@@ -56,7 +62,59 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.h = h.Resolver.Middleware(http.HandlerFunc(h.serve))
 	})
-	h.h.ServeHTTP(w, r)
+	if !strings.HasPrefix(r.UserAgent(), "GRUB") {
+		h.h.ServeHTTP(w, r)
+		return
+	}
+	gw := &grubErrorWriter{ResponseWriter: w}
+	h.h.ServeHTTP(gw, r)
+	gw.finish()
+}
+
+// grubErrorWriter turns an error answer to GRUB into a GRUB script that
+// prints it. GRUB 2.06's configfile runs whatever body comes back, whatever
+// the status: a plain-text reason ("no group matches …") ends up as
+// "error: can't find command `no'" on the console (seen in the labserver
+// e2e). As an echo, the operator reads the reason on the machine's console.
+type grubErrorWriter struct {
+	http.ResponseWriter
+	code int
+	body []byte
+}
+
+func (g *grubErrorWriter) WriteHeader(code int) {
+	if g.code != 0 {
+		return
+	}
+	g.code = code
+	if code < 400 {
+		g.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (g *grubErrorWriter) Write(b []byte) (int, error) {
+	if g.code == 0 {
+		g.WriteHeader(http.StatusOK)
+	}
+	if g.code < 400 {
+		return g.ResponseWriter.Write(b)
+	}
+	if len(g.body) < 1024 {
+		g.body = append(g.body, b...)
+	}
+	return len(b), nil
+}
+
+func (g *grubErrorWriter) finish() {
+	if g.code < 400 {
+		return
+	}
+	msg := strings.Join(strings.Fields(string(g.body)), " ")
+	body := "echo " + Quote("metalboot: /grub answered "+strconv.Itoa(g.code)+" "+http.StatusText(g.code)+": "+msg) + "\n"
+	hd := g.ResponseWriter.Header()
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	g.ResponseWriter.WriteHeader(g.code)
+	_, _ = g.ResponseWriter.Write([]byte(body))
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {

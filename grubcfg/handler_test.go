@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -214,3 +215,33 @@ type discardWriter struct {
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+
+// TestHandlerErrorsForGRUB: GRUB runs whatever body /grub returns, so an
+// error answered to GRUB is an echo of the reason (valid GRUB script, status
+// kept); other clients get the plain one-line reason.
+func TestHandlerErrorsForGRUB(t *testing.T) {
+	h := &Handler{Resolver: demoResolver(t)}
+	for _, q := range []string{"mac=zz", "mac=00:23:32:2f:40:3c&os=installed", "mac=00:23:32:2f:40:3c&mac=00:23:32:2f:40:3d"} {
+		plain := get(t, h, q)
+		require.GreaterOrEqual(t, plain.Code, 400, q)
+		reason := strings.TrimSpace(plain.Body.String())
+
+		req := httptest.NewRequest(http.MethodGet, "http://metalboot.test/grub?"+q, nil)
+		req.Header.Set("User-Agent", "GRUB 2.06")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		require.Equal(t, plain.Code, rec.Code, q)
+		body := rec.Body.String()
+		assert.True(t, strings.HasPrefix(body, "echo 'metalboot: /grub answered "), "%q: %q", q, body)
+		assert.Contains(t, body, strings.ReplaceAll(reason, "'", `'\''`), q)
+		assert.Equal(t, strconv.Itoa(len(body)), rec.Header().Get("Content-Length"))
+		requireGRUBAccepts(t, body)
+	}
+	// A success is untouched.
+	req := httptest.NewRequest(http.MethodGet, "http://metalboot.test/grub?mac=00:23:32:2f:40:3c", nil)
+	req.Header.Set("User-Agent", "GRUB 2.06")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, get(t, h, "mac=00:23:32:2f:40:3c").Body.String(), rec.Body.String())
+}
