@@ -74,8 +74,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // grubErrorWriter turns an error answer to GRUB into a GRUB script that
 // prints it. GRUB 2.06's configfile runs whatever body comes back, whatever
 // the status: a plain-text reason ("no group matches …") ends up as
-// "error: can't find command `no'" on the console (seen in the labserver
-// e2e). As an echo, the operator reads the reason on the machine's console.
+// "error: can't find command `no'" on the console. As an echo, the operator
+// reads the reason on the machine's console (the labserver e2e boots a
+// machine no group matches and finds it there).
 type grubErrorWriter struct {
 	http.ResponseWriter
 	code int

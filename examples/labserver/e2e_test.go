@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/metalboot/metalboot/internal/e2e"
+	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/metalboot/metalboot/internal/netns"
 )
 
@@ -231,6 +232,23 @@ func TestE2EFirmwareBoot(t *testing.T) {
 		}
 		l.checkTimeline(t, start, httpBoot)
 		l.checkIgnition(t, res, httpBoot)
+	})
+	// A machine no group matches: /grub answers 404, and GRUB (which runs
+	// the body of any answer) prints the reason on the console.
+	t.Run("unknown-machine", func(t *testing.T) {
+		l.lab.Tap("tapunknown")
+		vm := e2e.StartVM(t, l.lab.NS, e2e.VMConfig{Name: "unknown", Firmware: e2e.BIOS,
+			MAC: hwaddr.MustParse("52:54:00:99:00:09"), Tap: "tapunknown", Dir: l.lab.Dir, Timeout: 150 * time.Second})
+		l.vms = append(l.vms, vm)
+		ctx, cancel := context.WithTimeout(context.Background(), 140*time.Second)
+		defer cancel()
+		const want = "metalboot: /grub answered 404 Not Found: "
+		if _, err := vm.WaitFor(ctx, want); err != nil {
+			t.Fatalf("console never showed %q: %v", want, err)
+		}
+		vm.Stop()
+		i := strings.Index(vm.Serial(), want)
+		t.Logf("console: %s", strings.SplitN(vm.Serial()[i:], "\n", 2)[0])
 	})
 	checkTFTPLog(t, l.server.Log)
 }
