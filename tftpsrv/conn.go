@@ -63,6 +63,15 @@ type packetInfo struct {
 	ifIndex int        // 0 when unknown
 }
 
+// replySource is the address to answer from: the one the request was sent
+// to, when it is known and is a unicast address (not a broadcast, multicast
+// or wildcard address, which the kernel must replace with its own choice).
+func (i packetInfo) replySource() (netip.Addr, bool) {
+	d := i.dst
+	ok := d.IsValid() && !d.IsMulticast() && !d.IsUnspecified() && d != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	return d, ok
+}
+
 func (l *listener) read(buf []byte) (int, packetInfo, error) {
 	var (
 		n    int
@@ -100,14 +109,13 @@ func (l *listener) read(buf []byte) (int, packetInfo, error) {
 // the client's request was sent to when it is known.
 func (l *listener) writeTo(b []byte, info packetInfo) error {
 	to := net.UDPAddrFromAddrPort(info.from)
-	unicast := info.dst.IsValid() && !info.dst.IsMulticast() && !info.dst.IsUnspecified() &&
-		info.dst != netip.IPv4Unspecified() && info.dst != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	src, ok := info.replySource()
 	var err error
 	switch {
-	case l.p4 != nil && unicast && info.dst.Is4():
-		_, err = l.p4.WriteTo(b, &ipv4.ControlMessage{Src: info.dst.AsSlice()}, to)
-	case l.p6 != nil && unicast:
-		_, err = l.p6.WriteTo(b, &ipv6.ControlMessage{Src: info.dst.AsSlice()}, to)
+	case l.p4 != nil && ok && src.Is4():
+		_, err = l.p4.WriteTo(b, &ipv4.ControlMessage{Src: src.AsSlice()}, to)
+	case l.p6 != nil && ok:
+		_, err = l.p6.WriteTo(b, &ipv6.ControlMessage{Src: src.AsSlice()}, to)
 	default:
 		_, err = l.conn.WriteTo(b, to)
 	}
@@ -168,9 +176,8 @@ type udpTransport struct {
 
 func dialTransport(info packetInfo) (*udpTransport, error) {
 	var laddr *net.UDPAddr
-	if d := info.dst; d.IsValid() && !d.IsMulticast() && !d.IsUnspecified() &&
-		d != netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		laddr = &net.UDPAddr{IP: d.AsSlice(), Zone: d.Zone()}
+	if src, ok := info.replySource(); ok {
+		laddr = &net.UDPAddr{IP: src.AsSlice(), Zone: src.Zone()}
 	}
 	c, err := net.DialUDP("udp", laddr, net.UDPAddrFromAddrPort(info.from))
 	if err != nil {

@@ -129,8 +129,10 @@ type sender struct {
 	last    uint64   // final block (shorter than blksize), 0 until read
 	bytes   int64    // file bytes read
 	resent  int      // blocks sent more than once
-	sendBuf [][]byte
 }
+
+// slot is the ring entry of block n.
+func (x *sender) slot(n uint64) *[]byte { return &x.ring[(n-1)%uint64(len(x.ring))] }
 
 // clientError is an ERROR packet received from the client.
 type clientError struct {
@@ -203,8 +205,7 @@ func (x *sender) handshake(oack []byte) error {
 
 // fill reads block n (n == x.read+1) into its ring slot.
 func (x *sender) fill(n uint64) error {
-	slot := x.ring[(n-1)%uint64(len(x.ring))]
-	slot = slot[:cap(slot)]
+	slot := (*x.slot(n))[:4+x.p.blksize]
 	binary.BigEndian.PutUint16(slot, opDATA)
 	binary.BigEndian.PutUint16(slot[2:], uint16(n))
 	got, err := io.ReadFull(x.r, slot[4:4+x.p.blksize])
@@ -214,7 +215,7 @@ func (x *sender) fill(n uint64) error {
 	case err != nil:
 		return err
 	}
-	x.ring[(n-1)%uint64(len(x.ring))] = slot[:4+got]
+	*x.slot(n) = slot[:4+got]
 	x.read = n
 	x.bytes += int64(got)
 	return nil
@@ -229,7 +230,7 @@ func (x *sender) run() error {
 	}
 	x.cwnd = x.p.window
 	x.base, x.next = 1, 1
-	x.sendBuf = make([][]byte, 0, x.p.window)
+	sendBuf := make([][]byte, 0, x.p.window)
 	buf := make([]byte, 1500)
 	attempt := 0
 	var deadline time.Time
@@ -238,7 +239,7 @@ func (x *sender) run() error {
 			return err
 		}
 		// Transmit what the window allows.
-		pkts := x.sendBuf[:0]
+		pkts := sendBuf[:0]
 		for {
 			limit := max(x.base+uint64(x.cwnd)-1, x.resend)
 			if x.last != 0 {
@@ -253,7 +254,7 @@ func (x *sender) run() error {
 				}
 				continue // last may be known now
 			}
-			pkts = append(pkts, x.ring[(x.next-1)%uint64(len(x.ring))])
+			pkts = append(pkts, *x.slot(x.next))
 			if x.next <= x.maxSent {
 				x.resent++
 			}
