@@ -313,3 +313,10 @@ func (l *lab) event(mac hwaddr.MAC, ip netip.Addr, stage, detail string) {
 	l.metrics.stages.WithLabelValues(stage).Inc()
 	l.timeline.record(mac, ip, stage, detail)
 }
+
+// eventIP is event for a step known by the machine's address only (TFTP,
+// files over HTTP): the timeline finds the machine by its lease.
+func (l *lab) eventIP(ip netip.Addr, stage, detail string) {
+	l.metrics.stages.WithLabelValues(stage).Inc()
+	l.timeline.recordIP(ip, stage, detail)
+}

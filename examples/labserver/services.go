@@ -51,8 +51,7 @@ func (l *lab) onTransfer(t tftpsrv.Transfer) {
 		}
 		return
 	}
-	l.metrics.stages.WithLabelValues(stageTFTP).Inc()
-	l.timeline.recordIP(ip, stageTFTP, fmt.Sprintf("%s (%d bytes, %s)", t.Filename, t.Bytes, t.Duration.Round(time.Millisecond)))
+	l.eventIP(ip, stageTFTP, fmt.Sprintf("%s (%d bytes, %s)", t.Filename, t.Bytes, t.Duration.Round(time.Millisecond)))
 }
 
 // startDNS serves the lab zone from the inventory, config records and DHCP

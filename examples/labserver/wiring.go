@@ -243,10 +243,10 @@ func (l *lab) tftpOverHTTP() http.Handler {
 			files.ServeHTTP(rec, r)
 		}
 		// The firmware's (UEFI HTTP boot) and then GRUB's fetches, as the
-		// timeline records TFTP transfers; misses are GRUB's probes.
-		if rec.code == http.StatusOK || (rec.code == 0 && r.Method == http.MethodGet) {
-			l.metrics.stages.WithLabelValues(stageHTTPBoot).Inc()
-			l.timeline.recordIP(remoteIP(r), stageHTTPBoot, r.URL.Path)
+		// timeline records TFTP transfers; misses are GRUB's probes. (Both
+		// handlers always write a status, so the recorder has one.)
+		if rec.code == http.StatusOK {
+			l.eventIP(remoteIP(r), stageHTTPBoot, r.URL.Path)
 		}
 	})
 }
