@@ -13,13 +13,13 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/internal/bench/cpuprofile"
 )
 
 // Main parses args (without the program name), serves until SIGINT/SIGTERM
@@ -41,17 +41,11 @@ func Main(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuprofile.Start(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	s := &dhcpsrv.Server{Interface: *iface, ProxyDHCP: *proxy}
 	if *verbose {
 		s.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

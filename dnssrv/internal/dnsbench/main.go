@@ -16,11 +16,11 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 
 	"github.com/metalboot/metalboot/dnssrv"
+	"github.com/metalboot/metalboot/internal/bench/cpuprofile"
 )
 
 func main() {
@@ -37,7 +37,7 @@ func main() {
 	}
 }
 
-func run(listen, hosts, zone, reverse, cpuprofile string, freeport bool) error {
+func run(listen, hosts, zone, reverse, profilePath string, freeport bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if freeport {
@@ -61,17 +61,11 @@ func run(listen, hosts, zone, reverse, cpuprofile string, freeport bool) error {
 		return err
 	}
 	srv := &dnssrv.Server{Addr: listen, Zones: []string{zone}, ReverseFor: []netip.Prefix{p}, Records: tab}
-	if cpuprofile != "" {
-		f, err := os.Create(cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuprofile.Start(profilePath)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	err = srv.ListenAndServe(ctx)
 	fmt.Fprintf(os.Stderr, "dnsbench: %d names; stats %+v\n", tab.Len(), srv.Stats())
 	return err
