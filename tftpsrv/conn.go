@@ -52,8 +52,9 @@ func newListener(conn net.PacketConn) *listener {
 }
 
 // enablePacketInfo asks the kernel for the destination address and interface
-// of each datagram on conn (Serve does this itself; it is here for callers
-// that want it set before Serve starts).
+// of each datagram on conn. Serve does this itself; tests call it before
+// starting Serve so that a request racing Serve's start is not read without
+// them.
 func enablePacketInfo(conn net.PacketConn) { newListener(conn) }
 
 // packetInfo is where a request came from and was sent to.

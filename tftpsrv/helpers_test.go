@@ -27,8 +27,9 @@ func startServer(t *testing.T, srv *Server) string {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
-	// Before Serve starts, so the first request is not limited to 512-byte
-	// blocks (see enablePacketInfo).
+	// Before Serve starts, so that a request sent before Serve's first read
+	// still carries its interface (blksize up to the loopback MTU, not the
+	// 1468 used without one; see enablePacketInfo).
 	enablePacketInfo(conn)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
