@@ -30,12 +30,11 @@ func HTTPBootEarlyConfig(hostport string) (string, error) {
 	if err := checkHostPort(hostport); err != nil {
 		return "", fmt.Errorf("grubcfg: HTTP boot server: %w", err)
 	}
-	hp := hostport
 	return "net_bootp\n" +
 		"set net_default_interface=efinet0:dhcp\n" +
 		"set net_default_mac=$net_efinet0_dhcp_mac\n" +
-		"set root=http," + hp + "\n" +
-		"set prefix=(http," + hp + ")/grub\n", nil
+		"set root=http," + hostport + "\n" +
+		"set prefix=(http," + hostport + ")/grub\n", nil
 }
 
 // MakeHTTPBootImage writes the UEFI x86-64 HTTP-boot image for a server at
