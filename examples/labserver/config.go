@@ -33,11 +33,17 @@ type Config struct {
 	// GRUB console options for generated configs.
 	Serial      *bool `yaml:"serial"`
 	SerialSpeed int   `yaml:"serial_speed"`
-	// AdminAllow lists networks allowed to call POST /machines/{mac}/reinstall
-	// (default: loopback only).
-	AdminAllow []string  `yaml:"admin_allow"`
-	DNSConfig  DNSConfig `yaml:"dns_zone"`
-	DHCP       *DHCP     `yaml:"dhcp"`
+	// AdminAllow lists networks allowed to ask for state changes (POST
+	// /machines/{mac}/reinstall and /installed) and to fetch any machine's
+	// Ignition config (default: loopback only).
+	AdminAllow []string `yaml:"admin_allow"`
+	// IgnitionClients says who may fetch a machine's Ignition config:
+	// "leased" (only the address this server's DHCP leased to that MAC, and
+	// admin_allow) or "any". Default: "leased" when labserver runs DHCP
+	// (not proxy), "any" otherwise.
+	IgnitionClients string    `yaml:"ignition_clients"`
+	DNSConfig       DNSConfig `yaml:"dns_zone"`
+	DHCP            *DHCP     `yaml:"dhcp"`
 
 	file string
 	root *yaml.Node
@@ -156,14 +162,18 @@ type settings struct {
 	baseDerived     bool // BaseURL comes from the HTTP address, not the config
 	Data, Assets    string
 	TFTPRoot, State string
-	Serial          bool
-	SerialSpeed     int
-	AdminAllow      []netip.Prefix
-	Domain          string
-	Upstreams       []string
-	Records         map[string]netip.Addr
-	DNSAllow        []netip.Prefix
-	DHCP            *dhcpSettings
+	// DiscardCorruptState moves a corrupt state file (leases, install
+	// state) aside and starts empty instead of refusing to start.
+	DiscardCorruptState bool
+	Serial              bool
+	SerialSpeed         int
+	AdminAllow          []netip.Prefix
+	IgnitionLeased      bool // only the lease holder (and admin_allow) gets a machine's config
+	Domain              string
+	Upstreams           []string
+	Records             map[string]netip.Addr
+	DNSAllow            []netip.Prefix
+	DHCP                *dhcpSettings
 }
 
 type dhcpSettings struct {
@@ -295,6 +305,18 @@ func (c *Config) resolve() (*settings, error) {
 			return nil, err
 		}
 		s.DHCP = d
+	}
+	switch c.IgnitionClients {
+	case "":
+		s.IgnitionLeased = s.DHCP != nil && !s.DHCP.Proxy
+	case "leased":
+		if s.DHCP == nil || s.DHCP.Proxy {
+			return nil, c.errorf("ignition_clients", `"leased" needs labserver's own DHCP (a dhcp block without proxy): it alone knows which address holds which MAC; use "any" for relayed or proxyDHCP labs`)
+		}
+		s.IgnitionLeased = true
+	case "any":
+	default:
+		return nil, c.errorf("ignition_clients", "%q: want leased or any", c.IgnitionClients)
 	}
 	s.Domain = c.DNSConfig.Domain
 	if s.Domain == "" && s.DHCP != nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/metalboot/metalboot/dhcpsrv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -31,6 +32,23 @@ func TestSampleConfigLoads(t *testing.T) {
 	assert.Equal(t, "10.99.0.200", s.DHCP.Range[1].String())
 	assert.Len(t, s.DHCP.Reservations, 1)
 	assert.Equal(t, "lab", s.Domain)
+
+	// A copied sample is never less safe than no config at all: admin
+	// actions from loopback only, Ignition configs only to lease holders.
+	for _, p := range s.AdminAllow {
+		assert.True(t, p.Addr().IsLoopback(), "sample admin_allow holds %s: only loopback belongs there", p)
+	}
+	assert.True(t, s.IgnitionLeased, "sample serves Ignition configs to lease holders only")
+	def, err := (&Config{}).resolve()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, def.AdminAllow, s.AdminAllow, "sample admin_allow equals the default")
+
+	// The sample's boot_files say "defaults shown": they must be.
+	want := map[string]dhcpsrv.Arch{"bios": dhcpsrv.ArchBIOS, "efi64": dhcpsrv.ArchEFIx64, "arm64": dhcpsrv.ArchEFIARM64, "http": dhcpsrv.ArchEFIx64HTTP}
+	require.Len(t, s.DHCP.BootFiles, len(want))
+	for k, arch := range want {
+		assert.Equal(t, dhcpsrv.DefaultBootFiles[arch], s.DHCP.BootFiles[k], "boot_files.%s", k)
+	}
 }
 
 func TestConfigErrorsNameKeyAndLine(t *testing.T) {

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -135,7 +137,7 @@ func (l *lab) routes() http.Handler {
 	mux.Handle("GET /ignition", l.instrument("ignition", l.ignition))
 	mux.Handle("GET /assets/", l.instrument("assets", l.assetsHandler()))
 	mux.Handle("GET /machines", l.instrument("machines", l.timeline))
-	mux.Handle("POST /machines/{mac}/reinstall", l.instrument("reinstall", http.HandlerFunc(l.reinstall)))
+	mux.Handle("POST /machines/{mac}/{action}", l.instrument("machine-action", http.HandlerFunc(l.machineAction)))
 	mux.Handle("GET /metrics", l.metrics.handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -155,7 +157,7 @@ func (l *lab) assetsHandler() http.Handler {
 	if l.s.Assets != "" {
 		root, err := os.OpenRoot(l.s.Assets)
 		if err == nil {
-			files = http.StripPrefix("/assets", http.FileServerFS(confined{root.FS()}))
+			files = http.StripPrefix("/assets", http.FileServerFS(confined{root.FS(), l.log, "assets"}))
 		} else {
 			l.log.Error("assets", "err", err)
 		}
@@ -171,43 +173,104 @@ func (l *lab) assetsHandler() http.Handler {
 	})
 }
 
-// reinstall forgets that a machine is installed, so its next network boot
-// installs again. Only callers from admin networks may ask.
-func (l *lab) reinstall(w http.ResponseWriter, r *http.Request) {
+// actionHeader must name the action on every state-changing request
+// (X-Metalboot-Action: reinstall). A browser sends a custom header across
+// origins only after a CORS preflight, which labserver never grants, so a
+// web page an admin visits cannot forge the request; crossOrigin also
+// refuses requests a browser marks as cross-origin (Sec-Fetch-Site, Origin).
+const actionHeader = "X-Metalboot-Action"
+
+var crossOrigin = http.NewCrossOriginProtection()
+
+// machineAction serves POST /machines/{mac}/reinstall (forget that the
+// machine is installed: its next network boot installs again) and POST
+// /machines/{mac}/installed (mark it installed: its next network boot
+// boots the local disk). Reinstall is for admin_allow only; installed also
+// for the machine itself, calling from the address this server's DHCP
+// leased to that MAC (the installed system's first boot does, see the demo
+// inventory's installed template). Answers: 200, 400 (bad MAC), 403 (not
+// allowed, cross-origin, or without the action header), 404 (unknown
+// action), 500 (the state could not be saved).
+func (l *lab) machineAction(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r)
-	allowed := false
-	for _, p := range l.s.AdminAllow {
-		if p.Contains(ip) {
-			allowed = true
-		}
+	action := r.PathValue("action")
+	if action != "reinstall" && action != "installed" {
+		profile.Error(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want reinstall or installed")
+		return
 	}
-	if !allowed {
-		profile.Error(w, http.StatusForbidden, "reinstall: "+ip.String()+" is not in admin_allow")
+	if err := crossOrigin.Check(r); err != nil {
+		l.log.Warn("machine action refused", "action", action, "remote", ip, "reason", err)
+		profile.Error(w, http.StatusForbidden, action+": cross-origin request refused")
+		return
+	}
+	if r.Header.Get(actionHeader) != action {
+		profile.Error(w, http.StatusForbidden, action+": send the header \""+actionHeader+": "+action+"\" (state changes need it, so that a web page cannot forge them)")
 		return
 	}
 	m, err := hwaddr.Parse(r.PathValue("mac"))
 	if err != nil {
-		profile.Error(w, http.StatusBadRequest, err.Error())
+		profile.Error(w, http.StatusBadRequest, action+": "+err.Error())
 		return
 	}
-	if _, err := l.state.set(m, false, time.Now()); err != nil {
+	var by string
+	switch {
+	case action == "installed" && l.holdsLease(m, ip):
+		by = "the machine, from its leased address " + ip.String()
+	case l.isAdmin(ip):
+		by = "admin " + ip.String()
+	default:
+		l.log.Warn("machine action refused", "action", action, "mac", m, "remote", ip, "reason", "not in admin_allow and not the lease holder")
+		msg := action + ": " + ip.String() + " is not in admin_allow"
+		if action == "installed" {
+			msg += " and does not hold " + m.String() + "'s DHCP lease"
+		}
+		profile.Error(w, http.StatusForbidden, msg)
+		return
+	}
+	installed := action == "installed"
+	if _, err := l.state.set(m, installed, time.Now()); err != nil {
+		l.log.Error("install state", "mac", m, "err", err)
 		profile.Error(w, http.StatusInternalServerError, "saving state: "+err.Error())
 		return
 	}
-	l.timeline.setInstalled(m, false)
-	l.event(m, netip.Addr{}, "reinstall-requested", "by "+ip.String())
+	l.timeline.setInstalled(m, installed)
+	msg := m.String() + " will be reinstalled on its next network boot\n"
+	if installed {
+		l.event(m, ip, stageInstalled, "by "+by)
+		msg = m.String() + " is installed: its next network boot boots the local disk\n"
+	} else {
+		l.event(m, netip.Addr{}, "reinstall-requested", "by "+by)
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte(m.String() + " will be reinstalled on its next network boot\n"))
+	_, _ = w.Write([]byte(msg))
 }
 
-// confined reports every failure to open a file of an os.Root tree other
-// than "does not exist" (a symbolic link or path that leaves the root, a
-// device…) as permission denied, so the file server answers 403, not 500.
-type confined struct{ fs.FS }
+// confined serves the regular files of an os.Root tree and nothing else:
+// no directory listings (a directory is "not found"), no FIFOs, devices or
+// sockets (opening a FIFO would block a thread per request), and nothing a
+// symbolic link or path reaches outside the root. Whatever it refuses
+// other than "does not exist" is logged with the reason and answered as
+// permission denied, so the file server says 403, not 500.
+type confined struct {
+	fs.FS
+	log  *slog.Logger
+	tree string // "assets" or "tftp_root", for the log
+}
 
 func (c confined) Open(name string) (fs.File, error) {
-	f, err := c.FS.Open(name)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+	st, err := fs.Stat(c.FS, name) // os.Root's FS stats without opening: a FIFO does not block
+	if err == nil && st.IsDir() {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("not a regular file (%s)", st.Mode().Type())
+	}
+	var f fs.File
+	if err == nil {
+		f, err = c.FS.Open(name)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		c.log.Warn("file refused", "tree", c.tree, "path", name, "reason", err)
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrPermission}
 	}
 	return f, err

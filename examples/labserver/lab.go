@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -78,7 +79,7 @@ func newLab(s *settings, log *slog.Logger) (*lab, error) {
 		return nil, fmt.Errorf("data %s: %w", where, err)
 	}
 	l.store = store
-	if l.state, err = openInstallState(s.State); err != nil {
+	if l.state, err = openInstallState(s.State, s.DiscardCorruptState, log); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	l.resolver = &profile.Resolver{Store: store, BaseURL: s.BaseURL.String(), Facts: profile.FactSourceFunc(l.leaseFacts), Logger: log}
@@ -236,13 +237,19 @@ func askReinstall(s *settings, mac string, out interface{ Write([]byte) (int, er
 		return err
 	}
 	u := "http://" + s.HTTP + "/machines/" + m.String() + "/reinstall"
-	resp, err := http.Post(u, "text/plain", nil)
+	req, err := http.NewRequest(http.MethodPost, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(actionHeader, "reinstall")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", u, resp.Status)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
 	}
 	fmt.Fprintf(out, "%s will be reinstalled on its next network boot\n", m)
 	return nil

@@ -5,15 +5,20 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/metalboot/metalboot/dhcpsrv"
 	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -103,6 +108,31 @@ func TestDemoGrubAndIgnition(t *testing.T) {
 	grubCheck(t, body)
 }
 
+// post sends a state-changing request the way labserver -reinstall and
+// the installed system's callback do: POST with the action header.
+func post(t *testing.T, u, action string, header map[string]string) (int, string) {
+	t.Helper()
+	return postFrom(t, http.DefaultClient, u, action, header)
+}
+
+func postFrom(t *testing.T, c *http.Client, u, action string, header map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, u, nil)
+	require.NoError(t, err)
+	if action != "" {
+		req.Header.Set(actionHeader, action)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
 func TestInstallOnceAndReinstall(t *testing.T) {
 	state := t.TempDir()
 	l, srv := testLab(t, func(c *Config) { c.State = state })
@@ -110,9 +140,16 @@ func TestInstallOnceAndReinstall(t *testing.T) {
 	_, body := get(t, srv.URL+"/grub?mac="+mac)
 	assert.Contains(t, body, "linux ")
 
+	// The installer fetching the installed config is not evidence that
+	// the install finished: a timeline stage, no state change.
 	code, body := get(t, srv.URL+"/ignition?mac="+mac+"&os=installed")
 	require.Equal(t, 200, code, body)
 	assert.NotContains(t, body, "/opt/installer")
+	assert.Contains(t, body, "/machines/"+mac+"/installed", "the installed system reports its first boot")
+	assert.False(t, l.state.isInstalled(mustMAC(mac)))
+
+	code, body = post(t, srv.URL+"/machines/"+mac+"/installed", "installed", nil)
+	require.Equal(t, 200, code, body)
 	assert.True(t, l.state.isInstalled(mustMAC(mac)))
 
 	code, body = get(t, srv.URL+"/grub?mac="+mac)
@@ -121,21 +158,17 @@ func TestInstallOnceAndReinstall(t *testing.T) {
 	grubCheck(t, body)
 
 	// The state survives a restart.
-	again, err := openInstallState(state)
+	again, err := openInstallState(state, false, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	assert.True(t, again.isInstalled(mustMAC(mac)))
 
-	resp, err := http.Post(srv.URL+"/machines/"+strings.ToUpper(mac)+"/reinstall", "text/plain", nil)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode)
+	code, body = post(t, srv.URL+"/machines/"+strings.ToUpper(mac)+"/reinstall", "reinstall", nil)
+	require.Equal(t, 200, code, body)
 	_, body = get(t, srv.URL+"/grub?mac="+mac)
 	assert.Contains(t, body, "linux ", "reinstall requested: the installer boots again")
 
-	resp, err = http.Post(srv.URL+"/machines/nonsense/reinstall", "text/plain", nil)
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, 400, resp.StatusCode)
+	code, _ = post(t, srv.URL+"/machines/nonsense/reinstall", "reinstall", nil)
+	assert.Equal(t, 400, code)
 
 	code, body = get(t, srv.URL+"/machines?format=json")
 	require.Equal(t, 200, code)
@@ -149,18 +182,165 @@ func TestInstallOnceAndReinstall(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, []string{stageGrub, stageInstalled, stageLocalBoot, "reinstall-requested", stageGrub}, stages)
+	assert.Equal(t, []string{stageGrub, stageInstalling, stageInstalled, stageLocalBoot, "reinstall-requested", stageGrub}, stages)
 	code, body = get(t, srv.URL+"/machines")
 	require.Equal(t, 200, code)
 	assert.Contains(t, body, "<code>"+mac+"</code>")
 }
 
-func TestReinstallOnlyFromAdminNetworks(t *testing.T) {
-	_, srv := testLab(t, func(c *Config) { c.AdminAllow = []string{"10.0.0.0/8"} })
-	resp, err := http.Post(srv.URL+"/machines/00:30:48:fb:e2:44/reinstall", "text/plain", nil)
+// TestStateChangesCannotBeForged reproduces issue #14's attacks on install
+// state: a forged installed-config fetch, a cross-origin form post from an
+// admin's browser, a request without the action header, and a machine
+// subnet client that is not an admin.
+func TestStateChangesCannotBeForged(t *testing.T) {
+	const mac = "00:30:48:fb:e2:44"
+	l, srv := testLab(t, nil)
+	base := srv.URL + "/machines/" + mac
+
+	// Anyone can fetch the installed config; that marks nothing.
+	code, _ := get(t, srv.URL+"/ignition?mac="+mac+"&os=installed")
+	require.Equal(t, 200, code)
+	assert.False(t, l.state.isInstalled(mustMAC(mac)), "GET /ignition?os=installed marked the machine installed")
+
+	// CSRF: a page on another origin posts a simple form (text/plain, no
+	// custom header): refused even from an admin address.
+	resp, err := http.Post(base+"/installed", "text/plain", strings.NewReader("x"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 403, resp.StatusCode, "a simple request without the action header")
+	for _, h := range []map[string]string{
+		{"Sec-Fetch-Site": "cross-site"},
+		{"Origin": "http://evil.example"},
+	} {
+		code, body := post(t, base+"/reinstall", "reinstall", h)
+		assert.Equal(t, 403, code, "%v: %s", h, body)
+	}
+	code, body := post(t, base+"/installed", "reinstall", nil)
+	assert.Equal(t, 403, code, "header naming another action: %s", body)
+	assert.False(t, l.state.isInstalled(mustMAC(mac)))
+
+	// Same origin (what a page served by labserver itself sends) passes.
+	code, body = post(t, base+"/installed", "installed", map[string]string{"Sec-Fetch-Site": "same-origin"})
+	assert.Equal(t, 200, code, body)
+	assert.True(t, l.state.isInstalled(mustMAC(mac)))
+
+	code, _ = post(t, base+"/bogus", "bogus", nil)
+	assert.Equal(t, 404, code)
+}
+
+// leaseLab is the demo lab with ignition_clients "leased", admin_allow
+// 127.0.0.1 only and a DHCP server (not listening: its lease store is what
+// matters) that has leased 127.0.0.2 to mac. Clients from 127.0.0.2 are
+// the lease holder; clients from 127.0.0.3 are any other machine.
+func leaseLab(t *testing.T, mac string) (*lab, *httptest.Server) {
+	t.Helper()
+	empty := ""
+	l := buildLab(t, &Config{TFTP: &empty, DNS: &empty, AdminAllow: []string{"127.0.0.1/32"},
+		DHCP: &DHCP{Interface: "lo", ServerIP: "127.0.0.1", Subnet: "127.0.0.0/8", Range: []string{"127.0.0.100", "127.0.0.200"}}}, nil)
+	require.True(t, l.s.IgnitionLeased, "ignition_clients defaults to leased with DHCP")
+	store := dhcpsrv.NewMemoryStore()
+	_, err := store.CompareAndSwap(0, dhcpsrv.Lease{IP: netip.MustParseAddr("127.0.0.2"), MAC: mustMAC(mac),
+		State: dhcpsrv.StateBound, Expires: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	l.dhcp.Store(&dhcpsrv.Server{Leases: store})
+	srv := httptest.NewServer(harden(l.routes()))
+	t.Cleanup(srv.Close)
+	return l, srv
+}
+
+// clientFrom returns an HTTP client whose connections come from src (any
+// 127/8 address is this host's on Linux).
+func clientFrom(src string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
+
+func TestIgnitionOnlyToLeaseHolder(t *testing.T) {
+	const mac = "00:30:48:fb:e2:44"
+	_, srv := leaseLab(t, mac)
+	u := srv.URL + "/ignition?mac=" + mac
+	for _, c := range []struct {
+		from string
+		want int
+	}{{"127.0.0.2", 200}, {"127.0.0.3", 403}, {"127.0.0.1", 200}} {
+		resp, err := clientFrom(c.from).Get(u)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, c.want, resp.StatusCode, "from %s: %s", c.from, b)
+		if c.want == 403 {
+			assert.NotContains(t, string(b), "ssh-ed25519", "a refused client sees no key")
+		}
+	}
+	// A MAC nobody leased: only admins.
+	resp, err := clientFrom("127.0.0.2").Get(srv.URL + "/ignition?mac=00:23:32:2f:40:3c")
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, 403, resp.StatusCode)
+}
+
+func TestInstalledOnlyFromLeaseHolderOrAdmin(t *testing.T) {
+	const mac = "00:30:48:fb:e2:44"
+	l, srv := leaseLab(t, mac)
+	u := srv.URL + "/machines/" + mac + "/installed"
+	code, body := postFrom(t, clientFrom("127.0.0.3"), u, "installed", nil)
+	assert.Equal(t, 403, code, body)
+	assert.False(t, l.state.isInstalled(mustMAC(mac)), "another machine marked it installed")
+	code, body = postFrom(t, clientFrom("127.0.0.2"), srv.URL+"/machines/00:23:32:2f:40:3c/installed", "installed", nil)
+	assert.Equal(t, 403, code, "the lease holder of one MAC marked another: %s", body)
+	code, body = postFrom(t, clientFrom("127.0.0.2"), srv.URL+"/machines/"+mac+"/reinstall", "reinstall", nil)
+	assert.Equal(t, 403, code, "a machine asked for a reinstall: %s", body)
+
+	code, body = postFrom(t, clientFrom("127.0.0.2"), u, "installed", nil)
+	assert.Equal(t, 200, code, body)
+	assert.True(t, l.state.isInstalled(mustMAC(mac)))
+}
+
+func TestReinstallOnlyFromAdminNetworks(t *testing.T) {
+	_, srv := testLab(t, func(c *Config) { c.AdminAllow = []string{"10.0.0.0/8"} })
+	code, body := post(t, srv.URL+"/machines/00:30:48:fb:e2:44/reinstall", "reinstall", nil)
+	assert.Equal(t, 403, code, body)
+}
+
+// TestCorruptInstallState: a state file that does not read back stops the
+// start with the file and offset and is left untouched; only
+// -discard-corrupt-state moves it aside.
+func TestCorruptInstallState(t *testing.T) {
+	good := `{"00:30:48:fb:e2:44": "2026-12-01T10:00:00Z", "00:23:32:2f:40:3c": "2026-12-01T11:00:00Z"}`
+	flipped := []byte(good)
+	flipped[40] ^= 0x40
+	for name, content := range map[string][]byte{
+		"zeros":   make([]byte, 4096),
+		"garbage": []byte("\x8f\x01garbage without a newline"),
+		"flipped": flipped,
+		"empty":   {},
+		"badmac":  []byte(`{"00:30:48:fb:e2": "2026-12-01T10:00:00Z"}`),
+		"trailer": []byte(good + `x`),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "installed.json")
+			require.NoError(t, os.WriteFile(file, content, 0o640))
+			_, err := openInstallState(dir, false, slog.New(slog.DiscardHandler))
+			require.Error(t, err)
+			assert.ErrorIs(t, err, errCorruptState)
+			assert.Contains(t, err.Error(), file)
+			assert.Contains(t, err.Error(), "at byte")
+			after, rerr := os.ReadFile(file)
+			require.NoError(t, rerr)
+			assert.Equal(t, content, after, "the file was changed")
+
+			var logs bytes.Buffer
+			s, err := openInstallState(dir, true, slog.New(slog.NewTextHandler(&logs, nil)))
+			require.NoError(t, err)
+			assert.False(t, s.isInstalled(mustMAC("00:30:48:fb:e2:44")))
+			assert.Contains(t, logs.String(), "MOVED ASIDE")
+			aside, _ := filepath.Glob(file + ".corrupt-*")
+			require.Len(t, aside, 1)
+			kept, _ := os.ReadFile(aside[0])
+			assert.Equal(t, content, kept, "the evidence is kept")
+		})
+	}
 }
 
 func TestAssetsStayInRoot(t *testing.T) {
@@ -196,6 +376,46 @@ func TestAssetsStayInRoot(t *testing.T) {
 		assert.True(t, resp.StatusCode >= 400 && resp.StatusCode < 500, "%s: %d", p, resp.StatusCode)
 		assert.NotContains(t, string(b), "secret", p)
 	}
+}
+
+// TestServedTreesServeFilesOnly: no directory listings under /assets/ and
+// /grub/, and a FIFO is refused without being opened (opening it would
+// block a thread per request until a writer comes).
+func TestServedTreesServeFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	assets, tftp := filepath.Join(dir, "assets"), filepath.Join(dir, "tftp")
+	for _, d := range []string{filepath.Join(assets, "k"), filepath.Join(tftp, "grub", "x86_64-efi")} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(assets, "k", "vmlinuz"), []byte("kernel"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(tftp, "grub", "x86_64-efi", "core.efi"), []byte("grub"), 0o644))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(assets, "k", "fifo"), 0o644))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(tftp, "grub", "fifo"), 0o644))
+	var logs syncBuffer
+	empty := ""
+	c := &Config{TFTP: &empty, DNS: &empty, Assets: assets, TFTPRoot: tftp}
+	s, err := c.resolve()
+	require.NoError(t, err)
+	l, err := newLab(s, slog.New(slog.NewTextHandler(&logs, nil)))
+	require.NoError(t, err)
+	srv := httptest.NewServer(harden(l.routes()))
+	t.Cleanup(srv.Close)
+	client := &http.Client{Timeout: 20 * time.Second} // a blocked open would hang here, not pass
+
+	for p, want := range map[string]int{
+		"/assets/k/vmlinuz": 200, "/grub/x86_64-efi/core.efi": 200,
+		"/assets/": 404, "/assets/k/": 404, "/assets/k": 404, "/grub/": 404, "/grub/x86_64-efi/": 404,
+		"/assets/k/fifo": 403, "/grub/fifo": 403,
+	} {
+		resp, err := client.Get(srv.URL + p)
+		require.NoError(t, err, p)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode, "%s: %s", p, b)
+		assert.NotContains(t, string(b), "vmlinuz", "%s lists a directory", p)
+		assert.NotContains(t, string(b), "core.efi", "%s lists a directory", p)
+	}
+	assert.Contains(t, logs.String(), "not a regular file", "a refusal is logged with its reason")
 }
 
 func TestMetricsAndHealth(t *testing.T) {

@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		makeRoot   = fl.String("make-tftp-root", "", "write GRUB network images for BIOS and UEFI into DIR with grub-mknetdir, then exit")
 		reinstall  = fl.String("reinstall", "", "ask the running server (at -http) to reinstall the machine with this MAC, then exit")
 		logLevel   = fl.String("log-level", "", "debug, info, warn or error (default info)")
+		discard    = fl.Bool("discard-corrupt-state", false, "a state file (leases, install state) that does not read back: move it aside (renamed *.corrupt-<time>) and start empty, instead of refusing to start")
 	)
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -98,6 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "labserver: %v\n", err)
 		return exitConfig
 	}
+	s.DiscardCorruptState = *discard
 	if *makeRoot != "" {
 		if err := makeTFTPRoot(*makeRoot, s.BaseURL.Host, stdout); err != nil {
 			fmt.Fprintf(stderr, "labserver: %v\n", err)

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -24,7 +28,31 @@ type installState struct {
 	installed map[hwaddr.MAC]time.Time
 }
 
-func openInstallState(dir string) (*installState, error) {
+// errCorruptState is wrapped by the error of a state file that cannot be
+// read as it was written.
+var errCorruptState = errors.New("corrupt state file")
+
+// corruptStateError names the file, the byte offset and the reason. The
+// file is left untouched: it is evidence, and the operator decides (see
+// -discard-corrupt-state).
+type corruptStateError struct {
+	file   string
+	offset int64
+	err    error
+}
+
+func (e *corruptStateError) Error() string {
+	return fmt.Sprintf("%s: corrupt at byte %d: %v (the file is left as it is: repair it, "+
+		"or start once with -discard-corrupt-state to move it aside and start empty)", e.file, e.offset, e.err)
+}
+
+func (e *corruptStateError) Unwrap() []error { return []error{errCorruptState, e.err} }
+
+// openInstallState reads dir/installed.json. A file that does not parse
+// (zeros, garbage, a flipped byte, an empty file) stops the start with
+// the file and offset, unless discard is set: then it is moved aside
+// (renamed, never deleted) with a loud log line and the state starts empty.
+func openInstallState(dir string, discard bool, log *slog.Logger) (*installState, error) {
 	s := &installState{installed: map[hwaddr.MAC]time.Time{}}
 	if dir == "" {
 		return s, nil
@@ -33,25 +61,91 @@ func openInstallState(dir string) (*installState, error) {
 		return nil, err
 	}
 	s.file = filepath.Join(dir, "installed.json")
-	b, err := os.ReadFile(s.file)
-	if errors.Is(err, fs.ErrNotExist) {
+	err := s.load()
+	if errors.Is(err, errCorruptState) && discard {
+		aside, merr := moveAside(s.file)
+		if merr != nil {
+			return nil, fmt.Errorf("%w; moving it aside: %v", err, merr)
+		}
+		log.Error("CORRUPT STATE FILE MOVED ASIDE: starting with no machine marked installed", "file", s.file, "moved_to", aside, "err", err)
+		s.installed = map[hwaddr.MAC]time.Time{}
 		return s, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	return s, nil
+}
+
+func (s *installState) load() error {
+	f, err := os.Open(s.file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return err
+	} else if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", s.file)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return err
+	}
 	var m map[string]time.Time
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.file, err)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&m); err != nil {
+		off := dec.InputOffset()
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			off = se.Offset
+		case errors.As(err, &te):
+			off = te.Offset
+		}
+		return &corruptStateError{file: s.file, offset: off, err: err}
+	}
+	if m == nil {
+		return &corruptStateError{file: s.file, err: errors.New("null, not an object of MAC: time")}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return &corruptStateError{file: s.file, offset: dec.InputOffset(), err: errors.New("data after the object")}
 	}
 	for k, v := range m {
 		mac, err := hwaddr.Parse(k)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.file, err)
+			return &corruptStateError{file: s.file, offset: int64(bytes.Index(b, []byte(strconv.Quote(k)))), err: err}
 		}
 		s.installed[mac] = v
 	}
-	return s, nil
+	return nil
+}
+
+// moveAside renames file to file.corrupt-<UTC time>, never over an
+// existing file, and returns the new name.
+func moveAside(file string) (string, error) {
+	base := file + ".corrupt-" + time.Now().UTC().Format("20060102T150405Z")
+	for i := 0; ; i++ {
+		name := base
+		if i > 0 {
+			name = fmt.Sprintf("%s.%d", base, i)
+		}
+		if _, err := os.Lstat(name); err == nil {
+			continue
+		}
+		// A hard link then an unlink never replaces an existing name.
+		if err := os.Link(file, name); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				continue
+			}
+			return "", err
+		}
+		return name, os.Remove(file)
+	}
 }
 
 func (s *installState) isInstalled(m hwaddr.MAC) bool {

@@ -15,17 +15,18 @@ import (
 
 // Stages of the boot flow, in order, as the timeline names them.
 const (
-	stageDiscover  = "dhcp-discover"
-	stageLease     = "dhcp-lease"
-	stageTFTP      = "tftp"
-	stageHTTPBoot  = "http-boot" // a file of the TFTP tree fetched over HTTP (/grub/…)
-	stageGrub      = "grub"
-	stageKernel    = "kernel"
-	stageInitrd    = "initrd"
-	stageAsset     = "asset"
-	stageIgnition  = "ignition"
-	stageInstalled = "installed-config"
-	stageLocalBoot = "local-boot"
+	stageDiscover   = "dhcp-discover"
+	stageLease      = "dhcp-lease"
+	stageTFTP       = "tftp"
+	stageHTTPBoot   = "http-boot" // a file of the TFTP tree fetched over HTTP (/grub/…)
+	stageGrub       = "grub"
+	stageKernel     = "kernel"
+	stageInitrd     = "initrd"
+	stageAsset      = "asset"
+	stageIgnition   = "ignition"
+	stageInstalling = "installed-config" // the installer fetched the installed system's config
+	stageInstalled  = "installed"        // the installed system reported its first boot (or an admin said so)
+	stageLocalBoot  = "local-boot"
 )
 
 // Limits that keep the timeline's memory bounded whatever the network does.

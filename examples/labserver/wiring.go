@@ -89,27 +89,52 @@ func (l *lab) firstStageHTTP() http.Handler {
 // newIgnitionHandler builds the /ignition handler. Its Check compiles every
 // Ignition template of a newly loaded inventory, so a broken template is
 // rejected at load (and on SIGHUP), not when a machine boots; the handler
-// then serves what Check compiled. Fetching the installed config marks the
-// machine installed (install once).
+// then serves what Check compiled.
+//
+// With ignition_clients "leased" a machine's config (SSH keys, secrets in
+// metadata) goes only to the address this server's DHCP leased to that MAC,
+// and to admin_allow. Fetching the installed config (os=installed) is the
+// installer at work: a timeline stage, never evidence that the install
+// finished (see markInstalled).
 func (l *lab) newIgnitionHandler() *ignition.Handler {
-	return &ignition.Handler{
+	h := &ignition.Handler{
 		Logger: l.log.With("component", "ignition"),
 		OnServe: func(r *http.Request, m *profile.Machine) {
 			ip := remoteIP(r)
 			if m.Attrs[profile.KeyOS] == "installed" {
-				l.event(m.MAC, ip, stageInstalled, "profile "+m.Profile.ID)
-				if !m.MAC.IsZero() {
-					if changed, err := l.state.set(m.MAC, true, time.Now()); err != nil {
-						l.log.Error("install state", "mac", m.MAC, "err", err)
-					} else if changed {
-						l.timeline.setInstalled(m.MAC, true)
-					}
-				}
+				l.event(m.MAC, ip, stageInstalling, "installed config fetched, profile "+m.Profile.ID)
 				return
 			}
 			l.event(m.MAC, ip, stageIgnition, "profile "+m.Profile.ID)
 		},
 	}
+	if l.s.IgnitionLeased {
+		h.Guard = ignition.GuardFunc(func(mac hwaddr.MAC, remote netip.Addr) bool {
+			return l.holdsLease(mac, remote) || l.isAdmin(remote)
+		})
+	}
+	return h
+}
+
+// holdsLease reports whether remote is the address this server's DHCP has
+// leased (and not yet expired) to mac.
+func (l *lab) holdsLease(mac hwaddr.MAC, remote netip.Addr) bool {
+	srv := l.dhcp.Load()
+	if srv == nil || mac.IsZero() || !remote.IsValid() {
+		return false
+	}
+	le, ok := srv.Lease(mac)
+	return ok && le.IP == remote.Unmap()
+}
+
+// isAdmin reports whether remote is in admin_allow.
+func (l *lab) isAdmin(remote netip.Addr) bool {
+	for _, p := range l.s.AdminAllow {
+		if p.Contains(remote) {
+			return true
+		}
+	}
+	return false
 }
 
 // serveTFTP answers the first-stage names GRUB asks for over TFTP:
@@ -231,7 +256,7 @@ func (l *lab) tftpOverHTTP() http.Handler {
 	var files http.Handler = http.NotFoundHandler()
 	if l.s.TFTPRoot != "" {
 		if root, err := os.OpenRoot(l.s.TFTPRoot); err == nil {
-			files = http.FileServerFS(confined{root.FS()})
+			files = http.FileServerFS(confined{root.FS(), l.log, "tftp_root"})
 		}
 	}
 	first := l.firstStageHTTP()

@@ -175,6 +175,10 @@ data: ` + q(c.Data) + `
 assets: ` + q(c.Assets) + `
 tftp_root: ` + q(c.TFTPRoot) + `
 state: ` + q(c.State) + `
+# The test reads /ignition from the server's own address, as an operator
+# on the server would; machines get only their own config (leased).
+admin_allow: [127.0.0.0/8, ` + ServerIP + `/32]
+ignition_clients: leased
 dhcp:
   interface: ` + BridgeName + `
   server_ip: ` + ServerIP + `
