@@ -89,8 +89,10 @@ if [ "$NICE" != 0 ]; then
 	PINNING="$PINNING; all at nice $NICE"
 fi
 
-echo "http.sh: building labserver and httpload ..." >&2
-(cd "$ROOT" && go build -o "$TMP/labserver" ./examples/labserver && go build -o "$TMP/httpload" ./internal/bench/httpload)
+if [ -z "${FETCH_ONLY:-}" ]; then
+	echo "http.sh: building labserver and httpload ..." >&2
+	(cd "$ROOT" && go build -o "$TMP/labserver" ./examples/labserver && go build -o "$TMP/httpload" ./internal/bench/httpload)
+fi
 if [ ! -x "$MATCHBOX_BIN" ]; then
 	echo "http.sh: building matchbox $MATCHBOX_VERSION from its Go module into $MATCHBOX_BIN ..." >&2
 	dir=$(cd "$TMP" && GOFLAGS=-mod=mod go mod download -json "github.com/poseidon/matchbox@$MATCHBOX_VERSION" |
@@ -101,6 +103,8 @@ if [ ! -x "$MATCHBOX_BIN" ]; then
 	(cd "$TMP/matchbox-src" && go build -o "$MATCHBOX_BIN.tmp" ./cmd/matchbox)
 	mv "$MATCHBOX_BIN.tmp" "$MATCHBOX_BIN"
 fi
+# FETCH_ONLY=1: internal/bench/run builds matchbox before it isolates itself.
+[ -z "${FETCH_ONLY:-}" ] || exit 0
 
 wait_up() { # url pid
 	for _ in $(seq 1 100); do
