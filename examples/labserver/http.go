@@ -233,7 +233,6 @@ func (l *lab) machineAction(w http.ResponseWriter, r *http.Request) {
 		profile.Error(w, http.StatusInternalServerError, "saving state: "+err.Error())
 		return
 	}
-	l.timeline.setInstalled(m, installed)
 	msg := m.String() + " will be reinstalled on its next network boot\n"
 	if installed {
 		l.event(m, ip, stageInstalled, "by "+by)

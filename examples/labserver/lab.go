@@ -82,6 +82,7 @@ func newLab(s *settings, log *slog.Logger) (*lab, error) {
 	if l.state, err = openInstallState(s.State, s.DiscardCorruptState, log); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
+	l.timeline.installed = l.state.isInstalled
 	l.resolver = &profile.Resolver{Store: store, BaseURL: s.BaseURL.String(), Facts: profile.FactSourceFunc(l.leaseFacts), Logger: log}
 	l.ignition.Resolver = l.resolver
 	l.refreshInventory()

@@ -157,10 +157,18 @@ func TestInstallOnceAndReinstall(t *testing.T) {
 	assert.NotContains(t, body, "linux ", "an installed machine boots its disk")
 	grubCheck(t, body)
 
-	// The state survives a restart.
+	// The state survives a restart, and /grub and /machines agree on it.
 	again, err := openInstallState(state, false, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	assert.True(t, again.isInstalled(mustMAC(mac)))
+	_, srv2 := testLab(t, func(c *Config) { c.State = state })
+	_, body = get(t, srv2.URL+"/grub?mac="+mac)
+	assert.NotContains(t, body, "linux ", "after a restart")
+	_, body = get(t, srv2.URL+"/machines?format=json")
+	var recs []machineRecord
+	require.NoError(t, json.Unmarshal([]byte(body), &recs))
+	require.Len(t, recs, 1)
+	assert.True(t, recs[0].Installed, "/machines after a restart says what /grub does")
 
 	code, body = post(t, srv.URL+"/machines/"+strings.ToUpper(mac)+"/reinstall", "reinstall", nil)
 	require.Equal(t, 200, code, body)

@@ -63,6 +63,10 @@ type timeline struct {
 	machines map[hwaddr.MAC]*machineRecord
 	byIP     map[netip.Addr]hwaddr.MAC
 	now      func() time.Time
+	// installed tells whether a machine is installed: the install state is
+	// the one source of truth, read when the timeline is shown (so it is
+	// right after a restart too). nil: never.
+	installed func(hwaddr.MAC) bool
 }
 
 func newTimeline() *timeline {
@@ -185,21 +189,14 @@ func (t *timeline) assetStage(ip netip.Addr, path string) string {
 	return stageAsset
 }
 
-func (t *timeline) setInstalled(mac hwaddr.MAC, v bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if r := t.machines[mac]; r != nil {
-		r.Installed = v
-	}
-}
-
 func (t *timeline) snapshot() []machineRecord {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]machineRecord, 0, len(t.machines))
-	for _, r := range t.machines {
+	for mac, r := range t.machines {
 		c := *r
 		c.Events = slices.Clone(r.Events)
+		c.Installed = t.installed != nil && t.installed(mac)
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b machineRecord) int { return strings.Compare(a.MAC, b.MAC) })
