@@ -210,16 +210,33 @@ func (l *lab) banner() string {
 	} else {
 		fmt.Fprintf(&b, "  DHCP  off\n")
 	}
+	// Try lines name a machine of the loaded inventory (the demo's or the
+	// operator's), or none: never a name that would be NXDOMAIN here.
+	var withMAC, withName *profile.Host
+	hosts := l.store.Inventory().Hosts()
+	for i := range hosts {
+		h := &hosts[i]
+		if withMAC == nil {
+			withMAC = h
+		}
+		if withName == nil && h.Hostname != "" && h.IP.IsValid() {
+			withName = h
+		}
+	}
 	httpHost := l.addrs["http"]
 	fmt.Fprintf(&b, "Try:\n")
-	fmt.Fprintf(&b, "  curl 'http://%s/grub?mac=00:23:32:2f:40:3c'\n", httpHost)
+	if withMAC != nil {
+		fmt.Fprintf(&b, "  curl 'http://%s/grub?mac=%s'\n", httpHost, withMAC.MAC)
+	} else {
+		fmt.Fprintf(&b, "  curl 'http://%s/machines?format=json'\n", httpHost)
+	}
 	if a := l.addrs["tftp"]; a != "" {
 		h, p, _ := net.SplitHostPort(a)
 		fmt.Fprintf(&b, "  tftp %s %s -c get grub.cfg /dev/stdout\n", h, p)
 	}
-	if a := l.addrs["dns"]; a != "" {
+	if a := l.addrs["dns"]; a != "" && withName != nil {
 		h, p, _ := net.SplitHostPort(a)
-		fmt.Fprintf(&b, "  dig @%s -p %s mp.lab +short\n", h, p)
+		fmt.Fprintf(&b, "  dig @%s -p %s %s +short\n", h, p, strings.TrimSuffix(l.fqdn(withName.Hostname), "."))
 	}
 	return b.String()
 }

@@ -106,3 +106,48 @@ func TestMakeTFTPRoot(t *testing.T) {
 	assert.Contains(t, string(b), "set prefix=(http,10.0.0.5:8080)/grub")
 	assert.Contains(t, out.String(), "UEFI HTTP boot image for http://10.0.0.5:8080")
 }
+
+// TestBannerTryLinesRun runs every command under the banner's "Try:", as
+// printed, against the demo inventory, an operator's inventory and one
+// with no machine: each succeeds and prints something; none names a demo
+// machine the loaded inventory does not have.
+func TestBannerTryLinesRun(t *testing.T) {
+	need(t, "curl", "curl")
+	need(t, "tftp", "tftp-hpa")
+	need(t, "dig", "bind9-dnsutils")
+	write := func(dir, name, body string) {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+	}
+	own, bare := t.TempDir(), t.TempDir()
+	for _, d := range []string{own, bare} {
+		write(d, "profiles/p.json", `{"id": "p", "boot": {"kernel": "/assets/vmlinuz", "args": ["console=ttyS0"]}}`)
+	}
+	write(own, "groups/node1.json", `{"id": "node1", "profile": "p", "selector": {"mac": "52:54:00:12:34:56"}, "metadata": {"hostname": "node1", "ip": "10.1.2.3"}}`)
+	write(bare, "groups/default.json", `{"id": "default", "profile": "p"}`)
+
+	for name, data := range map[string]string{"demo": "", "own": own, "bare": bare} {
+		t.Run(name, func(t *testing.T) {
+			l := startDemo(t, func(c *Config) { c.Data = data })
+			banner := l.banner()
+			_, try, ok := strings.Cut(banner, "Try:\n")
+			require.True(t, ok, banner)
+			if name != "demo" {
+				assert.NotContains(t, banner, "mp.lab")
+				assert.NotContains(t, banner, "00:23:32:2f:40:3c")
+			}
+			if name == "own" {
+				assert.Contains(t, try, "52:54:00:12:34:56")
+				assert.Contains(t, try, "node1.lab")
+			}
+			lines := strings.Split(strings.TrimSpace(try), "\n")
+			require.NotEmpty(t, lines)
+			for _, line := range lines {
+				cmd := exec.Command("sh", "-c", strings.TrimSpace(line))
+				out, err := cmd.Output()
+				require.NoError(t, err, "%s", line)
+				assert.NotEmpty(t, strings.TrimSpace(string(out)), "%s printed nothing", line)
+			}
+		})
+	}
+}
