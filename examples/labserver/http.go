@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -149,15 +148,17 @@ func (l *lab) routes() http.Handler {
 	return mux
 }
 
-// assetsHandler serves the assets directory (range requests included) from
-// an os.Root, so neither "..", nor an absolute path, nor a symbolic link can
-// leave it. Without an assets directory every asset is 404.
+// assetsHandler serves the assets directory (range requests included):
+// regular files only, request paths confined to the tree, and the
+// operator's own symbolic links followed wherever they point (ownerLinkFS;
+// matchbox users link image directories in). Without an assets directory
+// every asset is 404.
 func (l *lab) assetsHandler() http.Handler {
 	var files http.Handler = http.NotFoundHandler()
 	if l.s.Assets != "" {
-		root, err := os.OpenRoot(l.s.Assets)
+		tree, err := newOwnerLinkFS(l.s.Assets)
 		if err == nil {
-			files = http.StripPrefix("/assets", http.FileServerFS(confined{root.FS(), l.log, "assets"}))
+			files = http.StripPrefix("/assets", http.FileServerFS(confined{tree, l.log, "assets"}))
 		} else {
 			l.log.Error("assets", "err", err)
 		}
@@ -244,10 +245,10 @@ func (l *lab) machineAction(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(msg))
 }
 
-// confined serves the regular files of an os.Root tree and nothing else:
-// no directory listings (a directory is "not found"), no FIFOs, devices or
-// sockets (opening a FIFO would block a thread per request), and nothing a
-// symbolic link or path reaches outside the root. Whatever it refuses
+// confined serves the regular files of a tree (an os.Root's, or
+// ownerLinkFS) and nothing else: no directory listings (a directory is
+// "not found"), no FIFOs, devices or sockets (opening a FIFO would block a
+// thread per request), and nothing the tree itself refuses. Whatever it refuses
 // other than "does not exist" is logged with the reason and answered as
 // permission denied, so the file server says 403, not 500.
 type confined struct {
@@ -257,7 +258,7 @@ type confined struct {
 }
 
 func (c confined) Open(name string) (fs.File, error) {
-	st, err := fs.Stat(c.FS, name) // os.Root's FS stats without opening: a FIFO does not block
+	st, err := fs.Stat(c.FS, name) // both trees stat without opening: a FIFO does not block
 	if err == nil && st.IsDir() {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}

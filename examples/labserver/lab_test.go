@@ -358,10 +358,34 @@ func TestAssetsStayInRoot(t *testing.T) {
 	kernel := bytes.Repeat([]byte("K"), 100000)
 	require.NoError(t, os.WriteFile(filepath.Join(assets, "k", "vmlinuz"), kernel, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte("secret"), 0o644))
-	require.NoError(t, os.Symlink(filepath.Join(dir, "secret"), filepath.Join(assets, "escape")))
-	_, srv := testLab(t, func(c *Config) { c.Assets = assets })
+	// The operator's own link to an image directory elsewhere is followed
+	// (matchbox users do this); a link someone else owns is not.
+	images := filepath.Join(dir, "images")
+	require.NoError(t, os.MkdirAll(images, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(images, "initrd.img"), []byte("initrd"), 0o644))
+	require.NoError(t, os.Symlink(images, filepath.Join(assets, "flatcar")))
+	foreign := false
+	if os.Geteuid() == 0 {
+		require.NoError(t, os.Symlink(filepath.Join(dir, "secret"), filepath.Join(assets, "escape")))
+		require.NoError(t, os.Lchown(filepath.Join(assets, "escape"), 65534, 65534))
+		foreign = true
+	}
+	var logs syncBuffer
+	l := buildLab(t, &Config{TFTP: new(string), DNS: new(string), Assets: assets}, nil)
+	l.log = slog.New(slog.NewTextHandler(&logs, nil))
+	srv := httptest.NewServer(harden(l.routes()))
+	t.Cleanup(srv.Close)
 
-	code, body := get(t, srv.URL+"/assets/k/vmlinuz")
+	code, body := get(t, srv.URL+"/assets/flatcar/initrd.img")
+	require.Equal(t, 200, code, "the operator's symlink is followed: %s", body)
+	assert.Equal(t, "initrd", body)
+	if foreign {
+		code, _ = get(t, srv.URL+"/assets/escape")
+		assert.Equal(t, 403, code, "a symlink owned by another user")
+		assert.Contains(t, logs.String(), "owned by uid 65534", "the refusal is logged with its reason")
+	}
+
+	code, body = get(t, srv.URL+"/assets/k/vmlinuz")
 	require.Equal(t, 200, code)
 	assert.Equal(t, len(kernel), len(body))
 
