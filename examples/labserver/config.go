@@ -111,9 +111,8 @@ func loadConfig(file string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  ")
-		msg = strings.ReplaceAll(msg, " in type main.", " in ")
-		return nil, fmt.Errorf("%s: %s", file, strings.ReplaceAll(msg, "\n  ", "; "))
+		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
+		return nil, fmt.Errorf("%s: %s", file, yamlErrors(&root, msg))
 	}
 	c.root = &root
 	return c, nil

@@ -56,7 +56,10 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		name, body string
 		want       []string
 	}{
-		{"unknown key", "http: 127.0.0.1:8080\nhtpp: x\n", []string{"line 2", "field htpp not found"}},
+		{"unknown key", "http: 127.0.0.1:8080\nhtpp: x\n", []string{"line 2", `unknown key "htpp" at the top level (did you mean "http"?)`}},
+		{"unknown nested key", "dns_zone:\n  domian: lab\n", []string{`line 2: unknown key "domian" under dns_zone (did you mean "domain"?)`}},
+		{"list for a mapping", "dns_zone: [1, 2]\n", []string{"line 1: dns_zone: want a mapping of keys, found a list"}},
+		{"number for a list", "dhcp:\n  interface: br0\n  range: 5\n", []string{"line 3: dhcp.range: want a list of strings, found a number (5)"}},
 		{"bad address", "http: 127.0.0.1:8080\ntftp: nonsense\n", []string{"line 2: tftp:", `"nonsense": want host:port`}},
 		{"bad range", "dhcp:\n  interface: br0\n  server_ip: 10.99.0.1\n  subnet: 10.99.0.0/24\n  range: [10.99.0.100, 10.98.0.200]\n", []string{"line 5: dhcp.range:", "inside 10.99.0.0/24"}},
 		{"no interface", "dhcp:\n  server_ip: 10.99.0.1\n", []string{"dhcp.interface: required"}},
@@ -78,6 +81,7 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 				assert.Contains(t, errb.String(), w)
 			}
 			assert.Equal(t, 1, bytes.Count(errb.Bytes(), []byte("\n")), "one clear line: %q", errb.String())
+			assert.NotRegexp(t, `main\.|DNSConfig|\[\]string|!!`, errb.String(), "Go types and YAML tags are not the operator's words")
 		})
 	}
 }

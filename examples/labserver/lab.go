@@ -192,7 +192,11 @@ func (l *lab) banner() string {
 	fmt.Fprintf(&b, "metalboot labserver: serving the %s\n", inv)
 	fmt.Fprintf(&b, "  HTTP  http://%s  (/grub /ignition /assets/ /machines /metrics /healthz); machines are told %s\n", l.addrs["http"], l.s.BaseURL)
 	if a := l.addrs["tftp"]; a != "" {
-		fmt.Fprintf(&b, "  TFTP  %s  (first-stage grub.cfg generated; files from %s)\n", a, orNone(l.s.TFTPRoot))
+		files := "files from " + l.s.TFTPRoot
+		if l.s.TFTPRoot == "" {
+			files = "no GRUB images: set tftp_root (made by -make-tftp-root)"
+		}
+		fmt.Fprintf(&b, "  TFTP  %s  (first-stage grub.cfg generated; %s)\n", a, files)
 	} else {
 		fmt.Fprintf(&b, "  TFTP  off\n")
 	}
@@ -239,13 +243,6 @@ func (l *lab) banner() string {
 		fmt.Fprintf(&b, "  dig @%s -p %s %s +short\n", h, p, strings.TrimSuffix(l.fqdn(withName.Hostname), "."))
 	}
 	return b.String()
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "nowhere (no tftp_root)"
-	}
-	return s
 }
 
 // askReinstall calls POST /machines/{mac}/reinstall on the running server.
