@@ -99,12 +99,52 @@ func (l *lab) refreshInventory() {
 	for name, ip := range l.s.Records {
 		t.Set(l.fqdn(name), ip)
 	}
-	for _, h := range l.store.Inventory().Hosts() {
+	hosts := l.store.Inventory().Hosts()
+	for _, h := range hosts {
 		if h.Hostname != "" && h.IP.IsValid() {
 			t.Set(l.fqdn(h.Hostname), h.IP)
 		}
 	}
+	if d := l.s.DHCP; d != nil {
+		// A reservation's address is fixed: its name resolves before the
+		// machine takes the lease, as an inventory host's does.
+		for _, r := range d.Reservations {
+			if r.Hostname != "" {
+				ip, _ := netip.ParseAddr(r.IP)
+				t.Set(l.fqdn(r.Hostname), ip)
+			}
+		}
+		for _, w := range l.checkAgainstDHCP(hosts) {
+			l.log.Warn("inventory and DHCP disagree", "problem", w)
+		}
+	}
 	l.dnsStatic.p.Store(t)
+}
+
+// checkAgainstDHCP says, for each inventory host whose "ip" DHCP cannot
+// honour, what will happen: the machine gets another address while DNS
+// and the metadata name this one.
+func (l *lab) checkAgainstDHCP(hosts []profile.Host) []string {
+	d := l.s.DHCP
+	if d == nil || d.Proxy {
+		return nil
+	}
+	var out []string
+	for _, h := range hosts {
+		if !h.IP.IsValid() {
+			continue
+		}
+		if r, ok := d.Reservations[h.MAC]; ok && r.IP != h.IP.String() {
+			out = append(out, fmt.Sprintf("group %s: %s has ip %s, but dhcp.reservations gives it %s (the reservation wins; DNS names %s)",
+				h.Group, h.MAC, h.IP, r.IP, h.IP))
+			continue
+		}
+		if !d.Subnet.Contains(h.IP) {
+			out = append(out, fmt.Sprintf("group %s: ip %s of %s is outside dhcp.subnet %s: not reserved, the machine gets an address from the range while DNS answers %s",
+				h.Group, h.IP, h.MAC, d.Subnet, h.IP))
+		}
+	}
+	return out
 }
 
 // swapSource is a dnssrv.RecordSource whose table is replaced whole when

@@ -465,3 +465,24 @@ func TestMetricsAndHealth(t *testing.T) {
 }
 
 func mustMAC(s string) hwaddr.MAC { return hwaddr.MustParse(s) }
+
+// TestInventoryCheckedAgainstDHCP: a group's ip outside the DHCP subnet is
+// a warning that says what will happen, and a reservation's name resolves
+// before the machine takes its lease.
+func TestInventoryCheckedAgainstDHCP(t *testing.T) {
+	var logs syncBuffer
+	empty := ""
+	c := &Config{TFTP: &empty, DNS: &empty, DHCP: &DHCP{Interface: "br0", ServerIP: "10.99.0.1", Subnet: "10.99.0.0/24",
+		Range:        []string{"10.99.0.100", "10.99.0.200"},
+		Reservations: []Reservation{{MAC: "52:54:00:00:00:10", IP: "10.99.0.10", Hostname: "switch1"}}}}
+	s, err := c.resolve()
+	require.NoError(t, err)
+	l, err := newLab(s, slog.New(slog.NewTextHandler(&logs, nil)))
+	require.NoError(t, err)
+	// The demo's machines have 172.22.10.50 and .54: outside 10.99.0.0/24.
+	for _, want := range []string{"ip 172.22.10.50 of 00:23:32:2f:40:3c is outside dhcp.subnet 10.99.0.0/24",
+		"ip 172.22.10.54 of 00:30:48:fb:e2:44 is outside dhcp.subnet"} {
+		assert.Contains(t, logs.String(), want)
+	}
+	assert.Equal(t, []netip.Addr{netip.MustParseAddr("10.99.0.10")}, l.dnsStatic.LookupHost("switch1.lab."))
+}
