@@ -3,6 +3,7 @@ package profile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -39,14 +40,26 @@ type Resolver struct {
 	// BaseURL is what rendered configs point machines at, e.g.
 	// "http://10.99.0.1:8080"; a trailing slash is removed.
 	BaseURL string
-	// Facts, when set, supplies UUID, hostname and IP for a MAC.
+	// Facts, when set, supplies UUID, hostname and IP for a MAC. Each
+	// fact is validated for what it claims to be (see Resolve); an
+	// invalid one is dropped and logged.
 	Facts FactSource
-	// Logger receives unexpected resolution errors; nil discards.
+	// Logger receives unexpected resolution errors and dropped facts; nil
+	// discards.
 	Logger *slog.Logger
 }
 
 // Resolve matches attributes (normalised, see ParseQuery) to a machine. It
 // returns an error wrapping ErrNoMatch when no group matches.
+//
+// The machine's hostname is the request's, else the group's "hostname"
+// metadata, else the FactSource's; its UUID the request's, else the
+// FactSource's; its IP address the FactSource's, else the group's "ip"
+// metadata. Facts are validated first: a hostname must be an RFC 1123 host
+// name (it is lower-cased), a UUID the 8-4-4-4-12 hexadecimal form (it is
+// lower-cased), an IP address valid and without zone (IPv4-mapped
+// addresses are unmapped). An invalid fact is dropped and logged at level
+// WARN, never rendered.
 func (r *Resolver) Resolve(attrs map[string]string, rawQuery string) (*Machine, error) {
 	inv := r.Store.Inventory()
 	g, p, err := inv.Match(attrs)
@@ -74,6 +87,7 @@ func (r *Resolver) Resolve(attrs map[string]string, rawQuery string) (*Machine, 
 	}
 	if r.Facts != nil && !m.MAC.IsZero() {
 		if f, ok := r.Facts.Facts(m.MAC); ok {
+			f = r.checkFacts(m.MAC, f)
 			if m.UUID == "" {
 				m.UUID = f.UUID
 			}
@@ -86,6 +100,43 @@ func (r *Resolver) Resolve(attrs map[string]string, rawQuery string) (*Machine, 
 		}
 	}
 	return m, nil
+}
+
+// checkFacts validates each fact for what it claims to be: a hostname is
+// an RFC 1123 host name (lower-cased), a UUID the 8-4-4-4-12 hexadecimal
+// form (lower-cased), an IP address a valid address without zone (an
+// IPv4-mapped IPv6 address becomes IPv4). A fact that is not is dropped
+// and logged as a warning: a FactSource fills facts from the network (DHCP
+// options), and they end up in rendered configs.
+func (r *Resolver) checkFacts(mac hwaddr.MAC, f Facts) Facts {
+	drop := func(fact string, value any, err error) {
+		if r.Logger != nil {
+			r.Logger.Warn("resolve: invalid fact dropped", "mac", mac.String(), "fact", fact, "value", fmt.Sprintf("%.80q", fmt.Sprint(value)), "err", err)
+		}
+	}
+	if f.Hostname != "" {
+		h, err := normalizeHostname(f.Hostname)
+		if err != nil {
+			drop(KeyHostname, f.Hostname, err)
+		}
+		f.Hostname = h
+	}
+	if f.UUID != "" {
+		u, err := canonicalUUID(f.UUID)
+		if err != nil {
+			drop(KeyUUID, f.UUID, err)
+		}
+		f.UUID = u
+	}
+	if f.IP.IsValid() {
+		if f.IP.Zone() != "" {
+			drop("ip", f.IP, errors.New("address with a zone"))
+			f.IP = netip.Addr{}
+		} else {
+			f.IP = f.IP.Unmap()
+		}
+	}
+	return f
 }
 
 type ctxKey struct{}

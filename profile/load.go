@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"path"
@@ -30,7 +31,9 @@ type Store interface {
 //
 // profiles/ and groups/ must exist. Every problem is reported (file, line
 // for JSON syntax errors, reason) and nothing is half-loaded: on error the
-// inventory is nil. A JSON "id" that disagrees with the file name is a
+// inventory is nil. Each file must be a regular file (a FIFO, socket,
+// device or directory where a file is expected is an error naming it, and
+// is never opened) of at most 4 MiB (refused from its size, unread). A JSON "id" that disagrees with the file name is a
 // warning (Inventory.Warnings), not an override.
 func LoadFS(fsys fs.FS) (*Inventory, error) {
 	var d Data
@@ -46,13 +49,14 @@ func LoadFS(fsys fs.FS) (*Inventory, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	files, err := fs.Glob(fsys, "profiles/*.json")
+	files, err := listJSON(fsys, "profiles")
 	if err != nil {
 		return nil, err
 	}
-	for _, file := range files {
+	for _, e := range files {
+		file := e.path
 		var p Profile
-		raw, err := decodeFile(fsys, file, &p)
+		raw, err := decodeFile(fsys, e, &p)
 		if err != nil {
 			fail(file, err)
 			continue
@@ -65,13 +69,14 @@ func LoadFS(fsys fs.FS) (*Inventory, error) {
 		p.ID, p.Source = key, file
 		d.Profiles = append(d.Profiles, p)
 	}
-	files, err = fs.Glob(fsys, "groups/*.json")
+	files, err = listJSON(fsys, "groups")
 	if err != nil {
 		return nil, err
 	}
-	for _, file := range files {
+	for _, e := range files {
+		file := e.path
 		var g Group
-		raw, err := decodeFile(fsys, file, &g)
+		raw, err := decodeFile(fsys, e, &g)
 		if err != nil {
 			fail(file, err)
 			continue
@@ -113,13 +118,101 @@ func LoadFS(fsys fs.FS) (*Inventory, error) {
 // maxFile bounds every file read from a data directory.
 const maxFile = 4 << 20
 
-func decodeFile(fsys fs.FS, file string, v any) ([]byte, error) {
-	b, err := fs.ReadFile(fsys, file)
+// dirFile is a file found in a data directory's listing.
+type dirFile struct {
+	path  string
+	entry fs.DirEntry
+}
+
+// listJSON lists dir/*.json, sorted, from the directory listing alone:
+// nothing is opened yet.
+func listJSON(fsys fs.FS, dir string) ([]dirFile, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []dirFile
+	for _, e := range entries {
+		if ok, _ := path.Match("*.json", e.Name()); ok {
+			out = append(out, dirFile{path: dir + "/" + e.Name(), entry: e})
+		}
+	}
+	return out, nil
+}
+
+// readFile reads one file of a data directory. It must be a regular file:
+// the type is checked from the directory entry (or, for a symbolic link,
+// fs.Stat of its target) before the file is opened, because opening a
+// FIFO blocks until a writer comes (it hung start-up and every later
+// reload). A file larger than maxFile is refused from its size, unread,
+// and reading is bounded too, so a file that grows meanwhile is not read
+// whole. fs.FS has no non-blocking open: a regular file replaced by a FIFO
+// between the check and the open can still block.
+func readFile(fsys fs.FS, f dirFile) ([]byte, error) {
+	var info fs.FileInfo
+	var err error
+	if f.entry.Type()&fs.ModeSymlink != 0 {
+		info, err = fs.Stat(fsys, f.path) // follows the link
+	} else {
+		info, err = f.entry.Info()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := regularAndSmall(info); err != nil {
+		return nil, err
+	}
+	file, err := fsys.Open(f.path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	if info, err := file.Stat(); err == nil {
+		if err := regularAndSmall(info); err != nil {
+			return nil, err
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(file, maxFile+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(b) > maxFile {
-		return nil, fmt.Errorf("larger than %d bytes", maxFile)
+		return nil, fmt.Errorf("larger than %d bytes (it grew while being read)", maxFile)
+	}
+	return b, nil
+}
+
+func regularAndSmall(info fs.FileInfo) error {
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (%s)", fileType(info.Mode()))
+	}
+	if info.Size() > maxFile {
+		return fmt.Errorf("larger than %d bytes (%d bytes)", maxFile, info.Size())
+	}
+	return nil
+}
+
+func fileType(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	case t&fs.ModeDevice != 0:
+		return "a device"
+	case t&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	default:
+		return "mode " + m.String()
+	}
+}
+
+func decodeFile(fsys fs.FS, f dirFile, v any) ([]byte, error) {
+	b, err := readFile(fsys, f)
+	if err != nil {
+		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(v); err != nil {
@@ -163,11 +256,14 @@ func unknownFields(file string, raw []byte, v any) []Warning {
 	return nil
 }
 
+// readTree reads every file under dir (hidden ones excepted) with
+// readFile; every problem is reported, each naming its file.
 func readTree(fsys fs.FS, dir string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	if _, err := fs.Stat(fsys, dir); errors.Is(err, fs.ErrNotExist) {
 		return out, nil
 	}
+	var errs []error
 	err := fs.WalkDir(fsys, dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -175,17 +271,18 @@ func readTree(fsys fs.FS, dir string) (map[string][]byte, error) {
 		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			return nil
 		}
-		b, err := fs.ReadFile(fsys, p)
+		b, err := readFile(fsys, dirFile{path: p, entry: e})
 		if err != nil {
-			return err
-		}
-		if len(b) > maxFile {
-			return fmt.Errorf("%s: larger than %d bytes", p, maxFile)
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			return nil
 		}
 		out[strings.TrimPrefix(p, dir+"/")] = b
 		return nil
 	})
-	return out, err
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return out, errors.Join(errs...)
 }
 
 // FSStore is a Store backed by a data directory, reloadable on demand (e.g.
