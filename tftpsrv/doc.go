@@ -22,7 +22,13 @@
 // systems implementing [io/fs.ReadLinkFS], such as os.DirFS) and any link that
 // is absolute or leads out of the tree is refused; [DirFS] additionally
 // confines every open to the directory in the kernel (os.Root), so a link
-// swapped in between check and open cannot escape either.
+// swapped in between check and open cannot escape either. Only regular files
+// are served: the name is checked with [io/fs.Stat] before it is opened, and
+// a directory, FIFO, socket or device is refused ([ErrNotRegular], "access
+// violation") with the kind of file in the log line. Opening a FIFO would
+// block until a writer came, holding an OS thread per request; os.DirFS,
+// DirFS and fstest.MapFS answer Stat without opening the file (an FS that
+// does not implement [io/fs.StatFS] is opened to be stat'ed).
 //
 // # Options
 //
@@ -34,9 +40,11 @@
 //     the Handler's answer. A zero size is left out of the OACK: curl
 //     rejects "tsize 0" as invalid. Not offered in netascii mode, where the
 //     converted length is not known in advance.
-//   - timeout (RFC 2349): 1–255 s, echoed and used as this transfer's
-//     retransmission timeout; other values are refused (the RFC forbids
-//     answering a different one).
+//   - timeout (RFC 2349): 1 s to Server.MaxTimeout (default 5 s, what
+//     U-Boot asks for; the RFC allows up to 255), echoed and used as this
+//     transfer's retransmission timeout. Other values are refused: left out
+//     of the OACK, the RFC allows no other answer, and clients then keep
+//     their own timeout; the transfer uses Server.Timeout.
 //   - windowsize (RFC 7440): 1 to Server.MaxWindow (default 64), lowered so
 //     that windowsize × blksize stays within 1 MiB per transfer.
 //   - Unknown options are ignored; a request whose options are all refused
@@ -44,9 +52,9 @@
 //   - Modes: octet, and netascii (LF becomes CR LF, CR becomes CR NUL;
 //     tftp-hpa's client asks for netascii unless told "binary").
 //   - Errors carry RFC 1350 codes: 1 file not found, 2 access violation
-//     (refused names, escaping links, directories, writes), 0 otherwise
-//     ("server busy", "server error"). The message never echoes the
-//     requested name.
+//     (refused names, escaping links, non-regular files, writes), 0
+//     otherwise ("server busy", "server error"). The message never echoes
+//     the requested name.
 //
 // # Transfer engine
 //
@@ -56,9 +64,25 @@
 // (go-back-N) with backoff: the waits are Timeout, 2×, 4×, then 5×, and the
 // transfer fails after Retries timeouts without progress.
 //
+// Nothing is sent ahead before the client has acknowledged something. A
+// request's source address can be forged, so until the client acknowledges
+// the OACK (ACK 0) or, without options, block 1, the transfer has one packet
+// in flight, resends it at most twice after Timeout each (no backoff), and
+// then gives up: a forged request makes the server send at most three
+// packets (1.5 KB of block 1 for a request of some 16 bytes without options,
+// three OACKs when it has options) and frees its slot after 3×Timeout (3 s
+// by default, 15 s with a "timeout 5" option). Before this bound such a
+// request drew 48 blocks (24 KB) over 22 s, and with "timeout 255" held its
+// slot for about 93 minutes (TestSilentClientAmplification). The window opens with that first acknowledgement,
+// which costs a client without options one round trip.
+//
 //   - A client that negotiated windowsize W gets W blocks and acknowledges
 //     the last one, or the last block it received in order when one was
 //     lost; every ACK starts the next window right after the block it names.
+//     A repeated ACK resends the window once; further repeats of the same
+//     ACK are ignored until the timeout, and no repeated ACK pushes the
+//     timeout back, so repeating one ACK can neither amplify nor keep a
+//     transfer alive (TestDuplicateAcksDoNotKeepTransferAlive).
 //   - A client that did not negotiate acknowledges every block (RFC 1350
 //     lockstep). Waiting for each acknowledgement costs one round trip per
 //     block, which is all tftpd-hpa and dnsmasq do, so the server keeps up
@@ -86,6 +110,11 @@
 //   - SinglePort answers from the listening port and tells transfers apart
 //     by the client's address and port; a stray packet that starts no
 //     transfer is counted (Stats.Malformed) and leaves nothing behind.
+//     The server's transfer ID is then the well-known port, so an
+//     acknowledgement is no proof that the client asked: one forged from
+//     the address a forged request named opens the window towards it. With
+//     per-transfer sockets the forger would have to guess the ephemeral
+//     port. Use SinglePort only where source addresses cannot be forged.
 //     Every transfer's acknowledgements then share one socket, so Serve asks
 //     for a 4 MiB receive buffer on it (capped by net.core.rmem_max): with
 //     Linux's default 208 KiB a 200-client storm dropped acknowledgements and
@@ -111,10 +140,13 @@
 // entry for the source of any stray packet, so that address was never
 // served again.
 //
-// At most MaxTransfers (default 1000) transfers run at once; further
-// requests are answered "server busy" at once and counted (Stats.Busy), so a
-// request flood cannot pile up sockets and goroutines for the ~22×Timeout a
-// vanished client can hold them.
+// At most MaxTransfers (default 1000) transfers run at once, and at most
+// MaxTransfersPerClient (default 16) for one client address; further
+// requests are answered "server busy" at once and counted (Stats.Busy,
+// Stats.ClientLimited), so a request flood cannot pile up sockets and
+// goroutines, and a flood from one address (or naming one victim) cannot
+// take the slots of the others (TestFloodFromOneSource). A client that
+// vanishes after acknowledging holds its slot for at most ~22×Timeout.
 //
 // Serve returns when its context ends: it closes the socket, sends each
 // transfer's client an ERROR ("server shutting down") and waits for all of

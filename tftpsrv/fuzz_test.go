@@ -168,7 +168,7 @@ func FuzzParseRequest(f *testing.F) {
 			require.GreaterOrEqual(t, p.window, 1)
 			require.LessOrEqual(t, p.window*p.blksize, max(maxWindowBytes, p.blksize))
 			require.GreaterOrEqual(t, p.timeout, time.Second)
-			require.LessOrEqual(t, p.timeout, maxOptTimeout*time.Second)
+			require.LessOrEqual(t, p.timeout, DefaultMaxTimeout)
 			for _, o := range p.oack {
 				_, sent := req.opt(o.name)
 				require.True(t, sent, "OACK option %q the client did not send", o.name)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -21,6 +22,7 @@ type client struct {
 	name    string
 	bin     string
 	blksize int // 0: the client sends no blksize option
+	window  int // 0: the client sends no windowsize option
 	// args returns the command line fetching remote into local.
 	args func(host, port, remote, local string, blksize int) []string
 	// oack extracts (tsize, blksize) the server acknowledged from the
@@ -69,6 +71,13 @@ func clients() []client {
 			},
 			oack: parseAtftpOACK})
 	}
+	// RFC 7440 windowsize, as EDK2 firmware can ask.
+	cs = append(cs, client{name: "atftp-windowsize16", bin: "atftp", blksize: 1468, window: 16,
+		args: func(host, port, remote, local string, bs int) []string {
+			return []string{"--trace", "--option", fmt.Sprintf("blksize %d", bs), "--option", "windowsize 16",
+				"--option", "tsize 0", "-g", "-r", remote, "-l", local, host, port}
+		},
+		oack: parseAtftpOACK})
 	cs = append(cs, client{name: "curl-no-options", bin: "curl",
 		args: func(host, port, remote, local string, _ int) []string {
 			return []string{"-sS", "--tftp-no-options", "-o", local, fmt.Sprintf("tftp://%s:%s/%s", host, port, remote)}
@@ -177,18 +186,37 @@ func TestInteropRealClients(t *testing.T) {
 			assert.Equal(t, uint64(runs), st.Completed, "completed transfers")
 			assert.Zero(t, st.Failed)
 			assert.Zero(t, st.Refused)
-			dyn := 0
+			dyn, windowSize := 0, 0
 			for _, tr := range log.all() {
 				require.NoError(t, tr.Err, "%+v", tr)
 				require.Equal(t, tr.Size, tr.Bytes, "%+v", tr)
 				require.Equal(t, int64(len(files[tr.Filename])), tr.Bytes, "%+v", tr)
 				require.True(t, tr.Client.Addr().IsLoopback(), "%+v", tr)
+				// Blocks are sent ahead once the client has
+				// acknowledged the OACK or block 1 (never in the
+				// lockstep mode), so whatever is left after block 1
+				// goes out windowed.
+				switch {
+				case tr.WindowSize:
+					windowSize++
+					require.LessOrEqual(t, tr.Window, 16, "%+v", tr)
+					if tr.Bytes >= 16*int64(tr.BlockSize) {
+						require.Equal(t, 16, tr.Window, "the negotiated window: %+v", tr)
+					}
+				case mode.name == "lockstep":
+					require.LessOrEqual(t, tr.Window, 1, "%+v", tr)
+				case tr.Bytes >= 2*int64(tr.BlockSize):
+					require.Greater(t, tr.Window, 1, "sent ahead: %+v", tr)
+				}
 				if tr.Dynamic {
 					dyn++
 					require.Contains(t, []string{"grub.cfg", "grub/grub.cfg"}, tr.Filename)
 				}
 			}
 			assert.Positive(t, dyn, "dynamic transfers")
+			if _, err := exec.LookPath("atftp"); err == nil {
+				assert.Equal(t, len(mode.names), windowSize, "transfers with windowsize negotiated")
+			}
 		})
 	}
 }

@@ -121,7 +121,7 @@ func clientMessage(err error) string {
 		return "file not found"
 	case errors.Is(err, ErrNotRegular):
 		return "access violation: not a regular file"
-	case errors.Is(err, ErrBusy):
+	case errors.Is(err, ErrBusy), errors.Is(err, ErrClientBusy):
 		return "server busy, try again"
 	case errors.Is(err, fs.ErrPermission):
 		return "access violation"

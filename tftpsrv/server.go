@@ -36,6 +36,9 @@ var (
 	// ErrBusy reports a request refused because MaxTransfers transfers
 	// are already in progress.
 	ErrBusy = errors.New("tftpsrv: too many transfers in progress")
+	// ErrClientBusy reports a request refused because its client address
+	// already has MaxTransfersPerClient transfers in progress.
+	ErrClientBusy = errors.New("tftpsrv: too many transfers in progress for this client")
 	// ErrReadOnly reports a write request; the server never accepts writes.
 	ErrReadOnly = errors.New("tftpsrv: write requests are refused")
 	// ErrTimeout reports a transfer aborted because the client stopped
@@ -48,6 +51,18 @@ var (
 	// ErrAlreadyServing is returned by Serve when it is called on a Server
 	// that is already serving.
 	ErrAlreadyServing = errors.New("tftpsrv: server is already serving")
+)
+
+// Defaults of the Server fields whose zero value means "the default".
+const (
+	// DefaultMaxTimeout is the largest RFC 2349 timeout option accepted
+	// when Server.MaxTimeout is zero. U-Boot asks for 5 s; GRUB, iPXE,
+	// EDK2, SeaBIOS and PXELINUX do not send the option.
+	DefaultMaxTimeout = 5 * time.Second
+	// DefaultMaxTransfersPerClient is the number of transfers one client
+	// address may have in progress when Server.MaxTransfersPerClient is
+	// zero. Firmware and GRUB fetch one file at a time.
+	DefaultMaxTransfersPerClient = 16
 )
 
 // Request describes one TFTP read request after its file name was checked.
@@ -91,10 +106,13 @@ type Transfer struct {
 	Duration time.Duration
 	// Dynamic is true when the Handler, not the FS, produced the content.
 	Dynamic bool
-	// BlockSize and Window are the negotiated block size and the most
-	// blocks kept in flight (0 if no data was sent); WindowSize reports
-	// whether the client negotiated the window (RFC 7440) rather than
-	// getting Server.SendAhead.
+	// BlockSize is the negotiated block size. Window is the most blocks
+	// that were in flight at once (0 if no data was sent): at most the
+	// negotiated windowsize or Server.SendAhead, and 1 for a client that
+	// never acknowledged a block (nothing is sent ahead before the
+	// client's first acknowledgement). WindowSize reports whether the
+	// client negotiated the window (RFC 7440) rather than getting
+	// Server.SendAhead.
 	BlockSize, Window int
 	WindowSize        bool
 	// Retransmits counts data blocks sent more than once: a lossy link,
@@ -115,8 +133,11 @@ type Stats struct {
 	Failed    uint64 // transfers that failed: timeout, handler or read error, shutdown
 	Aborted   uint64 // transfers the client ended with an ERROR packet (firmware does after reading tsize)
 	Busy      uint64 // requests refused because MaxTransfers were in progress
-	Malformed uint64 // packets on the listening socket that were not a request
-	BytesSent uint64 // file bytes read for transfers
+	// ClientLimited counts requests refused because their client address
+	// had MaxTransfersPerClient transfers in progress.
+	ClientLimited uint64
+	Malformed     uint64 // packets on the listening socket that were not a request
+	BytesSent     uint64 // file bytes read for transfers
 	// Retransmits counts data blocks sent more than once.
 	Retransmits uint64
 	Active      int64 // transfers in progress now
@@ -146,9 +167,21 @@ type Server struct {
 	// retransmitting, unless the client negotiates the RFC 2349 "timeout"
 	// option. Zero means 1s (tftpd-hpa's default).
 	Timeout time.Duration
+	// MaxTimeout is the largest RFC 2349 "timeout" option the server
+	// accepts. A client asking for more gets the option refused (left out
+	// of the OACK: RFC 2349 lets the server echo the value or refuse it,
+	// nothing else) and the transfer uses Timeout. Zero means
+	// DefaultMaxTimeout (5s); negative refuses the option always. Without
+	// the bound a forged request with "timeout 255" held a transfer slot
+	// for about 93 minutes.
+	MaxTimeout time.Duration
 	// Retries is how many times the server retransmits without progress
 	// before it aborts the transfer. Zero means 5. Retransmissions back off:
-	// the waits are Timeout, 2×, 4×, then 5× Timeout.
+	// the waits are Timeout, 2×, 4×, then 5× Timeout. Until the client's
+	// first acknowledgement (of the OACK or of block 1) the first packet
+	// is resent at most twice (fewer if Retries is smaller), each after
+	// Timeout, so a request whose source never answers costs at most three
+	// packets and 3×Timeout.
 	Retries int
 	// MaxBlockSize caps the blksize a client may negotiate. It is also
 	// capped by the MTU of the interface the request arrived on (1468 when
@@ -178,29 +211,41 @@ type Server struct {
 	// vanished clients) cannot pile up sockets and goroutines. Zero means
 	// 1000; negative means no limit.
 	MaxTransfers int
+	// MaxTransfersPerClient bounds the transfers in progress for one
+	// client IP address (any port), so that a flood from one address, or
+	// forged with one victim's address, cannot take every MaxTransfers
+	// slot. A request beyond it is answered "server busy" at once and
+	// counted in Stats.ClientLimited. Zero means
+	// DefaultMaxTransfersPerClient (16); negative means no limit. Raise it
+	// when many machines reach the server through one NAT address.
+	MaxTransfersPerClient int
 
 	serving atomic.Bool
 	wg      sync.WaitGroup // transfers in flight
 	mtus    mtuCache
 
-	requests, completed, notFound, refused, failed, aborted, busy, malformed, bytesSent, retransmits atomic.Uint64
-	active                                                                                           atomic.Int64
+	cmu     sync.Mutex
+	clients map[netip.Addr]int // transfers in progress by client address
+
+	requests, completed, notFound, refused, failed, aborted, busy, clientLimited, malformed, bytesSent, retransmits atomic.Uint64
+	active                                                                                                          atomic.Int64
 }
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Requests:    s.requests.Load(),
-		Completed:   s.completed.Load(),
-		NotFound:    s.notFound.Load(),
-		Refused:     s.refused.Load(),
-		Failed:      s.failed.Load(),
-		Aborted:     s.aborted.Load(),
-		Busy:        s.busy.Load(),
-		Malformed:   s.malformed.Load(),
-		BytesSent:   s.bytesSent.Load(),
-		Retransmits: s.retransmits.Load(),
-		Active:      s.active.Load(),
+		Requests:      s.requests.Load(),
+		Completed:     s.completed.Load(),
+		NotFound:      s.notFound.Load(),
+		Refused:       s.refused.Load(),
+		Failed:        s.failed.Load(),
+		Aborted:       s.aborted.Load(),
+		Busy:          s.busy.Load(),
+		ClientLimited: s.clientLimited.Load(),
+		Malformed:     s.malformed.Load(),
+		BytesSent:     s.bytesSent.Load(),
+		Retransmits:   s.retransmits.Load(),
+		Active:        s.active.Load(),
 	}
 }
 
@@ -252,6 +297,45 @@ func (s *Server) maxTransfers() int {
 		return 1000
 	}
 	return s.MaxTransfers
+}
+
+func (s *Server) maxTimeout() time.Duration {
+	if s.MaxTimeout == 0 {
+		return DefaultMaxTimeout
+	}
+	return s.MaxTimeout // negative: no value is accepted
+}
+
+func (s *Server) maxTransfersPerClient() int {
+	if s.MaxTransfersPerClient == 0 {
+		return DefaultMaxTransfersPerClient
+	}
+	return s.MaxTransfersPerClient
+}
+
+// acquireClient counts a transfer for the client address a, unless it has
+// MaxTransfersPerClient already and enforce is set.
+func (s *Server) acquireClient(a netip.Addr, enforce bool) bool {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if limit := s.maxTransfersPerClient(); enforce && limit > 0 && s.clients[a] >= limit {
+		return false
+	}
+	if s.clients == nil {
+		s.clients = make(map[netip.Addr]int)
+	}
+	s.clients[a]++
+	return true
+}
+
+func (s *Server) releaseClient(a netip.Addr) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.clients[a] <= 1 {
+		delete(s.clients, a)
+		return
+	}
+	s.clients[a]--
 }
 
 func (s *Server) retries() int {
@@ -328,20 +412,29 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		if req.op == opRRQ {
 			s.requests.Add(1)
 			if limit := s.maxTransfers(); limit > 0 && s.active.Load() >= int64(limit) {
-				s.refuseBusy(l, req, info, limit)
+				s.refuseBusy(l, req, info, fmt.Errorf("%w (%d)", ErrBusy, limit), &s.busy)
 				continue
 			}
+		}
+		// Write requests are refused at once; only read requests are
+		// held to the per-client limit, but both are counted.
+		client := info.from.Addr()
+		if !s.acquireClient(client, req.op == opRRQ) {
+			s.refuseBusy(l, req, info, fmt.Errorf("%w (%d)", ErrClientBusy, s.maxTransfersPerClient()), &s.clientLimited)
+			continue
 		}
 		var t transport
 		if mux != nil {
 			mt, ok := mux.open(info)
 			if !ok {
+				s.releaseClient(client)
 				continue // a repeated request while its transfer runs
 			}
 			t = mt
 		} else {
 			ut, err := dialTransport(info)
 			if err != nil {
+				s.releaseClient(client)
 				s.failed.Add(1)
 				s.logger().Warn("tftp: cannot open a transfer socket", "client", info.from, "err", err)
 				continue
@@ -361,13 +454,13 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	return nil
 }
 
-// refuseBusy answers a read request beyond MaxTransfers from the listening
-// socket, without starting a transfer.
-func (s *Server) refuseBusy(l *listener, req *request, info packetInfo, limit int) {
-	s.busy.Add(1)
-	err := fmt.Errorf("%w (%d)", ErrBusy, limit)
+// refuseBusy answers a read request beyond MaxTransfers or
+// MaxTransfersPerClient from the listening socket, without starting a
+// transfer, and counts it in counter.
+func (s *Server) refuseBusy(l *listener, req *request, info packetInfo, err error, counter *atomic.Uint64) {
+	counter.Add(1)
 	_ = l.writeTo(errorPacket(errCodeUndefined, clientMessage(err)), info)
-	s.logger().Debug("tftp: busy, request refused", "file", truncate(req.filename), "client", info.from)
+	s.logger().Debug("tftp: busy, request refused", "file", truncate(req.filename), "client", info.from, "err", err)
 	if s.OnTransfer != nil {
 		s.OnTransfer(Transfer{Filename: req.filename, Client: info.from, Size: -1, Err: err})
 	}
@@ -392,20 +485,50 @@ func (s *Server) open(ctx context.Context, req *Request) (r io.Reader, size int6
 	if err != nil {
 		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w", req.Filename, err)
 	}
+	// Stat before Open: opening a FIFO blocks until a writer comes (an OS
+	// thread per request), opening a device can have effects. os.DirFS,
+	// DirFS and fstest.MapFS answer Stat without opening the file.
+	fi, err := fs.Stat(s.FS, name)
+	if err != nil {
+		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w", req.Filename, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w (%s)", req.Filename, ErrNotRegular, fileKind(fi.Mode()))
+	}
 	f, err := s.FS.Open(name)
 	if err != nil {
 		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w", req.Filename, err)
 	}
-	fi, err := f.Stat()
+	fi, err = f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w", req.Filename, err)
 	}
-	if !fi.Mode().IsRegular() {
+	if !fi.Mode().IsRegular() { // replaced between Stat and Open
 		f.Close()
-		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w", req.Filename, ErrNotRegular)
+		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w (%s)", req.Filename, ErrNotRegular, fileKind(fi.Mode()))
 	}
 	return f, fi.Size(), false, f, nil
+}
+
+// fileKind names the type of a file that is not regular, for logs.
+func fileKind(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t&fs.ModeDir != 0:
+		return "directory"
+	case t&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case t&fs.ModeSocket != 0:
+		return "socket"
+	case t&fs.ModeCharDevice != 0:
+		return "character device"
+	case t&fs.ModeDevice != 0:
+		return "device"
+	case t&fs.ModeSymlink != 0:
+		return "symbolic link"
+	default:
+		return "irregular file " + t.String()
+	}
 }
 
 func (s *Server) callHandler(ctx context.Context, req *Request) (data []byte, err error) {
@@ -421,6 +544,7 @@ func (s *Server) callHandler(ctx context.Context, req *Request) (data []byte, er
 func (s *Server) handle(ctx context.Context, t transport, req *request, info packetInfo) {
 	defer s.wg.Done()
 	defer s.active.Add(-1)
+	defer s.releaseClient(info.from.Addr())
 	defer t.close()
 	stop := context.AfterFunc(ctx, func() {
 		_ = t.send([][]byte{errorPacket(errCodeUndefined, "server shutting down")})
@@ -497,7 +621,7 @@ func (s *Server) handle(ctx context.Context, t transport, req *request, info pac
 		maxBlk = min(maxBlk, s.MaxBlockSize)
 	}
 	p := s.negotiate(req, tsize, maxBlk)
-	x := &sender{t: t, r: r, ctx: ctx, p: p, retries: s.retries()}
+	x := newSender(ctx, t, r, p, s.retries())
 	if len(p.oack) > 0 {
 		err = x.handshake(oackPacket(p.oack))
 	}
@@ -505,7 +629,7 @@ func (s *Server) handle(ctx context.Context, t transport, req *request, info pac
 		err = x.run()
 	}
 	tr.Bytes = x.bytes
-	tr.BlockSize, tr.Window, tr.WindowSize, tr.Retransmits = p.blksize, p.window, p.negotiated, x.resent
+	tr.BlockSize, tr.Window, tr.WindowSize, tr.Retransmits = p.blksize, x.flight, p.negotiated, x.resent
 	s.bytesSent.Add(uint64(x.bytes))
 	s.retransmits.Add(uint64(x.resent))
 	var ce *clientError
@@ -513,7 +637,7 @@ func (s *Server) handle(ctx context.Context, t transport, req *request, info pac
 	case err == nil:
 		s.completed.Add(1)
 		log.Debug("tftp: sent", "file", name, "client", client, "bytes", x.bytes, "dynamic", dynamic,
-			"blksize", p.blksize, "window", p.window, "windowsize", p.negotiated, "retransmits", x.resent,
+			"blksize", p.blksize, "window", x.flight, "windowsize", p.negotiated, "retransmits", x.resent,
 			"duration", time.Since(start))
 		finish(nil)
 		return

@@ -52,7 +52,13 @@ func helperServe(cfgJSON string) int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
 	}
-	srv := &Server{FS: fsys, Handler: dynamicHandler(nil), SendAhead: cfg.SendAhead, SinglePort: cfg.SinglePort}
+	var windowed atomic.Int64
+	srv := &Server{FS: fsys, Handler: dynamicHandler(nil), SendAhead: cfg.SendAhead, SinglePort: cfg.SinglePort,
+		OnTransfer: func(tr Transfer) {
+			if tr.Window > 1 {
+				windowed.Add(1)
+			}
+		}}
 	ua, err := net.ResolveUDPAddr("udp", cfg.Addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
@@ -70,8 +76,14 @@ func helperServe(cfgJSON string) int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
-	json.NewEncoder(os.Stdout).Encode(srv.Stats())
+	json.NewEncoder(os.Stdout).Encode(helperResult{srv.Stats(), int(windowed.Load())})
 	return 0
+}
+
+// helperResult is what the helper server prints when it stops.
+type helperResult struct {
+	Stats    Stats
+	Windowed int // transfers that had more than one block in flight
 }
 
 var netnsSeq atomic.Int64
@@ -119,7 +131,7 @@ func newNetns(t *testing.T) string {
 
 // startHelper starts the helper server inside ns and returns a function that
 // stops it and returns its Stats.
-func startHelper(t *testing.T, ns string, cfg helperConfig) func() Stats {
+func startHelper(t *testing.T, ns string, cfg helperConfig) func() helperResult {
 	t.Helper()
 	b, err := json.Marshal(cfg)
 	require.NoError(t, err)
@@ -147,9 +159,9 @@ func startHelper(t *testing.T, ns string, cfg helperConfig) func() Stats {
 	case <-time.After(30 * time.Second):
 		t.Fatal("helper server did not start within 30s")
 	}
-	return func() Stats {
+	return func() helperResult {
 		stdin.Close()
-		var st Stats
+		var st helperResult
 		done := make(chan error, 1)
 		go func() {
 			if !sc.Scan() {
@@ -215,15 +227,25 @@ func TestTFTPHPA(t *testing.T) {
 			text, _ := tftp("put", "up", "uploaded")
 			require.Contains(t, text, "read-only server")
 
-			st := stop()
+			res := stop()
+			st := res.Stats
 			require.Equal(t, uint64(len(names)), st.Completed)
 			require.Equal(t, uint64(6), st.Refused)
 			require.Zero(t, st.Failed)
 			var bytes uint64
+			windowed := 0
 			for _, n := range names {
-				bytes += uint64(len(files[strings.TrimPrefix(n, "/")]))
+				size := len(files[strings.TrimPrefix(n, "/")])
+				bytes += uint64(size)
+				if size >= 2*512 { // blocks left after block 1 go out windowed
+					windowed++
+				}
 			}
 			require.Equal(t, bytes, st.BytesSent)
+			if cfg.SendAhead == 1 {
+				windowed = 0
+			}
+			require.Equal(t, windowed, res.Windowed, "transfers with blocks sent ahead")
 		})
 	}
 }

@@ -15,6 +15,11 @@ import (
 // (windowsize × blksize); the negotiated windowsize is lowered to fit.
 const maxWindowBytes = 1 << 20
 
+// maxUnprovenResends is how many times the first packet of a transfer (the
+// OACK, or block 1) is resent before the client has acknowledged anything:
+// until then nothing proves the request came from the address it names.
+const maxUnprovenResends = 2
+
 // errTimeout is the transport's "deadline passed" error.
 var errTimeout = errors.New("tftpsrv: timeout")
 
@@ -61,8 +66,10 @@ func (s *Server) negotiate(req *request, size int64, maxBlk int) params {
 				accepted = append(accepted, option{o.name, strconv.FormatInt(size, 10)})
 			}
 		case "timeout":
-			// RFC 2349: the server answers the same value or refuses it.
-			if n, ok := parseOptInt(o.value, 1, maxOptTimeout+1); ok && n <= maxOptTimeout {
+			// RFC 2349: the server answers the same value or refuses it;
+			// a value above MaxTimeout is refused.
+			if n, ok := parseOptInt(o.value, 1, maxOptTimeout+1); ok && n <= maxOptTimeout &&
+				time.Duration(n)*time.Second <= s.maxTimeout() {
 				p.timeout = time.Duration(n) * time.Second
 				accepted = append(accepted, option{o.name, strconv.Itoa(n)})
 			}
@@ -110,15 +117,24 @@ func (s *Server) negotiate(req *request, size int64, maxBlk int) params {
 // halves that send-ahead window (down to lockstep) and every window's worth
 // of acknowledged blocks widens it by one again, so a client or NIC that
 // drops bursts converges to what it can take.
+//
+// Until the client has acknowledged something (the OACK, or block 1) the
+// request may be forged with a victim's address: only the first packet is
+// sent, resent at most maxUnprovenResends times after p.timeout each, with
+// no backoff. The window opens with the first acknowledgement.
 type sender struct {
 	t   transport
 	r   io.Reader
 	ctx context.Context
 	p   params
 
-	retries int
-	cwnd    int // current blocks in flight (≤ p.window)
-	grown   int // blocks acknowledged since cwnd last grew
+	retries  int
+	unproven int    // resends of the first packet allowed before an acknowledgement
+	proven   bool   // the client has acknowledged the OACK or a block
+	cwnd     int    // current blocks in flight (≤ p.window)
+	grown    int    // blocks acknowledged since cwnd last grew
+	wentBack uint64 // base at which a duplicate ACK last sent the window again
+	flight   int    // most blocks in flight at once
 
 	ring    [][]byte // p.window slots of 4+blksize bytes: block n in slot (n-1) % window
 	base    uint64   // first block not yet acknowledged (blocks count from 1)
@@ -129,6 +145,10 @@ type sender struct {
 	last    uint64   // final block (shorter than blksize), 0 until read
 	bytes   int64    // file bytes read
 	resent  int      // blocks sent more than once
+}
+
+func newSender(ctx context.Context, t transport, r io.Reader, p params, retries int) *sender {
+	return &sender{t: t, r: r, ctx: ctx, p: p, retries: retries, unproven: min(retries, maxUnprovenResends)}
 }
 
 // slot is the ring entry of block n.
@@ -167,17 +187,19 @@ func wait(t time.Duration, attempt int) time.Duration {
 	return t*time.Duration(min(1<<min(attempt, 3), 5)) + rand.N(t/8+1)
 }
 
-// handshake sends the OACK and waits for its acknowledgement (ACK 0).
+// handshake sends the OACK and waits for its acknowledgement (ACK 0), which
+// proves the client asked. Until then the OACK is resent at most
+// x.unproven times, after p.timeout each.
 func (x *sender) handshake(oack []byte) error {
 	buf := make([]byte, 1500)
-	for attempt := 0; attempt <= x.retries; attempt++ {
+	for attempt := 0; attempt <= x.unproven; attempt++ {
 		if err := x.ctx.Err(); err != nil {
 			return err
 		}
 		if err := x.t.send([][]byte{oack}); err != nil {
 			return err
 		}
-		deadline := time.Now().Add(wait(x.p.timeout, attempt))
+		deadline := time.Now().Add(x.p.timeout)
 		for {
 			n, err := x.t.recv(buf, deadline)
 			if errors.Is(err, errTimeout) {
@@ -193,6 +215,7 @@ func (x *sender) handshake(oack []byte) error {
 			switch binary.BigEndian.Uint16(pkt) {
 			case opACK:
 				if binary.BigEndian.Uint16(pkt[2:]) == 0 {
+					x.proven = true
 					return nil
 				}
 			case opERROR:
@@ -200,7 +223,7 @@ func (x *sender) handshake(oack []byte) error {
 			}
 		}
 	}
-	return fmt.Errorf("%w: no acknowledgement of the options after %d attempts", ErrTimeout, x.retries+1)
+	return fmt.Errorf("%w: no acknowledgement of the options after %d attempts", ErrTimeout, x.unproven+1)
 }
 
 // fill reads block n (n == x.read+1) into its ring slot.
@@ -229,11 +252,18 @@ func (x *sender) run() error {
 		x.ring[i] = make([]byte, 4+x.p.blksize)
 	}
 	x.cwnd = x.p.window
+	if !x.proven {
+		x.cwnd = 1 // nothing sent ahead to an address that may not have asked
+	}
 	x.base, x.next = 1, 1
 	sendBuf := make([][]byte, 0, x.p.window)
 	buf := make([]byte, 1500)
 	attempt := 0
+	// The deadline is set when the transfer starts, on progress and on a
+	// timeout, never by a duplicate acknowledgement: a client repeating
+	// one cannot keep the transfer alive.
 	var deadline time.Time
+	rearm := true
 	for {
 		if err := x.ctx.Err(); err != nil {
 			return err
@@ -265,15 +295,28 @@ func (x *sender) run() error {
 			if err := x.t.send(pkts); err != nil {
 				return err
 			}
-			deadline = time.Now().Add(wait(x.p.timeout, attempt))
+			x.flight = max(x.flight, int(x.next-x.base))
+		}
+		if rearm {
+			switch {
+			case !x.proven:
+				deadline = time.Now().Add(x.p.timeout)
+			default:
+				deadline = time.Now().Add(wait(x.p.timeout, attempt))
+			}
+			rearm = false
 		}
 
 		n, err := x.t.recv(buf, deadline)
 		if errors.Is(err, errTimeout) {
 			attempt++
+			if !x.proven && attempt > x.unproven {
+				return fmt.Errorf("%w: block 1 never acknowledged after %d attempts", ErrTimeout, attempt)
+			}
 			if attempt > x.retries {
 				return fmt.Errorf("%w: block %d unacknowledged after %d attempts", ErrTimeout, x.base, attempt)
 			}
+			rearm = true
 			// Go back and resend everything outstanding, not just what
 			// the shrunken window allows: when acknowledgements rather
 			// than blocks were lost, a lockstep client has the blocks
@@ -310,9 +353,12 @@ func (x *sender) run() error {
 		if idx < x.base {
 			// A duplicate of the last acknowledgement. A windowsize
 			// client sends it when it lost a block or timed out: resend
-			// from there. A lockstep client sends it for a duplicate
-			// block it got; ignoring it avoids Sorcerer's Apprentice.
-			if x.p.negotiated {
+			// from there, once per position (a client repeating it gets
+			// nothing more until the timeout). A lockstep client sends
+			// it for a duplicate block it got; ignoring it avoids
+			// Sorcerer's Apprentice.
+			if x.p.negotiated && x.wentBack != x.base {
+				x.wentBack = x.base
 				x.next = x.base
 			}
 			continue
@@ -320,7 +366,11 @@ func (x *sender) run() error {
 		acked := idx - x.base + 1
 		x.base = idx + 1
 		attempt = 0
-		deadline = time.Now().Add(x.p.timeout)
+		rearm = true
+		if !x.proven {
+			x.proven = true
+			x.cwnd = x.p.window
+		}
 		if x.last != 0 && idx == x.last {
 			return nil
 		}

@@ -305,9 +305,10 @@ func TestWindowsize(t *testing.T) {
 	assert.Equal(t, map[string]string{"blksize": "1024"}, res.oack)
 }
 
-// TestOptions covers the RFC 2347/2349 corner cases: timeout is echoed or
-// refused (never changed), values out of range are ignored, a zero tsize
-// is left out, option names are case-insensitive, and a client
+// TestOptions covers the RFC 2347/2349 corner cases: timeout (up to
+// MaxTimeout) is echoed or refused (never changed), values out of range are
+// ignored, a zero tsize is left out, option names are case-insensitive, and
+// a client
 // that ends the transfer after the OACK (firmware reading tsize) is counted
 // as aborted, not failed.
 func TestOptions(t *testing.T) {

@@ -25,6 +25,9 @@ func main() {
 	maxWindow := flag.Int("max-window", 0, "largest RFC 7440 windowsize granted (0 = default 64, -1 = refuse the option)")
 	single := flag.Bool("single-port", false, "answer every transfer from the listening port")
 	timeout := flag.Duration("timeout", time.Second, "retransmission timeout")
+	// The benchmark's boot storm runs every client from 127.0.0.1, like
+	// machines behind one NAT address: no per-client limit unless asked.
+	perClient := flag.Int("max-per-client", -1, "transfers in progress per client address (0 = the package default, -1 = no limit)")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this TCP address (e.g. 127.0.0.1:6060)")
 	verbose := flag.Bool("v", false, "log every transfer")
 	flag.Parse()
@@ -45,6 +48,8 @@ func main() {
 		MaxWindow:  *maxWindow,
 		SinglePort: *single,
 		Timeout:    *timeout,
+
+		MaxTransfersPerClient: *perClient,
 	}
 	if *pprofAddr != "" {
 		ln, err := net.Listen("tcp", *pprofAddr)
