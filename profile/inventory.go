@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"text/template"
 
 	"github.com/metalboot/metalboot/internal/hwaddr"
 )
@@ -64,7 +63,7 @@ type Inventory struct {
 	groups    []*Group // most specific first
 	templates map[string][]byte
 	generic   map[string][]byte
-	compiled  map[string]*template.Template
+	compiled  map[string]*bootTemplate
 	warnings  []Warning
 	hosts     []Host
 }
@@ -153,7 +152,7 @@ func New(d Data) (*Inventory, error) {
 		profiles:  map[string]*Profile{},
 		templates: map[string][]byte{},
 		generic:   map[string][]byte{},
-		compiled:  map[string]*template.Template{},
+		compiled:  map[string]*bootTemplate{},
 	}}
 	return b.build(d)
 }
@@ -232,10 +231,19 @@ func (b *builder) addProfile(p *Profile) {
 		}
 	}
 	for _, s := range p.Boot.strings() {
-		if _, err := inv.compile(s, func(v string) {
+		bt, err := inv.compile(s, func(v string) {
 			b.warn(p.Source, "boot-loader variable %s is rendered by the server from the matched machine", v)
-		}); err != nil {
+		})
+		if err != nil {
 			b.errorf(p.Source, p.ID, "profile %q: template %q: %v", p.ID, s, err)
+			continue
+		}
+		for _, u := range bt.uses {
+			what := "every value from the network"
+			if u.Root != "" {
+				what = "{{." + u.Root + "}}"
+			}
+			b.warn(p.Source, "profile %q: %q uses %s in logic (%s): rendered with the real value, which must first pass the kernel command line's check", p.ID, s, what, u.What)
 		}
 	}
 	inv.profiles[p.ID] = p
