@@ -216,7 +216,10 @@ func appendSerial(b []byte, s *Serial, indent string) []byte {
 //
 // For the first form it also returns the MAC, so a server can answer it
 // with FirstStage{MAC: mac} (GRUB then stops probing); for the others mac
-// is zero. The directory part is not checked: it is GRUB's prefix, which
+// is zero. The name is untrusted (it comes from the network): the MAC part
+// must be exactly six pairs of hexadecimal digits separated by '-', and
+// what is returned is the parsed MAC, which a FirstStage renders in
+// canonical form inside GRUB quotes. The directory part is not checked: it is GRUB's prefix, which
 // the server chose when it made GRUB's image.
 func FirstStageName(name string) (mac hwaddr.MAC, ok bool) {
 	base := name
@@ -234,8 +237,8 @@ func FirstStageName(name string) (mac hwaddr.MAC, ok bool) {
 	if !found || rest == "" {
 		return mac, false
 	}
-	if m, ok := strings.CutPrefix(rest, "01-"); ok && len(m) == 17 {
-		if v, err := hwaddr.Parse(m); err == nil && strings.Count(m, "-") == 5 {
+	if m, ok := strings.CutPrefix(rest, "01-"); ok {
+		if v, ok := hyphenMAC(m); ok {
 			return v, true
 		}
 	}
@@ -249,6 +252,41 @@ func FirstStageName(name string) (mac hwaddr.MAC, ok bool) {
 		}
 	}
 	return mac, true
+}
+
+// hyphenMAC parses exactly GRUB's form of a MAC in a configuration name:
+// six pairs of hexadecimal digits (either case) separated by '-'. Nothing
+// else is accepted (hwaddr.Parse would also take spaces around it and
+// one-digit groups).
+func hyphenMAC(s string) (hwaddr.MAC, bool) {
+	var m hwaddr.MAC
+	if len(s) != 17 {
+		return m, false
+	}
+	for i := range m {
+		if i > 0 && s[3*i-1] != '-' {
+			return hwaddr.MAC{}, false
+		}
+		hi, ok1 := hexDigit(s[3*i])
+		lo, ok2 := hexDigit(s[3*i+1])
+		if !ok1 || !ok2 {
+			return hwaddr.MAC{}, false
+		}
+		m[i] = hi<<4 | lo
+	}
+	return m, true
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // FirstStageNames lists, in GRUB 2.06's order, the names GRUB asks for

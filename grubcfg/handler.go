@@ -17,6 +17,10 @@ import (
 //
 //   - 400 with a one-line reason: malformed MAC or parameters (the
 //     profile.Resolver middleware answers it);
+//   - 400 with the reason: a value from the request or the DHCP lease
+//     (hostname, a label…) cannot be encoded for the kernel command line
+//     (white space, '"', control characters: it would add a kernel
+//     parameter; see profile.Machine.Render);
 //   - 404 with a reason: no group matches, or the matched profile has no
 //     kernel to boot (e.g. an "installed" profile);
 //   - 500 "cannot render…": the profile's kernel or initrd location cannot
@@ -143,6 +147,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, ErrNoKernel) {
 			profile.Error(w, http.StatusNotFound, "no network boot for "+describe(m)+": the profile has no boot.kernel")
+			return
+		}
+		var ve *profile.ValueError
+		if errors.As(err, &ve) {
+			h.logger().Info("grub config not served: a value from the request", "machine", describe(m), "err", err)
+			profile.Error(w, http.StatusBadRequest, "bad request: cannot render the GRUB configuration of "+describe(m)+": "+ve.Error())
 			return
 		}
 		h.logger().Error("grub config", "machine", describe(m), "err", err)

@@ -196,19 +196,40 @@ func (r *bootRenderer) render(s string) (string, error) {
 		return "", fmt.Errorf("render %q: %w", s, err)
 	}
 	out := sb.String()
-	fromValues := bt.logic != 0 && !strings.Contains(s, "--")
+	field := ""
 	if need != 0 && strings.Contains(out, r.prefix) {
-		out, err = r.substitute(out)
-		if err != nil {
+		if out, field, err = r.substitute(out); err != nil {
 			return "", fmt.Errorf("render %q: %w", s, err)
 		}
-		fromValues = fromValues || out != sb.String()
 	}
-	if out == "--" && fromValues {
-		return "", fmt.Errorf("render %q: %w", s, &ValueError{Field: "argument", Value: out, Format: kernelCmdline,
+	if out == "--" && !strings.Contains(s, "--") {
+		if field == "" {
+			field = r.holding(out, bt.logic)
+		}
+		return "", fmt.Errorf("render %q: %w", s, &ValueError{Field: field, Value: out, Format: kernelCmdline,
 			Reason: `a bare "--" ends the kernel's parameters`})
 	}
 	return out, nil
+}
+
+// holding names the first field among roots whose value is v ("argument"
+// when none is).
+func (r *bootRenderer) holding(v string, roots rootSet) string {
+	for i, name := range rootNames {
+		if roots&(1<<i) == 0 {
+			continue
+		}
+		if name == "Labels" {
+			for _, k := range slices.Sorted(maps.Keys(r.data.Labels)) {
+				if r.data.Labels[k] == v {
+					return "Labels." + k
+				}
+			}
+		} else if *r.data.field(name) == v {
+			return name
+		}
+	}
+	return "argument"
 }
 
 const kernelCmdline = "kernel command line"
@@ -321,21 +342,23 @@ func (r *bootRenderer) lookup(id string) (placed, bool) {
 }
 
 // substitute replaces each placeholder in out by its value, checked for
-// the kernel command line, in one pass (values are not scanned again).
-func (r *bootRenderer) substitute(out string) (string, error) {
+// the kernel command line, in one pass (values are not scanned again). It
+// also returns the field of the last value placed.
+func (r *bootRenderer) substitute(out string) (string, string, error) {
 	var b strings.Builder
 	b.Grow(len(out) + 32)
+	field := ""
 	for {
 		i := strings.Index(out, r.prefix)
 		if i < 0 {
 			b.WriteString(out)
-			return b.String(), nil
+			return b.String(), field, nil
 		}
 		rest := out[i+len(r.prefix):]
 		j := strings.IndexByte(rest, 'Y')
 		if j < 0 {
 			b.WriteString(out)
-			return b.String(), nil
+			return b.String(), field, nil
 		}
 		p, ok := r.lookup(rest[:j])
 		if !ok {
@@ -344,10 +367,11 @@ func (r *bootRenderer) substitute(out string) (string, error) {
 			continue
 		}
 		if err := checkKernel(p.field, p.value); err != nil {
-			return "", err
+			return "", "", err
 		}
 		b.WriteString(out[:i])
 		b.WriteString(p.value)
+		field = p.field
 		out = rest[j+1:]
 	}
 }
