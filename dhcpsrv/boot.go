@@ -170,9 +170,11 @@ func ParseClientInfo(req *dhcpv4.DHCPv4) ClientInfo {
 // system UUID, which firmware (OVMF, SeaBIOS/iPXE, verified under QEMU
 // with -uuid) sends as stored: the first three fields little-endian. It is
 // printed the way dmidecode, BMCs, QEMU's -uuid and iPXE's ${uuid} show
-// it. Anything else is printed as hex.
+// it. Anything else is printed as hex, except a value longer than one
+// option (255 bytes, reachable by splitting option 97), which is no
+// identifier and gives "". The result always passes ValidUUID.
 func formatUUID(b []byte) string {
-	if len(b) == 0 {
+	if len(b) == 0 || len(b) > 255 {
 		return ""
 	}
 	if len(b) == 17 && b[0] == 0 {

@@ -27,9 +27,23 @@
 // took it), the address already offered, the requested address (option 50),
 // then the next free pool address. A pool address is free when no active
 // lease of another client, no decline quarantine, no pending offer to
-// another client and no reservation ([ReservedIPs]) holds it. With an
-// exhausted pool a DISCOVER gets no answer (counted in Stats.PoolExhausted)
-// and a REQUEST for a taken address a NAK; expired leases are reused.
+// another client and no reservation ([ReservedIPs]) holds it. Offers are
+// held briefly ([DefaultOfferTime], 10 s) and softly: when no address is
+// free, the oldest address that is only offered to another client (never
+// ACKed) is reclaimed (Stats.OffersReclaimed), so clients that DISCOVER
+// and never REQUEST cannot starve a pool. With a pool exhausted by
+// leases a DISCOVER gets no answer (counted in Stats.PoolExhausted) and a
+// REQUEST for a taken address a NAK; expired leases are reused, ACKed
+// ones are never taken before they expire.
+//
+// # Untrusted input
+//
+// Everything from the network is checked for what it claims to be before
+// it is stored or echoed: a client's host name (option 12) must pass
+// [ValidHostname] (RFC 1123, lowered) or the lease is granted without one
+// (Stats.BadHostname, a log line with the value quoted); option 97 is
+// stored as a UUID or as hex ([ValidUUID]). Leases read back from a store
+// are checked the same way.
 //
 // # Network boot
 //
@@ -66,7 +80,10 @@
 // open and when it grows to four times the live records, locked against a
 // second process. A kill -9 at any moment loses no ACKed lease (tested
 // with perfdhcp load and five kills, see TestKill9KeepsAckedLeases); a torn
-// last record is dropped on open.
+// last record is dropped on open. Any other damage stops OpenJournal with
+// a [*JournalError] (file, offset, record; wraps [ErrCorrupt]) and leaves
+// the file untouched; [MoveAside] is the operator's explicit way to start
+// without it.
 //
 // Hooks (OnDiscover, OnLease, OnRelease) and [Server.Stats] feed timelines
 // and metrics; [Server.Lease] looks a machine's current lease up by MAC.

@@ -63,6 +63,8 @@ type Journal struct {
 	f       *os.File
 	durable uint64 // sequence number of the last record known on disk
 	spare   []byte
+
+	recovery JournalRecovery // what replay dropped; set once by OpenJournal
 }
 
 type record struct {
@@ -84,20 +86,33 @@ func NewMemoryStore() *Journal {
 }
 
 // OpenJournal opens (creating dir and the journal if needed) the lease
-// journal in dir, replays it and compacts it. A torn or corrupt line is
-// skipped; a non-empty file without a single valid line is an error
-// wrapping ErrCorrupt.
+// journal in dir (the file [JournalPath](dir)), replays it and compacts
+// it.
+//
+// Replay is strict, because a journal taken as empty would hand out
+// addresses that are still leased: the only damage tolerated is a torn
+// last record, an incomplete final line with no newline after it, which
+// is what a crash in the middle of an append leaves (that record was
+// never fsynced, so never ACKed). It is dropped and reported by
+// [Journal.Recovery] (a [Server] using the journal logs it as a warning).
+// Any other damage (a record that fails its checksum or does not decode,
+// a file with no complete record at all, zeros, garbage) makes OpenJournal
+// fail with a [*JournalError] that wraps [ErrCorrupt] and names the file,
+// the byte offset and the record, and leaves the file byte for byte as it
+// was. The operator then inspects it and may call [MoveAside] to start
+// with no leases.
+//
+// A lease field that does not pass validation (a host name failing
+// [ValidHostname] or a UUID failing [ValidUUID], as an older version may
+// have written them) is removed and counted in [Journal.Recovery]; the
+// lease itself is kept.
 func OpenJournal(dir string) (*Journal, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("dhcpsrv: journal directory: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, journalLock), os.O_CREATE|os.O_RDWR, 0o640)
+	lock, err := lockDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("dhcpsrv: journal lock: %w", err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("dhcpsrv: journal %s is in use by another process: %w", dir, err)
+		return nil, err
 	}
 	j := NewMemoryStore()
 	j.dir, j.lock = dir, lock
@@ -115,9 +130,27 @@ func OpenJournal(dir string) (*Journal, error) {
 	return j, nil
 }
 
+// lockDir takes the exclusive lock of the journal directory dir.
+func lockDir(dir string) (*os.File, error) {
+	lock, err := os.OpenFile(filepath.Join(dir, journalLock), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("dhcpsrv: journal lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("dhcpsrv: journal %s is in use by another process: %w", dir, err)
+	}
+	return lock, nil
+}
+
+// JournalPath returns the path of the journal file that OpenJournal(dir)
+// reads and writes.
+func JournalPath(dir string) string { return filepath.Join(dir, journalName) }
+
 func (j *Journal) replay() error {
-	_ = os.Remove(filepath.Join(j.dir, journalTmp))
-	f, err := os.Open(filepath.Join(j.dir, journalName))
+	_ = os.Remove(filepath.Join(j.dir, journalTmp)) // an interrupted snapshot; the journal itself is intact
+	path := JournalPath(j.dir)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -125,59 +158,112 @@ func (j *Journal) replay() error {
 		return fmt.Errorf("dhcpsrv: open journal: %w", err)
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<16)
-	good, bad := 0, 0
-	for {
-		line, err := r.ReadBytes('\n')
-		if len(line) > 0 {
-			if rec, ok := decodeLine(line); ok {
-				j.apply(rec)
-				good++
-			} else {
-				bad++
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("dhcpsrv: read journal: %w", err)
-		}
-	}
-	if good == 0 && bad > 1 {
-		return fmt.Errorf("%w: %s: no valid record in %d lines", ErrCorrupt, filepath.Join(j.dir, journalName), bad)
-	}
-	return nil
+	return j.replayFrom(path, f)
 }
 
-// decodeLine parses "<crc32 hex> <json>\n"; ok is false for a torn or
-// damaged line.
-func decodeLine(line []byte) (record, bool) {
+// maxRecordLen bounds one journal line; a longer one is corrupt.
+const maxRecordLen = 1 << 16
+
+// replayFrom applies the records read from r (the journal file called
+// name) to the empty index; see OpenJournal for what it accepts.
+func (j *Journal) replayFrom(name string, r io.Reader) error {
+	j.recovery = JournalRecovery{File: name}
+	br := bufio.NewReaderSize(r, 1<<16)
+	var off int64
+	complete := 0
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("dhcpsrv: read journal %s: %w", name, err)
+		}
+		if err != nil { // io.EOF: line has no newline
+			if len(line) == 0 {
+				return nil
+			}
+			if complete == 0 {
+				// A snapshot (written whole, fsynced, renamed into
+				// place) always starts the file with a complete record,
+				// so this is no torn append.
+				return &JournalError{File: name, Offset: off, Record: clip(line),
+					Err: errors.New("no complete record (no newline in the file)")}
+			}
+			j.recovery.TornOffset, j.recovery.TornBytes, j.recovery.TornRecord = off, len(line), clip(line)
+			return nil
+		}
+		rec, derr := decodeRecord(line)
+		if derr != nil {
+			return &JournalError{File: name, Offset: off, Record: clip(line), Err: derr}
+		}
+		if rec.Op == "put" {
+			j.checkRecord(&rec, off)
+		}
+		j.apply(rec)
+		complete++
+		off += int64(len(line))
+	}
+}
+
+// checkRecord removes a host name or UUID that fails validation from a
+// replayed record and notes it in j.recovery.
+func (j *Journal) checkRecord(rec *record, off int64) {
+	l, badHost, badUUID := checkLease(Lease{Hostname: rec.Hostname, UUID: rec.UUID})
+	note := func(field, value string) {
+		if len(j.recovery.Dropped) < maxDropped {
+			j.recovery.Dropped = append(j.recovery.Dropped, DroppedField{Offset: off, IP: rec.IP, Field: field, Value: value})
+		}
+	}
+	if badHost {
+		j.recovery.BadHostnames++
+		note("hostname", rec.Hostname)
+	}
+	if badUUID {
+		j.recovery.BadUUIDs++
+		note("uuid", rec.UUID)
+	}
+	rec.Hostname, rec.UUID = l.Hostname, l.UUID
+}
+
+// decodeRecord parses and checks one line "<crc32 hex> <json>\n".
+func decodeRecord(line []byte) (record, error) {
 	var rec record
+	if len(line) > maxRecordLen {
+		return rec, fmt.Errorf("record longer than %d bytes", maxRecordLen)
+	}
 	if len(line) < 10 || line[len(line)-1] != '\n' || line[8] != ' ' {
-		return rec, false
+		return rec, errors.New("not a checksummed record")
 	}
 	var sum [4]byte
 	if _, err := hex.Decode(sum[:], line[:8]); err != nil {
-		return rec, false
+		return rec, errors.New("not a checksummed record")
 	}
 	body := line[9 : len(line)-1]
 	if crc32.ChecksumIEEE(body) != uint32(sum[0])<<24|uint32(sum[1])<<16|uint32(sum[2])<<8|uint32(sum[3]) {
-		return rec, false
+		return rec, errors.New("checksum mismatch")
 	}
 	if err := json.Unmarshal(body, &rec); err != nil {
-		return rec, false
+		return rec, fmt.Errorf("undecodable record: %w", err)
 	}
 	switch rec.Op {
 	case "put", "del":
 		if !rec.IP.Is4() {
-			return rec, false
+			return rec, fmt.Errorf("%s record without an IPv4 address", rec.Op)
+		}
+		if rec.Rev == 0 {
+			return rec, fmt.Errorf("%s record without a revision", rec.Op)
 		}
 	case "rev":
 	default:
-		return rec, false
+		return rec, fmt.Errorf("unknown operation %q", rec.Op)
 	}
-	return rec, true
+	if rec.Op == "put" {
+		if rec.State > StateDeclined {
+			return rec, fmt.Errorf("unknown lease state %d", rec.State)
+		}
+		if rec.State != StateDeclined && rec.MAC.IsZero() {
+			return rec, fmt.Errorf("%s lease without a MAC", rec.State)
+		}
+	}
+	return rec, nil
 }
 
 func appendLine(dst []byte, rec record) []byte {

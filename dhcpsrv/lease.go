@@ -18,8 +18,9 @@ var (
 	ErrNotFound = errors.New("dhcpsrv: no lease")
 	// ErrClosed is returned by a closed lease store.
 	ErrClosed = errors.New("dhcpsrv: lease store closed")
-	// ErrCorrupt is wrapped by OpenJournal when the journal cannot be
-	// parsed at all (a torn last record is not an error: it is dropped).
+	// ErrCorrupt is wrapped by the [*JournalError] OpenJournal returns
+	// for a damaged journal: any record that does not check, anywhere but
+	// a torn last line (which is dropped).
 	ErrCorrupt = errors.New("dhcpsrv: corrupt lease journal")
 )
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,8 +28,21 @@ const (
 
 // Defaults applied to zero config values.
 const (
-	DefaultLeaseTime   = time.Hour
-	DefaultOfferTime   = 30 * time.Second
+	DefaultLeaseTime = time.Hour
+	// DefaultOfferTime is how long an OFFER holds its address for a client
+	// that has not sent its REQUEST yet. It is short so that clients
+	// which DISCOVER and never REQUEST (broken, or an attacker cycling
+	// fake MACs) cannot hold a small pool: Kea holds nothing for an
+	// OFFER by default (the DISCOVER is a "fake allocation"; its
+	// offer-lifetime is 0 unless configured), ISC dhcpd lets an offer
+	// nobody REQUESTed lapse after two minutes (server/dhcp.c). Ten
+	// seconds cover a PXE firmware that collects offers for its whole
+	// first DISCOVER window before it REQUESTs (4 s, then 8 s: EDK2's
+	// mPxeDhcpTimeout, from the PXE 2.1 spec). A REQUEST that comes later
+	// is still ACKed if nobody took the address meanwhile, and an
+	// exhausted pool reclaims the oldest offer before it answers "no
+	// address" (see Server.OfferTime).
+	DefaultOfferTime   = 10 * time.Second
 	DefaultDeclineTime = 10 * time.Minute
 	DefaultWorkers     = 1024
 )
@@ -157,7 +171,11 @@ type Server struct {
 	// no address, on ports 67 and 4011, beside another DHCP server.
 	ProxyDHCP bool
 	// OfferTime is how long an offered address is held for the client
-	// (zero: DefaultOfferTime).
+	// (zero or negative: DefaultOfferTime). An offer is a soft hold:
+	// when the pool has no other free address, the oldest address that
+	// is only offered (never ACKed) to another client is reclaimed
+	// (Stats.OffersReclaimed) before a DISCOVER goes unanswered. An ACKed
+	// lease is never reclaimed before it expires.
 	OfferTime time.Duration
 	// DeclineTime is how long a declined address is quarantined (zero:
 	// DefaultDeclineTime).
@@ -243,7 +261,25 @@ func (s *Server) init() {
 			}
 			s.subnets = append(s.subnets, x)
 		}
+		if j, ok := s.store.(*Journal); ok {
+			s.reportRecovery(j.Recovery())
+		}
 	})
+}
+
+// reportRecovery logs what the journal dropped when it was opened and
+// counts the removed fields.
+func (s *Server) reportRecovery(r JournalRecovery) {
+	if r.TornBytes > 0 {
+		s.log.Warn("dhcpsrv: lease journal ended in a torn record (crash during an append); dropped it",
+			"file", r.File, "offset", r.TornOffset, "bytes", r.TornBytes, "record", quoteForLog(r.TornRecord))
+	}
+	for _, d := range r.Dropped {
+		s.log.Warn("dhcpsrv: lease journal record had an invalid "+d.Field+"; dropped the field, kept the lease",
+			"file", r.File, "offset", d.Offset, "ip", d.IP, d.Field, quoteForLog(d.Value))
+	}
+	s.stats.badHostname.Add(uint64(r.BadHostnames))
+	s.stats.badUUID.Add(uint64(r.BadUUIDs))
 }
 
 // prepare initialises the server and resolves the server identifier.
@@ -278,14 +314,61 @@ func (s *Server) now() time.Time {
 	return time.Now()
 }
 
-// Lease returns the active lease of mac, if any.
+// Lease returns the active lease of mac, if any. A host name or UUID in
+// the stored record that fails [ValidHostname] or [ValidUUID] (a lease
+// store may hold anything) is left out, logged and counted in Stats.
 func (s *Server) Lease(mac hwaddr.MAC) (Lease, bool) {
 	s.init()
 	l, err := s.store.ByMAC(mac)
 	if err != nil || !l.Active(s.now()) {
 		return Lease{}, false
 	}
-	return l, true
+	return s.checkStored(l), true
+}
+
+// checkStored validates the strings of a lease read from the store.
+func (s *Server) checkStored(l Lease) Lease {
+	out, badHost, badUUID := checkLease(l)
+	if badHost {
+		s.stats.badHostname.Add(1)
+		s.log.Warn("dhcpsrv: stored lease has an invalid host name; left out", "mac", l.MAC, "ip", l.IP, "hostname", quoteForLog(l.Hostname))
+	}
+	if badUUID {
+		s.stats.badUUID.Add(1)
+		s.log.Warn("dhcpsrv: stored lease has an invalid UUID; left out", "mac", l.MAC, "ip", l.IP, "uuid", quoteForLog(l.UUID))
+	}
+	return out
+}
+
+// clientHostname returns the client's option 12 if it is a valid host
+// name (normalised by ValidHostname), else "" — counted and logged with
+// the value quoted. Trailing NULs, which some clients add, are ignored.
+func (s *Server) clientHostname(req *dhcpv4.DHCPv4, mac hwaddr.MAC, level slog.Level) string {
+	v := req.Options.Get(dhcpv4.OptionHostName)
+	if v == nil {
+		return ""
+	}
+	raw := strings.TrimRight(string(v), "\x00")
+	h, ok := ValidHostname(raw)
+	if !ok {
+		s.stats.badHostname.Add(1)
+		s.log.Log(context.Background(), level, "dhcpsrv: client sent an invalid host name (option 12); ignored",
+			"mac", mac, "type", req.MessageType().String(), "hostname", quoteForLog(string(v)))
+		return ""
+	}
+	return h
+}
+
+// leaseHostname is the host name for mac's lease: the reservation's, else
+// the client's option 12, validated.
+func (s *Server) leaseHostname(req *dhcpv4.DHCPv4, mac hwaddr.MAC, r Reservation, reserved bool, level slog.Level) string {
+	if reserved && r.Hostname != "" {
+		if h, ok := ValidHostname(r.Hostname); ok {
+			return h
+		}
+		s.log.Warn("dhcpsrv: reservation host name is not a valid host name; ignored", "mac", mac, "hostname", quoteForLog(r.Hostname))
+	}
+	return s.clientHostname(req, mac, level)
 }
 
 // ListenAndServe opens UDP port 67 (and 4011 in proxyDHCP mode) on
@@ -650,16 +733,7 @@ func (s *Server) freeFor(ip netip.Addr, mac hwaddr.MAC, now time.Time) bool {
 	if o, ok := s.offers[ip]; ok && o.mac != mac && now.Before(o.until) {
 		return false
 	}
-	if rip, ok := s.Reservations.(ReservedIPs); ok {
-		if owner, ok := rip.ReservedFor(ip); ok && owner != mac {
-			return false
-		}
-	}
-	l, err := s.store.Get(ip)
-	if err != nil {
-		return errors.Is(err, ErrNotFound)
-	}
-	return !l.blocks(mac, now)
+	return s.freeIgnoringOffer(ip, mac, now)
 }
 
 // pick chooses the address to offer mac in sn; s.mu held.
@@ -684,7 +758,57 @@ func (s *Server) pick(mac hwaddr.MAC, sn *subnet, requested netip.Addr, now time
 			return ip, true
 		}
 	}
-	return netip.Addr{}, false
+	return s.reclaimOffer(mac, sn, now)
+}
+
+// reclaimOffer takes back, for mac, the pool address of sn whose pending
+// offer to another client is the oldest (soonest to expire), provided
+// nothing but that offer keeps it from mac: no lease of another client,
+// no decline quarantine, no reservation. It is the last resort of an
+// exhausted pool, so clients that DISCOVER and never REQUEST cannot
+// starve real ones; s.mu held.
+func (s *Server) reclaimOffer(mac hwaddr.MAC, sn *subnet, now time.Time) (netip.Addr, bool) {
+	var (
+		best netip.Addr
+		bo   offer
+	)
+	for ip, o := range s.offers {
+		if o.mac == mac || !sn.inRanges(ip) {
+			continue
+		}
+		if best.IsValid() && (o.until.After(bo.until) || o.until.Equal(bo.until) && best.Less(ip)) {
+			continue
+		}
+		if !s.freeIgnoringOffer(ip, mac, now) {
+			continue
+		}
+		best, bo = ip, o
+	}
+	if !best.IsValid() {
+		return netip.Addr{}, false
+	}
+	delete(s.offers, best)
+	if s.offerByMAC[bo.mac] == best {
+		delete(s.offerByMAC, bo.mac)
+	}
+	s.stats.offersReclaimed.Add(1)
+	s.log.Info("dhcpsrv: pool exhausted; reclaimed an address offered to a client that has not requested it",
+		"ip", best, "from", bo.mac, "for", mac)
+	return best, true
+}
+
+// freeIgnoringOffer is freeFor without the pending-offer check; s.mu held.
+func (s *Server) freeIgnoringOffer(ip netip.Addr, mac hwaddr.MAC, now time.Time) bool {
+	if rip, ok := s.Reservations.(ReservedIPs); ok {
+		if owner, ok := rip.ReservedFor(ip); ok && owner != mac {
+			return false
+		}
+	}
+	l, err := s.store.Get(ip)
+	if err != nil {
+		return errors.Is(err, ErrNotFound)
+	}
+	return !l.blocks(mac, now)
 }
 
 func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
@@ -718,10 +842,8 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		return nil
 	}
 	resp := newReply(req, dhcpv4.MessageTypeOffer, ip)
-	hostname := req.HostName()
-	if r, ok := s.reservation(mac, sn); ok && r.Hostname != "" {
-		hostname = r.Hostname
-	}
+	r, reserved := s.reservation(mac, sn)
+	hostname := s.leaseHostname(req, mac, r, reserved, slog.LevelDebug)
 	s.addNetworkOptions(resp, sn, hostname, true)
 	ev.Offered = ip
 	ev.BootFile = s.addBootOptions(req, resp, ci, false)
@@ -806,10 +928,7 @@ func (s *Server) request(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		}
 		s.mu.Unlock()
 	}
-	hostname := req.HostName()
-	if reserved && r.Hostname != "" {
-		hostname = r.Hostname
-	}
+	hostname := s.leaseHostname(req, mac, r, reserved, slog.LevelWarn)
 	l, err := s.commit(mac, ip, sn, ci, hostname, now)
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
@@ -887,7 +1006,7 @@ func (s *Server) release(req *dhcpv4.DHCPv4, mac hwaddr.MAC) {
 		return
 	}
 	if s.OnRelease != nil {
-		s.OnRelease(l)
+		s.OnRelease(s.checkStored(l))
 	}
 }
 

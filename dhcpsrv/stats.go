@@ -19,16 +19,31 @@ type Stats struct {
 	Informs       uint64
 	PoolExhausted uint64 // DISCOVERs left unanswered because no address was free
 	StoreErrors   uint64 // lease store failures (no ACK sent)
+	// BadHostname counts host names left out because they failed
+	// ValidHostname: option 12 of a DISCOVER or REQUEST (the lease is
+	// granted without it), a record of the lease journal replayed at
+	// start, or a lease read from the store by Server.Lease.
+	BadHostname uint64
+	// BadUUID counts UUIDs left out of stored leases (journal replay,
+	// Server.Lease) because they failed ValidUUID. Option 97 from the
+	// wire is always stored in a valid form.
+	BadUUID uint64
+	// OffersReclaimed counts addresses taken back from a client that was
+	// offered them and had not requested them, because the pool had no
+	// other free address.
+	OffersReclaimed uint64
 }
 
 type counters struct {
 	packetsIn, packetsOut, malformed, dropped, sendErrors       atomic.Uint64
 	discovers, offers, requests, acks, naks, releases, declines atomic.Uint64
 	informs, exhausted, storeErrors                             atomic.Uint64
+	badHostname, badUUID, offersReclaimed                       atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
+	s.init()
 	c := &s.stats
 	return Stats{
 		PacketsIn: c.packetsIn.Load(), PacketsOut: c.packetsOut.Load(), Malformed: c.malformed.Load(),
@@ -36,5 +51,6 @@ func (s *Server) Stats() Stats {
 		Offers: c.offers.Load(), Requests: c.requests.Load(), Acks: c.acks.Load(), Naks: c.naks.Load(),
 		Releases: c.releases.Load(), Declines: c.declines.Load(), Informs: c.informs.Load(),
 		PoolExhausted: c.exhausted.Load(), StoreErrors: c.storeErrors.Load(),
+		BadHostname: c.badHostname.Load(), BadUUID: c.badUUID.Load(), OffersReclaimed: c.offersReclaimed.Load(),
 	}
 }
