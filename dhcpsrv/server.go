@@ -415,6 +415,8 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // device iface with SO_BINDTODEVICE when iface is not empty. It fails when
 // another socket already holds the port on that interface (or on all
 // interfaces): two DHCP servers on one link is a configuration error.
+// SO_BINDTODEVICE is Linux's: elsewhere a non-empty iface is an error
+// wrapping errors.ErrUnsupported.
 func ListenUDP(ctx context.Context, iface string, port int) (net.PacketConn, error) {
 	return listenUDP(ctx, iface, port, false)
 }
@@ -434,7 +436,7 @@ func listenUDP(ctx context.Context, iface string, port int, reuse bool) (net.Pac
 				return
 			}
 			if iface != "" {
-				serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, iface)
+				serr = bindToDevice(int(fd), iface)
 			}
 		})
 		return errors.Join(err, serr)

@@ -1,0 +1,9 @@
+package dhcpsrv
+
+import "golang.org/x/sys/unix"
+
+// bindToDevice restricts socket fd to network interface iface
+// (SO_BINDTODEVICE).
+func bindToDevice(fd int, iface string) error {
+	return unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, iface)
+}
