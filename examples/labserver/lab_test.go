@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -485,4 +486,46 @@ func TestInventoryCheckedAgainstDHCP(t *testing.T) {
 		assert.Contains(t, logs.String(), want)
 	}
 	assert.Equal(t, []netip.Addr{netip.MustParseAddr("10.99.0.10")}, l.dnsStatic.LookupHost("switch1.lab."))
+}
+
+// TestCorruptLeaseJournal: labserver refuses to start on a corrupt lease
+// journal, says how to get past it and leaves the file as it is;
+// -discard-corrupt-state moves it aside. (DHCP then fails to bind on an
+// interface that does not exist: nothing listens on port 67 here.)
+func TestCorruptLeaseJournal(t *testing.T) {
+	state := t.TempDir()
+	journal := dhcpsrv.JournalPath(state)
+	garbage := []byte("0badc0de {\"op\":\"put\",\"ip\":\"10.99.0.100\"}\nnot a record\n")
+	require.NoError(t, os.WriteFile(journal, garbage, 0o640))
+	empty := ""
+	for _, discard := range []bool{false, true} {
+		c := &Config{TFTP: &empty, DNS: &empty, HTTP: func() *string { s := "127.0.0.1:0"; return &s }(), State: state,
+			DHCP: &DHCP{Interface: "mb-absent0", ServerIP: "10.99.0.1", Subnet: "10.99.0.0/24", Range: []string{"10.99.0.100", "10.99.0.200"}}}
+		s, err := c.resolve()
+		require.NoError(t, err)
+		s.DiscardCorruptState = discard
+		var logs syncBuffer
+		l, err := newLab(s, slog.New(slog.NewTextHandler(&logs, nil)))
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		err = l.start(ctx)
+		cancel()
+		_ = l.wait(ctx)
+		require.Error(t, err)
+		if !discard {
+			assert.ErrorIs(t, err, dhcpsrv.ErrCorrupt)
+			assert.Contains(t, err.Error(), journal)
+			assert.Contains(t, err.Error(), "-discard-corrupt-state")
+			b, rerr := os.ReadFile(journal)
+			require.NoError(t, rerr)
+			assert.Equal(t, garbage, b, "the journal was changed")
+			continue
+		}
+		assert.NotErrorIs(t, err, dhcpsrv.ErrCorrupt, "moved aside, the start goes on (to the bind error)")
+		assert.Contains(t, logs.String(), "MOVED ASIDE")
+		aside, _ := filepath.Glob(journal + ".corrupt-*")
+		require.Len(t, aside, 1)
+		b, _ := os.ReadFile(aside[0])
+		assert.Equal(t, garbage, b, "the evidence is kept")
+	}
 }
