@@ -183,6 +183,24 @@ const actionHeader = "X-Metalboot-Action"
 
 var crossOrigin = http.NewCrossOriginProtection()
 
+// fromAdmin reports whether r comes from admin_allow or from the server
+// host itself: a TCP connection whose source address is the address it
+// reached (labserver -reinstall on a server that listens only on the lab
+// address). Over TCP that source cannot be forged from the network: the
+// handshake's answer would never reach the forger.
+func (l *lab) fromAdmin(r *http.Request) bool {
+	ip := remoteIP(r)
+	if l.isAdmin(ip) {
+		return true
+	}
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	local, err := netip.ParseAddrPort(la.String())
+	return err == nil && ip.IsValid() && local.Addr().Unmap() == ip
+}
+
 // machineAction serves POST /machines/{mac}/reinstall (forget that the
 // machine is installed: its next network boot installs again) and POST
 // /machines/{mac}/installed (mark it installed: its next network boot
@@ -191,7 +209,8 @@ var crossOrigin = http.NewCrossOriginProtection()
 // leased to that MAC (the installed system's first boot does, see the demo
 // inventory's installed template). Answers: 200, 400 (bad MAC), 403 (not
 // allowed, cross-origin, or without the action header), 404 (unknown
-// action), 500 (the state could not be saved).
+// action), 500 (the state could not be saved). Admin means admin_allow or
+// the server host itself (fromAdmin).
 func (l *lab) machineAction(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r)
 	action := r.PathValue("action")
@@ -217,7 +236,7 @@ func (l *lab) machineAction(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case action == "installed" && l.holdsLease(m, ip):
 		by = "the machine, from its leased address " + ip.String()
-	case l.isAdmin(ip):
+	case l.fromAdmin(r):
 		by = "admin " + ip.String()
 	default:
 		l.log.Warn("machine action refused", "action", action, "mac", m, "remote", ip, "reason", "not in admin_allow and not the lease holder")

@@ -307,8 +307,13 @@ func TestInstalledOnlyFromLeaseHolderOrAdmin(t *testing.T) {
 
 func TestReinstallOnlyFromAdminNetworks(t *testing.T) {
 	_, srv := testLab(t, func(c *Config) { c.AdminAllow = []string{"10.0.0.0/8"} })
-	code, body := post(t, srv.URL+"/machines/00:30:48:fb:e2:44/reinstall", "reinstall", nil)
-	assert.Equal(t, 403, code, body)
+	u := srv.URL + "/machines/00:30:48:fb:e2:44/reinstall"
+	code, body := postFrom(t, clientFrom("127.0.0.2"), u, "reinstall", nil)
+	assert.Equal(t, 403, code, "another host, not in admin_allow: %s", body)
+	// The server host itself (source address = the address it reached, as
+	// labserver -reinstall on the server) is an admin.
+	code, body = postFrom(t, clientFrom("127.0.0.1"), u, "reinstall", nil)
+	assert.Equal(t, 200, code, "the server host itself: %s", body)
 }
 
 // TestCorruptInstallState: a state file that does not read back stops the
