@@ -143,6 +143,7 @@ func TestUUIDFromWireIsHexOnly(t *testing.T) {
 		[]byte("\x01" + "0123456789abcdef"), // wrong type
 		append([]byte{0}, []byte("0123456789abcdef")...),
 		bytes.Repeat([]byte{0xff, '\n'}, 127),
+		[]byte("000000000000000000"),   // 18 bytes: 36 hex digits, as long as a UUID (found by FuzzParseClientInfo)
 		bytes.Repeat([]byte{'A'}, 300), // longer than one option: split over several
 	} {
 		m := net.HardwareAddr{0x52, 0x54, 0, 3, 0, byte(i)}

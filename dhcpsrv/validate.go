@@ -62,21 +62,31 @@ func ValidHostname(s string) (string, bool) {
 // number of digits, at most 255 bytes' worth). The empty string (no
 // identifier) is not valid.
 func ValidUUID(s string) bool {
-	if len(s) == 36 {
-		for i := 0; i < len(s); i++ {
-			switch i {
-			case 8, 13, 18, 23:
-				if s[i] != '-' {
-					return false
-				}
-			default:
-				if !isLowerHex(s[i]) {
-					return false
-				}
+	return isUUIDForm(s) || isHexBytes(s)
+}
+
+// isUUIDForm reports whether s is a lower-case 8-4-4-4-12 hex UUID.
+func isUUIDForm(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch i {
+		case 8, 13, 18, 23:
+			if s[i] != '-' {
+				return false
+			}
+		default:
+			if !isLowerHex(s[i]) {
+				return false
 			}
 		}
-		return true
 	}
+	return true
+}
+
+// isHexBytes reports whether s is 1 to 255 bytes in lower-case hex.
+func isHexBytes(s string) bool {
 	if len(s) == 0 || len(s)%2 != 0 || len(s) > 2*255 {
 		return false
 	}
