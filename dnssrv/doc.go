@@ -46,6 +46,14 @@
 //     the QR bit set are dropped without an answer and counted. Clients
 //     outside Allow get nothing; UDP answers to one client network are rate
 //     limited. See Server about amplification.
+//   - TCP connections are closed after TCPIdleTimeout (default 5 s) with no
+//     query in flight, and a query must arrive whole within it. At
+//     MaxTCPConns (256) connections, or MaxTCPConnsPerClient (32) from one
+//     address, a new connection is not refused: the connection idle for
+//     longest (of that client, or of all) is closed to make room. So idle
+//     connections, even 300 from one allowed client, cannot lock others
+//     out of DNS over TCP; only when every connection has a query in flight
+//     is a new one closed.
 //
 // Server is also a dns.Handler, so it can be mounted in a
 // github.com/miekg/dns server; ListenAndServe and Serve read the sockets

@@ -27,6 +27,10 @@ type config struct {
 	fwd       *forwarder
 	fwdSlots  semaphore
 	recursion bool
+
+	tcpIdle         time.Duration
+	maxTCPConns     int
+	maxTCPPerClient int // 0: no per-client bound
 }
 
 type zone struct {
@@ -81,6 +85,25 @@ func (s *Server) compile() (*config, error) {
 	}
 	if s.TTL > 0 {
 		c.ttl = uint32(max(1, s.TTL/time.Second))
+	}
+	c.tcpIdle, c.maxTCPConns, c.maxTCPPerClient = DefaultTCPIdleTimeout, DefaultMaxTCPConns, DefaultMaxTCPConnsPerClient
+	switch {
+	case s.TCPIdleTimeout < 0:
+		return nil, fmt.Errorf("%w: negative TCPIdleTimeout %v", ErrConfig, s.TCPIdleTimeout)
+	case s.TCPIdleTimeout > 0:
+		c.tcpIdle = s.TCPIdleTimeout
+	}
+	switch {
+	case s.MaxTCPConns < 0:
+		return nil, fmt.Errorf("%w: negative MaxTCPConns %d", ErrConfig, s.MaxTCPConns)
+	case s.MaxTCPConns > 0:
+		c.maxTCPConns = s.MaxTCPConns
+	}
+	switch {
+	case s.MaxTCPConnsPerClient < 0:
+		c.maxTCPPerClient = 0
+	case s.MaxTCPConnsPerClient > 0:
+		c.maxTCPPerClient = s.MaxTCPConnsPerClient
 	}
 	if s.UDPSize != 0 {
 		if s.UDPSize < dns.MinMsgSize || s.UDPSize > dns.MaxMsgSize {

@@ -34,10 +34,17 @@ const (
 	DefaultCacheSize = 4096
 	// DefaultUpstreamTimeout bounds one exchange with one upstream.
 	DefaultUpstreamTimeout = 2 * time.Second
-	// DefaultTCPIdleTimeout closes TCP connections idle this long.
-	DefaultTCPIdleTimeout = 10 * time.Second
-	// DefaultMaxTCPConns bounds concurrent TCP connections.
+	// DefaultTCPIdleTimeout closes a TCP connection that has had no query
+	// in flight for this long (RFC 7766 asks for an idle timeout "of the
+	// order of seconds"). A query must also arrive whole within it.
+	DefaultTCPIdleTimeout = 5 * time.Second
+	// DefaultMaxTCPConns bounds concurrent TCP connections. When it is
+	// reached, the connection idle for longest is closed to make room.
 	DefaultMaxTCPConns = 256
+	// DefaultMaxTCPConnsPerClient bounds the TCP connections of one client
+	// address; beyond it that client's connection idle for longest is
+	// closed to make room.
+	DefaultMaxTCPConnsPerClient = 32
 	// DefaultMaxForwards bounds queries waiting on an upstream at once;
 	// beyond it queries needing an upstream are dropped and counted.
 	DefaultMaxForwards = 1024
@@ -117,6 +124,23 @@ type Server struct {
 	// UpstreamTimeout bounds one exchange with one upstream; 0 means
 	// DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
+	// TCPIdleTimeout closes a TCP connection with no query in flight after
+	// this long; a query must also arrive whole within it. 0 means
+	// DefaultTCPIdleTimeout; negative is a configuration error.
+	TCPIdleTimeout time.Duration
+	// MaxTCPConns bounds the TCP connections open at once. A new
+	// connection beyond it does not wait and is not refused while some
+	// connection is idle (no query in flight): the one idle for longest is
+	// closed to make room (Stats.TCPShed), so idle connections cannot lock
+	// clients out. Only when every connection has a query in flight is the
+	// new one closed (Stats.TCPRefused). 0 means DefaultMaxTCPConns;
+	// negative is a configuration error.
+	MaxTCPConns int
+	// MaxTCPConnsPerClient bounds the TCP connections of one client
+	// address the same way: beyond it, that client's connection idle for
+	// longest is closed. 0 means DefaultMaxTCPConnsPerClient; negative
+	// means no per-client bound (MaxTCPConns still applies).
+	MaxTCPConnsPerClient int
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
 
@@ -151,11 +175,17 @@ type Stats struct {
 	// Malformed counts packets dropped because they did not parse, or were
 	// responses rather than queries.
 	Malformed uint64
+	// TCPShed counts idle TCP connections closed to make room for a new
+	// one (MaxTCPConns, MaxTCPConnsPerClient).
+	TCPShed uint64
+	// TCPRefused counts TCP connections closed at once because every
+	// connection that could make room had a query in flight.
+	TCPRefused uint64
 }
 
 type counters struct {
 	queries, answered, forwarded, cacheHits, refused, failed,
-	denied, rateLimited, malformed atomic.Uint64
+	denied, rateLimited, malformed, tcpShed, tcpRefused atomic.Uint64
 }
 
 // Stats returns a snapshot of the server's counters.
@@ -165,6 +195,7 @@ func (s *Server) Stats() Stats {
 		Queries: c.queries.Load(), Answered: c.answered.Load(), Forwarded: c.forwarded.Load(),
 		CacheHits: c.cacheHits.Load(), Refused: c.refused.Load(), Failed: c.failed.Load(),
 		Denied: c.denied.Load(), RateLimited: c.rateLimited.Load(), Malformed: c.malformed.Load(),
+		TCPShed: c.tcpShed.Load(), TCPRefused: c.tcpRefused.Load(),
 	}
 }
 
@@ -366,17 +397,8 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 
 func (s *Server) serveTCP(ctx context.Context, l net.Listener, wg *sync.WaitGroup) error {
 	defer context.AfterFunc(ctx, func() { l.Close() })()
-	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]struct{}{}
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for c := range conns {
-			c.Close()
-		}
-	})
+	conns := newTCPConns(s.cfg.maxTCPConns, s.cfg.maxTCPPerClient)
+	stop := context.AfterFunc(ctx, conns.closeAll)
 	defer stop()
 	for {
 		c, err := l.Accept()
@@ -397,32 +419,34 @@ func (s *Server) serveTCP(ctx context.Context, l net.Listener, wg *sync.WaitGrou
 			c.Close()
 			continue
 		}
-		mu.Lock()
-		if len(conns) >= DefaultMaxTCPConns || ctx.Err() != nil {
-			mu.Unlock()
+		tc, shed := conns.admit(c, from, time.Now())
+		s.stats.tcpShed.Add(uint64(shed))
+		if tc == nil {
+			if ctx.Err() == nil {
+				s.stats.tcpRefused.Add(1)
+				s.cfg.log.Debug("dns tcp connection refused: every slot has a query in flight", "client", from)
+			}
 			c.Close()
 			continue
 		}
-		conns[c] = struct{}{}
-		mu.Unlock()
 		wg.Go(func() {
 			defer func() {
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
+				conns.release(tc)
 				c.Close()
 			}()
-			s.serveTCPConn(ctx, c, from)
+			s.serveTCPConn(ctx, conns, tc)
 		})
 	}
 }
 
-func (s *Server) serveTCPConn(ctx context.Context, c net.Conn, from netip.Addr) {
+func (s *Server) serveTCPConn(ctx context.Context, conns *tcpConns, tc *tcpConn) {
+	c, from, idle := tc.c, tc.from, s.cfg.tcpIdle
 	in := make([]byte, dns.MaxMsgSize)
 	out := make([]byte, 0, 4096)
 	var hdr [2]byte
 	for ctx.Err() == nil {
-		c.SetDeadline(time.Now().Add(DefaultTCPIdleTimeout))
+		// The whole next query must arrive within the idle timeout.
+		c.SetReadDeadline(time.Now().Add(idle))
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			return
 		}
@@ -430,20 +454,22 @@ func (s *Server) serveTCPConn(ctx context.Context, c net.Conn, from netip.Addr) 
 		if _, err := io.ReadFull(c, in[:n]); err != nil {
 			return
 		}
+		conns.setBusy(tc, true, time.Time{})
 		resp, fwd := s.handlePacket(in[:n], out[:cap(out)], from, false)
 		if fwd != nil {
 			resp = s.finishForward(ctx, fwd, out[:cap(out)])
 		}
-		if resp == nil {
-			continue // dropped (malformed): no answer, as over UDP
+		if resp != nil { // nil: dropped (malformed), no answer, as over UDP
+			binary.BigEndian.PutUint16(hdr[:], uint16(len(resp)))
+			bufs := net.Buffers{hdr[:], resp}
+			c.SetWriteDeadline(time.Now().Add(idle))
+			if _, err := bufs.WriteTo(c); err != nil {
+				return
+			}
+			if cap(resp) > cap(out) {
+				out = resp[:0]
+			}
 		}
-		binary.BigEndian.PutUint16(hdr[:], uint16(len(resp)))
-		bufs := net.Buffers{hdr[:], resp}
-		if _, err := bufs.WriteTo(c); err != nil {
-			return
-		}
-		if cap(resp) > cap(out) {
-			out = resp[:0]
-		}
+		conns.setBusy(tc, false, time.Now())
 	}
 }
