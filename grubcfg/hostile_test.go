@@ -23,8 +23,8 @@ import (
 // of a linux command after the kernel path, in the two ways GRUB versions
 // do it (grub-core/lib/cmdline.c): the words joined with spaces (older
 // GRUBs; iPXE does the same), and with every word that holds a space put
-// in double quotes and '\', '\” and '"' escaped with a backslash (GRUB
-// 2.06 and later). Linux knows neither escape.
+// in double quotes and backslash, single and double quote escaped with a
+// backslash (GRUB 2.06 and later). Linux knows neither escape.
 func grubCmdlines(words []string) []string {
 	var quoted []string
 	for _, w := range words {

@@ -45,8 +45,10 @@ const DefaultCacheSize = 1024
 // config of the machine the query resolves to (its profile's ignition_id,
 // rendered, translated, validated), as application/json.
 //
-// Answers: 200 with the config; 400 for a malformed query or a query
-// parameter the template needs but the request lacks; 403 when Guard
+// Answers: 200 with the config; 400 for a malformed query, a query
+// parameter the template needs but the request lacks, or a value from the
+// request or the DHCP lease that cannot be put in the config (see
+// Template.Render; the reason names the field); 403 when Guard
 // refuses; 404 when no group matches or the profile has no ignition_id;
 // 405 for methods other than GET and HEAD; 500 when the template is broken
 // (the client gets a short reason, the log the file, line and detail). A
@@ -79,15 +81,18 @@ type Handler struct {
 	// CacheSize bounds the cache of converted configs: Butane translation
 	// and validation keyed by the rendered text, which alone determines
 	// their result, so a cached answer is always the one a fresh
-	// conversion would give (whatever the inventory or machine). 0 means
-	// DefaultCacheSize; negative disables the cache.
+	// conversion would give (whatever the inventory or machine). The text
+	// holds placeholders instead of values from the network (see
+	// Template.Render), so every machine of a group shares one entry; the
+	// machine's values are put in and the config validated per request.
+	// 0 means DefaultCacheSize; negative disables the cache.
 	CacheSize int
 
 	once  sync.Once
 	next  http.Handler
 	set   atomic.Pointer[compiledSet]
 	mu    sync.Mutex
-	cache map[string]Output
+	cache map[string]cacheEntry
 }
 
 // ServeHTTP implements http.Handler.
@@ -170,6 +175,10 @@ func (h *Handler) status(err error) (int, string) {
 		}
 		return http.StatusBadRequest, "bad request: " + err.Error()
 	case errors.Is(err, ErrRequestValues):
+		var ve *profile.ValueError
+		if errors.As(err, &ve) {
+			return http.StatusBadRequest, "bad request: " + ErrRequestValues.Error() + ": " + ve.Error()
+		}
 		return http.StatusBadRequest, "bad request: " + ErrRequestValues.Error()
 	case errors.As(err, &te):
 		return http.StatusInternalServerError, "ignition config not available: " + te.Short()
@@ -227,29 +236,53 @@ func (h *Handler) Render(m *profile.Machine) (Output, error) {
 		}
 		return Output{}, &TemplateError{File: "ignition/" + name, Stage: StageParse, Err: errors.New("not compiled")}
 	}
-	text, err := t.Execute(Data(m))
+	pd, vals, err := t.placeholders(Data(m))
+	if err != nil {
+		return Output{}, h.classify(m, t, err)
+	}
+	text, err := t.execute(pd)
 	if err != nil {
 		return Output{}, h.classify(m, t, err)
 	}
 	key := string(text)
-	if out, ok := h.cached(key); ok {
-		return out, nil
+	e, ok := h.cached(key)
+	if !ok {
+		out, err := Convert(name, text)
+		if err != nil {
+			return Output{}, h.classify(m, t, vals.explain(err))
+		}
+		for _, w := range out.Warnings {
+			h.log().Warn("ignition template", "file", "ignition/"+name, "warning", w)
+		}
+		// The text holds placeholders, not values: its plan is the same
+		// for every machine that renders this text.
+		pl, err := t.plan(out, vals)
+		if err != nil {
+			return Output{}, h.classify(m, t, err)
+		}
+		e = cacheEntry{out: out, plan: pl}
+		h.store(key, e)
 	}
-	out, err := Convert(name, text)
+	out, err := t.fill(e.out, e.plan, vals)
 	if err != nil {
 		return Output{}, h.classify(m, t, err)
 	}
-	for _, w := range out.Warnings {
-		h.log().Warn("ignition template", "file", "ignition/"+name, "warning", w)
-	}
-	h.store(key, out)
 	return out, nil
+}
+
+// cacheEntry is a converted config with placeholders and where they are.
+type cacheEntry struct {
+	out  Output
+	plan *plan
 }
 
 // classify tells a broken template (it fails for the group's sample
 // machine too: the error as is) from one that fails only with this
 // request's values (ErrRequestValues, wrapping the detail).
 func (h *Handler) classify(m *profile.Machine, t *Template, err error) error {
+	if errors.Is(err, profile.ErrBadValue) {
+		return fmt.Errorf("%w: %w", ErrRequestValues, err)
+	}
 	if errors.Is(err, ErrMissingParam) || m.Group == nil {
 		return err
 	}
@@ -259,9 +292,9 @@ func (h *Handler) classify(m *profile.Machine, t *Template, err error) error {
 	return fmt.Errorf("%w: %w", ErrRequestValues, err)
 }
 
-func (h *Handler) cached(key string) (Output, bool) {
+func (h *Handler) cached(key string) (cacheEntry, bool) {
 	if h.CacheSize < 0 {
-		return Output{}, false
+		return cacheEntry{}, false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -269,7 +302,7 @@ func (h *Handler) cached(key string) (Output, bool) {
 	return out, ok
 }
 
-func (h *Handler) store(key string, out Output) {
+func (h *Handler) store(key string, out cacheEntry) {
 	size := h.CacheSize
 	if size < 0 {
 		return
@@ -280,7 +313,7 @@ func (h *Handler) store(key string, out Output) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.cache == nil {
-		h.cache = make(map[string]Output)
+		h.cache = make(map[string]cacheEntry)
 	}
 	for k := range h.cache {
 		if len(h.cache) < size {

@@ -97,6 +97,9 @@ type Template struct {
 	query   []string // keys of .request.query the template reads
 	needMAC bool     // reads .MAC, .MACHyphen or .MACRaw
 	size    int      // source length, to size the output buffer
+	src     string   // the source, where placeholders must not occur
+	logic   rootSet  // network fields used in logic: rendered real
+	uses    []profile.LogicUse
 }
 
 // Compile parses src, the content of ignition/<name>.
@@ -106,7 +109,14 @@ func Compile(name string, src []byte) (*Template, error) {
 	if err != nil {
 		return nil, tmplError(file, StageParse, err, nil)
 	}
-	tp := &Template{Name: name, tmpl: t, size: len(src)}
+	tp := &Template{Name: name, tmpl: t, size: len(src), src: string(src)}
+	tp.uses = profile.FindLogicUses(t, netLeaf)
+	for _, u := range tp.uses {
+		if u.Root == "" {
+			tp.logic = allRoots
+		}
+		tp.logic |= rootBit(u.Root)
+	}
 	seen := map[string]bool{}
 	for _, tr := range t.Templates() {
 		if tr.Tree != nil {
@@ -178,11 +188,28 @@ func walkBranch(b *parse.BranchNode, f func([]string)) {
 }
 
 // Execute renders the template against data (see Data) and returns the
-// text: Butane YAML or Ignition JSON. A query parameter the template reads
-// but data's request lacks, or an empty MAC in a template that uses
-// {{.MAC}}, {{.MACHyphen}} or {{.MACRaw}}, is an error wrapping
-// ErrMissingParam: a config for "no machine" is never rendered.
+// text: Butane YAML or Ignition JSON, with the real values in it. A query
+// parameter the template reads but data's request lacks, or an empty MAC
+// in a template that uses {{.MAC}}, {{.MACHyphen}} or {{.MACRaw}}, is an
+// error wrapping ErrMissingParam: a config for "no machine" is never
+// rendered.
+//
+// Text cannot keep a value from the network from changing its structure,
+// so Execute first validates every such value in data strictly for its
+// kind (canonical MAC, UUID, IP address; RFC 1123 hostname; labels and
+// query parameters of [A-Za-z0-9._:/@=+-]); one that fails is a
+// *profile.ValueError. Render does not need that: it encodes the values.
 func (t *Template) Execute(data map[string]any) ([]byte, error) {
+	for _, name := range netRoots {
+		if err := strictRoot(name, data[name]); err != nil {
+			return nil, err
+		}
+	}
+	return t.execute(data)
+}
+
+// execute runs the template on data as it is.
+func (t *Template) execute(data map[string]any) ([]byte, error) {
 	file := "ignition/" + t.Name
 	if mac, _ := data["MAC"].(string); t.needMAC && mac == "" {
 		return nil, &TemplateError{File: file, Stage: StageExecute,
@@ -206,14 +233,81 @@ func (t *Template) Execute(data map[string]any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Render executes the template against data and converts the text (see
-// Convert).
+// Render executes the template against data, converts the text (see
+// Convert) and returns the config. Values from the network in data (the
+// fields MAC, MACHyphen, MACRaw, UUID, Hostname, IP, Labels and request
+// that Data fills) are encoded by the renderer: the template runs with
+// placeholders, and each value takes its placeholder's place in the
+// Ignition JSON, inside a string (file contents: inside the data URL), so
+// no value can add or change a file, unit, user or any other part of the
+// config, whatever it holds. In a path, name or device a value must be one
+// name (no '/'); outside file contents it must be valid UTF-8 without
+// control characters; a value that is not is a *profile.ValueError. A
+// field the template uses in logic (see profile.FindLogicUses) gets its
+// real value after the strict validation Execute applies. Errors are
+// *TemplateError, *profile.ValueError or wrap ErrMissingParam.
 func (t *Template) Render(data map[string]any) (Output, error) {
-	text, err := t.Execute(data)
+	pd, vals, err := t.placeholders(data)
 	if err != nil {
 		return Output{}, err
 	}
-	return Convert(t.Name, text)
+	text, err := t.execute(pd)
+	if err != nil {
+		return Output{}, err
+	}
+	out, err := Convert(t.Name, text)
+	if err != nil {
+		return Output{}, vals.explain(err)
+	}
+	pl, err := t.plan(out, vals)
+	if err != nil {
+		return Output{}, err
+	}
+	return t.fill(out, pl, vals)
+}
+
+// plan finds the placeholders in a converted config.
+func (t *Template) plan(out Output, vals *values) (*plan, error) {
+	if vals == nil || len(vals.byID) == 0 {
+		return nil, nil
+	}
+	pl, err := makePlan(out.JSON, vals.prefix)
+	if err != nil {
+		return nil, &TemplateError{File: "ignition/" + t.Name, Stage: StageValidate, Err: err}
+	}
+	return pl, nil
+}
+
+// fill puts the values into a converted config and validates the result.
+func (t *Template) fill(out Output, pl *plan, vals *values) (Output, error) {
+	if pl == nil {
+		return out, nil
+	}
+	raw, err := pl.apply(vals)
+	if err != nil {
+		return Output{}, err
+	}
+	if !pl.validate {
+		out.JSON = raw
+		return out, nil
+	}
+	if _, _, err := Validate(raw); err != nil {
+		// The same config with placeholders validated: the values broke it.
+		return Output{}, &TemplateError{File: "ignition/" + t.Name, Stage: StageValidate,
+			Err: fmt.Errorf("%w: the config does not validate with them: %w", profile.ErrBadValue, err)}
+	}
+	out.JSON = raw
+	return out, nil
+}
+
+// explain rewrites the offending text of a TemplateError from a render
+// with placeholders so that it names the fields ({{.Hostname}}) instead.
+func (v *values) explain(err error) error {
+	var te *TemplateError
+	if v != nil && errors.As(err, &te) && te.Text != "" {
+		te.Text = v.describe(te.Text)
+	}
+	return err
 }
 
 // Output is a config ready to serve.
@@ -525,6 +619,15 @@ func check(inv *profile.Inventory) (*compiledSet, []string, error) {
 	var warns []string
 	for _, name := range slices.Sorted(maps.Keys(s.errs)) {
 		errs = append(errs, s.errs[name])
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.tmpl)) {
+		for _, u := range s.tmpl[name].uses {
+			what := "every value from the network (through the dot)"
+			if u.Root != "" {
+				what = "{{." + u.Root + "}}"
+			}
+			warns = append(warns, fmt.Sprintf("%s: uses %s in logic (%s): rendered with the real values after strict validation, not encoded", u.Where, what, u.What))
+		}
 	}
 	for _, g := range inv.Groups() {
 		p, ok := inv.Profile(g.Profile)

@@ -145,8 +145,8 @@ func (m *Machine) RenderBoot() (Boot, error) {
 // Render). Placeholders are "Xmb<n>z<id>Y": letters and digits only, so
 // that no template text treats them specially; <n> is chosen so that
 // "Xmb<n>z" occurs in none of the strings rendered and none of the
-// trusted values (metadata, BaseURL, IDs), so every occurrence in the
-// output is a placeholder; X and Y occur nowhere else in a placeholder,
+// values (metadata, BaseURL, IDs, and the machine's own), so every
+// occurrence in the output is a placeholder; X and Y occur nowhere else in a placeholder,
 // so one cannot start inside another or straddle it. Trusted text that
 // only forms "Xmb<n>z" where two trusted pieces meet would be taken for a
 // placeholder: an unknown id is left alone, a known one would put a
@@ -377,13 +377,16 @@ func (r *bootRenderer) substitute(out string) (string, string, error) {
 }
 
 // choosePrefix returns the first "Xmb<n>z" that occurs in none of the
-// strings and none of the trusted values.
+// strings and none of the values, trusted or not (fields used in logic
+// are rendered real, so their values reach the output as they are).
 func (r *bootRenderer) choosePrefix() string {
+	d := &r.data
 	for n := 0; ; n++ {
 		p := "Xmb" + strconv.Itoa(n) + "z"
 		in := func(s string) bool { return strings.Contains(s, p) }
-		if !slices.ContainsFunc(r.sources, in) && !in(r.data.BaseURL) && !in(r.data.Group) && !in(r.data.Profile) &&
-			!anyString(r.data.Metadata, in) {
+		if !slices.ContainsFunc(r.sources, in) && !slices.ContainsFunc([]string{d.BaseURL, d.Group, d.Profile,
+			d.MAC, d.MACHyphen, d.MACRaw, d.UUID, d.Hostname, d.IP}, in) &&
+			!anyString(d.Metadata, in) && !anyString(d.Labels, in) {
 			return p
 		}
 	}
