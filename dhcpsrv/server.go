@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
-	"golang.org/x/sys/unix"
 
 	"github.com/metalboot/metalboot/internal/hwaddr"
 )
@@ -428,11 +427,11 @@ func listenUDP(ctx context.Context, iface string, port int, reuse bool) (net.Pac
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			if reuse {
-				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				if serr = setSockoptInt(fd, syscall.SO_REUSEADDR); serr != nil {
 					return
 				}
 			}
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1); serr != nil {
+			if serr = setSockoptInt(fd, syscall.SO_BROADCAST); serr != nil {
 				return
 			}
 			if iface != "" {
