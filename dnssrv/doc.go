@@ -38,7 +38,12 @@
 //     answer is truncated, the next upstream tried on error, SERVFAIL or
 //     REFUSED; answers are cached (an LRU of CacheSize entries, TTLs counted
 //     down, negative answers cached for the SOA's negative TTL up to five
-//     minutes). Without Upstreams such queries are REFUSED.
+//     minutes). Without Upstreams such queries are REFUSED. A reply is
+//     used only if its ID, QR bit, opcode and question match the query, its
+//     rcode needs no OPT record, and it packs again into a message that
+//     parses; any other reply counts as that upstream failing (SERVFAIL
+//     when no upstream is left). The answer always carries the client's ID
+//     and question (FuzzUpstreamReply).
 //   - EDNS0: the OPT record is answered (payload size UDPSize, DO echoed),
 //     an unknown EDNS version gets BADVERS, and UDP answers are truncated (TC)
 //     to what the client accepts: 512 bytes without EDNS0.

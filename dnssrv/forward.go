@@ -149,9 +149,8 @@ func (f *forwarder) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error
 			}
 			continue
 		}
-		if len(r.Question) != 1 || r.Question[0].Qtype != q.Question[0].Qtype ||
-			r.Question[0].Qclass != q.Question[0].Qclass || !strings.EqualFold(r.Question[0].Name, q.Question[0].Name) {
-			lastErr = fmt.Errorf("%w: %s: answer to another question", ErrUpstream, up)
+		if err := matches(r, q); err != nil {
+			lastErr = fmt.Errorf("%w: %s: %w", ErrUpstream, up, err)
 			continue
 		}
 		if r.Rcode == dns.RcodeServerFailure || r.Rcode == dns.RcodeRefused {
@@ -164,6 +163,37 @@ func (f *forwarder) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error
 		return last, nil
 	}
 	return nil, lastErr
+}
+
+// matches checks that r is a usable reply to the upstream query q: the same
+// ID, a response to a standard query, the same single question, and an
+// rcode that fits the header (an extended rcode needs the OPT record, which
+// is not forwarded, and answers nothing the server asked).
+func matches(r, q *dns.Msg) error {
+	switch {
+	case r.Id != q.Id:
+		return fmt.Errorf("reply ID %d, query ID %d", r.Id, q.Id)
+	case !r.Response:
+		return errors.New("a query, not a reply (QR not set)")
+	case r.Opcode != dns.OpcodeQuery:
+		return fmt.Errorf("reply opcode %d", r.Opcode)
+	case len(r.Question) != 1 || r.Question[0].Qtype != q.Question[0].Qtype ||
+		r.Question[0].Qclass != q.Question[0].Qclass || !strings.EqualFold(r.Question[0].Name, q.Question[0].Name):
+		return errors.New("answer to another question")
+	case r.Rcode > 0xF:
+		return fmt.Errorf("extended rcode %d", r.Rcode)
+	}
+	// What Unpack accepts does not always pack into something that parses
+	// (an SOA with empty rdata, say): the client would get a broken
+	// answer, from the cache too.
+	b, err := r.Pack()
+	if err != nil {
+		return fmt.Errorf("reply does not pack again: %w", err)
+	}
+	if err := new(dns.Msg).Unpack(b); err != nil {
+		return fmt.Errorf("reply does not parse once packed again: %w", err)
+	}
+	return nil
 }
 
 // finishForward sends p to the upstreams, caches and packs the answer;
