@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e is the harness of metalboot's end-to-end tests with real
 // firmware: it prepares everything a network-booting QEMU machine needs and
 // runs such machines inside a network namespace made by internal/netns.

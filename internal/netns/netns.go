@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package netns is a test harness that builds throw-away Linux network
 // namespaces, so tests can run DHCP, broadcast traffic and real peer programs
 // (dhclient, udhcpc, perfdhcp, dnsmasq, QEMU …) without ever touching the

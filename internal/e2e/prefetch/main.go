@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command prefetch fetches everything the end-to-end tests download (the
 // Debian cloud kernel, extracted into the e2e cache), so the test suite can
 // then run inside a network namespace of its own with no route out. .ci/test
