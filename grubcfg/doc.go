@@ -32,6 +32,18 @@
 // first stage to "GET /grub?mac=…" and the EFI entry, and both local-boot
 // entries hand over to the disk (BIOS) or the firmware (EFI).
 //
+// GRUB quoting keeps a value one GRUB word, but GRUB passes the words to
+// the kernel joined by spaces (2.06 wraps a word with a space in double
+// quotes and escapes quotes with a backslash Linux does not know), and
+// Linux splits its command line at spaces outside double quotes. So a
+// value from the network (hostname, MAC, UUID, request labels) is also
+// encoded for the kernel command line before it is quoted for GRUB
+// (profile.Machine.Render): one that could add or end a kernel parameter
+// (white space, '"', control characters, non-ASCII, a bare "--") is
+// refused, and the Handler answers 400 with the reason. Tests read every
+// configuration back with the lexer model, build the command line both
+// ways GRUB does and split it as Linux does.
+//
 // # Install once
 //
 // RenderLocal (and Handler.LocalBoot) answers an installed machine with a

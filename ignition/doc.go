@@ -16,6 +16,13 @@
 //     machine boots.
 //   - [Handler], the /ignition HTTP endpoint.
 //
+// Values from the network (the machine's MAC, UUID, hostname, IP address,
+// request labels and query) never change a config's structure: templates
+// run with placeholders, and each value is put into the translated
+// Ignition JSON inside a string (a file's data URL, re-encoded), JSON- and
+// URL-encoded there ([Template.Render]). A quote, newline or YAML in a
+// DHCP hostname cannot add a file, a unit or a user.
+//
 // Every config leaves this package validated by Ignition's own parser for
 // the config's spec version ([Validate]), and is served in the version it
 // was written or translated for: Butane's flatcar 1.0.0 gives 3.3.0, and

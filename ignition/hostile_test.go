@@ -408,3 +408,25 @@ func TestMergedConfigValuesEncoded(t *testing.T) {
 	_, _, err = Validate(du.Data)
 	require.NoError(t, err)
 }
+
+// TestSameBytesAsPerRequestTranslation: for values YAML can carry, the
+// config built from placeholders is byte for byte the one Butane gives
+// when it translates the text with the values in (same data URL
+// encoding, same JSON).
+func TestSameBytesAsPerRequestTranslation(t *testing.T) {
+	h := demoHandler(t)
+	for _, q := range []string{"mac=00:30:48:fb:e2:44", "mac=00:23:32:2f:40:3c&os=installed", "mac=52:54:00:00:00:01&os=installed"} {
+		m := resolveMachine(t, h, q)
+		for _, host := range []string{m.Hostname, "n1.lab", "a&b<c>"} {
+			m.Hostname = host
+			out, err := h.Render(m)
+			require.NoError(t, err)
+			tp := h.compiled(m.Inventory()).tmpl[m.Profile.IgnitionID]
+			text, err := tp.execute(Data(m))
+			require.NoError(t, err)
+			direct, err := Convert(tp.Name, text)
+			require.NoError(t, err)
+			assert.Equal(t, string(direct.JSON), string(out.JSON), "%s %q", q, host)
+		}
+	}
+}
