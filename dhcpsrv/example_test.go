@@ -11,7 +11,7 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
 // A lab server: one subnet, a reservation, the default GRUB boot files.

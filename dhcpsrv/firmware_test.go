@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/internal/e2e"
-	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/metalboot/metalboot/tftpsrv"
 )
 

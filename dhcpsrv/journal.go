@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
 // compactMin is the number of file records below which the journal is

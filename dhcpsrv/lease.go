@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
 // Sentinel errors returned (wrapped) by lease stores and the server.

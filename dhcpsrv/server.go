@@ -15,7 +15,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
 // Ports used by the server.

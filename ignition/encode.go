@@ -16,7 +16,7 @@ import (
 	butaneutil "github.com/coreos/butane/base/util"
 	"github.com/vincent-petithory/dataurl"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 )
 

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 )
 

@@ -18,7 +18,7 @@ import (
 	"github.com/coreos/butane/config/common"
 	"github.com/coreos/vcontext/report"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 )
 

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
 // ErrBadRequest is wrapped by every error ParseQuery returns: the request

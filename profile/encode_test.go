@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 )
 
@@ -189,15 +190,20 @@ func TestRenderBootLogicUse(t *testing.T) {
 	})
 	require.NoError(t, err)
 	p := mustProfile(t, inv, "p")
-	m := &profile.Machine{Hostname: "n1.lab", Profile: p}
+	mac := hwaddr.MustParse("52:54:00:00:00:01")
+	m := &profile.Machine{MAC: mac, Hostname: "n1.lab", Profile: p}
 	b, err := m.RenderBoot()
 	require.NoError(t, err)
-	assert.Equal(t, []string{"first=1", "h=n1.lab", "mac="}, b.Args)
+	assert.Equal(t, []string{"first=1", "h=n1.lab", "mac=52:54:00:00:00:01"}, b.Args)
 	for _, h := range []string{"x init=/bin/sh", `a"b`, "\n"} {
-		m = &profile.Machine{Hostname: h, Profile: p}
+		m = &profile.Machine{MAC: mac, Hostname: h, Profile: p}
 		_, err = m.RenderBoot()
 		assert.ErrorIs(t, err, profile.ErrBadValue, "%q", h)
 	}
+	// No machine at all: an error at render time, not "mac=" in the
+	// kernel line (issue #16: /grub without mac answered 200).
+	_, err = (&profile.Machine{Hostname: "n1.lab", Profile: p}).RenderBoot()
+	assert.ErrorIs(t, err, profile.ErrBadValue)
 }
 
 // TestFindLogicUses: what counts as printing or testing a value, and what

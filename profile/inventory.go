@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
 // ErrNoMatch is returned by Inventory.Match when no group matches.

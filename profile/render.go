@@ -11,7 +11,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
 // Machine is what one request resolves to: the machine's known facts, the
@@ -178,6 +178,12 @@ func (r *bootRenderer) render(s string) (string, error) {
 	}
 	if bt.t == nil {
 		return s, nil
+	}
+	if bt.refs&(1<<0|1<<1|1<<2) != 0 && r.data.MAC == "" {
+		// A config for "no machine" (ignition.config.url=…?mac=) would
+		// fail only later, after kernel and initrd were downloaded.
+		return "", fmt.Errorf("render %q: %w", s, &ValueError{Field: "MAC", Format: kernelCmdline,
+			Reason: "the request names no machine (mac= missing or empty) and this profile uses its MAC"})
 	}
 	for i, name := range rootNames {
 		if bt.logic&(1<<i) != 0 {

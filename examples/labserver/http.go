@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/grubcfg"
-	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 )
 

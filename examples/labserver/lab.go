@@ -23,10 +23,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/dnssrv"
 	"github.com/metalboot/metalboot/grubcfg"
 	"github.com/metalboot/metalboot/ignition"
-	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 	"github.com/metalboot/metalboot/profile/demo"
 )

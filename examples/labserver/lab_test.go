@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -79,7 +79,7 @@ func TestDemoGrubAndIgnition(t *testing.T) {
 	assert.NotContains(t, body, "$net_")
 	grubCheck(t, body)
 
-	for _, q := range []string{"mac=;reboot", "mac=zz", "mac=00:23:32:2f:40:3c&mac=00:23:32:2f:40:3c", "os=%00", "mac=" + strings.Repeat("a", 5000)} {
+	for _, q := range []string{"", "mac=", "os=installed", "mac=00:23:32:2f:40:3c%0A", "mac=%2000:23:32:2f:40:3c", "mac=;reboot", "mac=zz", "mac=00:23:32:2f:40:3c&mac=00:23:32:2f:40:3c", "os=%00", "mac=" + strings.Repeat("a", 5000)} {
 		code, body := get(t, srv.URL+"/grub?"+q)
 		assert.True(t, code >= 400 && code < 500, "%s: %d %s", q, code, body)
 	}

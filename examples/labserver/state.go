@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
 // installState remembers which machines have installed, so that their next

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
 // Stages of the boot flow, in order, as the timeline names them.

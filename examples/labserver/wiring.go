@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/dnssrv"
 	"github.com/metalboot/metalboot/grubcfg"
 	"github.com/metalboot/metalboot/ignition"
-	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 	"github.com/metalboot/metalboot/tftpsrv"
 )

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/internal/e2e"
-	"github.com/metalboot/metalboot/internal/hwaddr"
 )
 
 func alive(pid int) bool {

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/grubcfg"
-	"github.com/metalboot/metalboot/internal/hwaddr"
 )
 
 // Machine is one test machine of a boot test.

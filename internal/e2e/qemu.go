@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalboot/metalboot/internal/hwaddr"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/internal/netns"
 )
 

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/internal/e2e"
-	"github.com/metalboot/metalboot/internal/hwaddr"
 	"github.com/metalboot/metalboot/internal/netns"
 )
 

@@ -19,7 +19,6 @@ func TestParseSpellings(t *testing.T) {
 		"0023.322F.403C",
 		"0023322f403c",
 		"0:23:32:2f:40:3c",
-		" 00:23:32:2f:40:3c\n",
 	} {
 		t.Run(in, func(t *testing.T) {
 			got, err := Parse(in)
@@ -85,4 +84,14 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseRefusesSurroundings: a MAC with anything around it is not a MAC
+// (issue #16: mac=…%0A was accepted and rendered).
+func TestParseRefusesSurroundings(t *testing.T) {
+	for _, s := range []string{"00:23:32:2f:40:3c\n", " 00:23:32:2f:40:3c", "00:23:32:2f:40:3c ", "\t0023.322f.403c", "0023322f403c\r"} {
+		if _, err := Parse(s); err == nil {
+			t.Errorf("Parse(%q) accepted", s)
+		}
+	}
 }

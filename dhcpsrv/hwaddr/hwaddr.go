@@ -1,6 +1,14 @@
 // Package hwaddr parses and normalises Ethernet MAC addresses the way every
 // metalboot package needs them: one canonical value for the many spellings
 // that firmware, boot loaders, DHCP servers and people use.
+//
+// MAC is the type of a machine's address in every exported metalboot API
+// (DHCP leases and reservations, inventory facts, the Ignition guard, GRUB
+// first stages), so code outside this module can implement those
+// interfaces. hwaddr is a leaf: it imports only the standard library, and
+// every metalboot package may import it. It lives under dhcpsrv because a
+// MAC is what DHCP identifies a client by (chaddr); importing it does not
+// import the DHCP server.
 package hwaddr
 
 import (
@@ -22,14 +30,14 @@ type MAC [6]byte
 //	00:23:32:2F:40:3C   colon separated, any case (also single-digit groups 0:23:…)
 //	00-23-32-2f-40-3c   hyphen separated (iPXE ${mac:hexhyp}, GRUB grub.cfg-01-… names)
 //	0023.322f.403c      Cisco dotted groups of four
-//	002332 2f403c       twelve hex digits, no separator (${mac:hexraw})
+//	0023322f403c        twelve hex digits, no separator (${mac:hexraw})
 //
-// Anything else, including 64-bit addresses and mixed separators, is an error
-// wrapping ErrInvalid.
+// Anything else, including 64-bit addresses, mixed separators and white
+// space or anything else around the address (a request's "mac=…%0A"), is
+// an error wrapping ErrInvalid.
 func Parse(s string) (MAC, error) {
 	var m MAC
 	orig := s
-	s = strings.TrimSpace(s)
 	fail := func(reason string) (MAC, error) {
 		return MAC{}, fmt.Errorf("%w %q: %s", ErrInvalid, orig, reason)
 	}
