@@ -2,6 +2,7 @@ package grubcfg
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -148,7 +149,9 @@ func TestIssue14KernelParamsThroughFacts(t *testing.T) {
 	require.NoError(t, err)
 	hostname := "n1.lab"
 	r := &profile.Resolver{Store: st, BaseURL: "http://172.22.10.2:8080",
-		Facts: profile.FactSourceFunc(func(hwaddr.MAC) (profile.Facts, bool) { return profile.Facts{Hostname: hostname}, true })}
+		Facts: profile.FactSourceFunc(func(context.Context, hwaddr.MAC) (profile.Facts, bool) {
+			return profile.Facts{Hostname: hostname}, true
+		})}
 	h := &Handler{Resolver: r}
 	render := func() map[string][][]string {
 		rec := get(t, h, "mac=52:54:00:00:00:01")
@@ -271,7 +274,7 @@ func FuzzRenderHostileGRUB(f *testing.F) {
 	inv := labelInventory(f)
 	r := &profile.Resolver{Store: inv}
 	f.Fuzz(func(t *testing.T, hostname, extra string) {
-		m, err := r.Resolve(map[string]string{"mac": "52:54:00:00:00:01", "extra": "quiet"}, "")
+		m, err := r.Resolve(context.Background(), map[string]string{"mac": "52:54:00:00:00:01", "extra": "quiet"}, "")
 		require.NoError(t, err)
 		m.Hostname = hostname
 		m.Attrs = map[string]string{"mac": "52:54:00:00:00:01", "extra": extra}

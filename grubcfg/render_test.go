@@ -2,6 +2,7 @@ package grubcfg
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ func resolve(t testing.TB, r *profile.Resolver, query string) *profile.Machine {
 	t.Helper()
 	attrs, err := profile.ParseQuery(query)
 	require.NoError(t, err)
-	m, err := r.Resolve(attrs, query)
+	m, err := r.Resolve(context.Background(), attrs, query)
 	require.NoError(t, err, query)
 	return m
 }
@@ -133,7 +134,7 @@ func TestSeedLabAnswers(t *testing.T) {
 
 func TestSeedLabUUIDFromFacts(t *testing.T) {
 	r := seedResolver(t)
-	r.Facts = profile.FactSourceFunc(func(m hwaddr.MAC) (profile.Facts, bool) {
+	r.Facts = profile.FactSourceFunc(func(_ context.Context, m hwaddr.MAC) (profile.Facts, bool) {
 		return profile.Facts{UUID: "8a3b0c52-1d2e-4f5a-9b6c-7d8e9f0a1b2c"}, true
 	})
 	var buf bytes.Buffer

@@ -1,14 +1,17 @@
 package ignition_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 
 	"github.com/vincent-petithory/dataurl"
 
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/ignition"
 	"github.com/metalboot/metalboot/profile"
 	"github.com/metalboot/metalboot/profile/demo"
@@ -115,4 +118,32 @@ func ExampleHandler() {
 	// 200 application/json spec 3.3.0
 	//   /etc/hostname: smpc.lab
 	// 400 bad request: mac "nonsense": not a MAC address
+}
+
+// A Guard restricts each machine's config to the address that holds its
+// lease; it gets the request's context, so a lookup in a networked lease
+// store can honour the request's deadline. When it cannot decide it says
+// no: the machine retries, and a config is never served to the wrong host.
+func ExampleGuardFunc() {
+	leases := map[hwaddr.MAC]netip.Addr{hwaddr.MustParse("00:30:48:fb:e2:44"): netip.MustParseAddr("172.22.10.54")}
+	h := &ignition.Handler{Guard: ignition.GuardFunc(func(ctx context.Context, mac hwaddr.MAC, remote netip.Addr) bool {
+		ip, ok := leases[mac] // a networked store would pass ctx on
+		return ok && ip == remote && ctx.Err() == nil
+	})}
+	store, err := profile.OpenFS(demo.FS(), h.Check, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h.Resolver = &profile.Resolver{Store: store, BaseURL: "http://172.22.10.2:8080"}
+	for _, remote := range []string{"172.22.10.54:40000", "172.22.10.99:40000"} {
+		r := httptest.NewRequest("GET", "/ignition?mac=00:30:48:fb:e2:44", nil)
+		r.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		fmt.Println(remote, rec.Code)
+	}
+	// Output:
+	// 172.22.10.54:40000 200
+	// 172.22.10.99:40000 403
 }

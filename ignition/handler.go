@@ -1,6 +1,7 @@
 package ignition
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,15 +18,25 @@ import (
 // Guard decides whether a request from remote may receive the config of
 // the machine with address mac. labserver's DHCP lease table is the
 // typical implementation: allow only the IP that holds the MAC's lease.
+//
+// Handler calls it once per request with the request's context, so a
+// guard that asks a networked lease store can honour the request's
+// deadline and cancellation. A guard that cannot decide (the store is
+// unreachable, ctx ended) must answer false: the request is refused (403)
+// and the machine retries, which is safe, where serving a config (SSH keys,
+// secrets in metadata) to the wrong host is not. It must be safe for
+// concurrent use.
 type Guard interface {
-	Allowed(mac hwaddr.MAC, remote netip.Addr) bool
+	Allowed(ctx context.Context, mac hwaddr.MAC, remote netip.Addr) bool
 }
 
 // GuardFunc adapts a function to Guard.
-type GuardFunc func(mac hwaddr.MAC, remote netip.Addr) bool
+type GuardFunc func(ctx context.Context, mac hwaddr.MAC, remote netip.Addr) bool
 
-// Allowed calls f.
-func (f GuardFunc) Allowed(mac hwaddr.MAC, remote netip.Addr) bool { return f(mac, remote) }
+// Allowed calls f(ctx, mac, remote).
+func (f GuardFunc) Allowed(ctx context.Context, mac hwaddr.MAC, remote netip.Addr) bool {
+	return f(ctx, mac, remote)
+}
 
 // Errors a Handler's Render returns besides *TemplateError.
 var (
@@ -127,7 +138,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.Guard != nil {
 		remote, err := netip.ParseAddrPort(r.RemoteAddr)
-		if err != nil || m.MAC.IsZero() || !h.Guard.Allowed(m.MAC, remote.Addr().Unmap()) {
+		if err != nil || m.MAC.IsZero() || !h.Guard.Allowed(r.Context(), m.MAC, remote.Addr().Unmap()) {
 			h.log().Warn("ignition: refused by guard", "mac", m.MAC.String(), "remote", r.RemoteAddr)
 			profile.Error(w, http.StatusForbidden, "forbidden: this address does not hold the machine's lease")
 			return

@@ -249,7 +249,9 @@ func TestBrokenAndRequestValues(t *testing.T) {
 
 type leases map[hwaddr.MAC]netip.Addr
 
-func (l leases) Allowed(mac hwaddr.MAC, remote netip.Addr) bool { return l[mac] == remote }
+func (l leases) Allowed(_ context.Context, mac hwaddr.MAC, remote netip.Addr) bool {
+	return l[mac] == remote
+}
 
 func TestGuardAndOnServe(t *testing.T) {
 	h := demoHandler(t)
@@ -273,6 +275,30 @@ func TestGuardAndOnServe(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, req("172.22.10.99:41000", "mac="+smpcMAC))
 	assert.Equal(t, http.StatusForbidden, req("172.22.10.54:41000", "mac="+mpMAC), "no lease for mp")
 	assert.Equal(t, []string{smpcMAC + " os=", smpcMAC + " os=installed"}, served)
+}
+
+// TestGuardGetsRequestContext: the guard runs with the request's context,
+// and a guard that cannot decide in time (here: the request's context has
+// ended) refuses.
+func TestGuardGetsRequestContext(t *testing.T) {
+	h := demoHandler(t)
+	type key struct{}
+	var got []any
+	h.Guard = GuardFunc(func(ctx context.Context, mac hwaddr.MAC, remote netip.Addr) bool {
+		got = append(got, ctx.Value(key{}))
+		return ctx.Err() == nil
+	})
+	do := func(ctx context.Context) int {
+		r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/ignition?mac="+smpcMAC, nil)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	assert.Equal(t, http.StatusOK, do(context.WithValue(context.Background(), key{}, "request-1")))
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "request-2"))
+	cancel()
+	assert.Equal(t, http.StatusForbidden, do(ctx))
+	assert.Equal(t, []any{"request-1", "request-2"}, got)
 }
 
 // TestWithoutResolver: the handler behind the caller's own middleware.

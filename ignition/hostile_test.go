@@ -2,6 +2,7 @@ package ignition
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -58,7 +59,9 @@ func factsHandler(t *testing.T, hostname *string) *Handler {
 	st, err := profile.OpenFS(demo.FS(), h.Check, nil)
 	require.NoError(t, err)
 	h.Resolver = &profile.Resolver{Store: st, BaseURL: "http://172.22.10.2:8080",
-		Facts: profile.FactSourceFunc(func(hwaddr.MAC) (profile.Facts, bool) { return profile.Facts{Hostname: *hostname}, true })}
+		Facts: profile.FactSourceFunc(func(context.Context, hwaddr.MAC) (profile.Facts, bool) {
+			return profile.Facts{Hostname: *hostname}, true
+		})}
 	return h
 }
 
@@ -114,7 +117,7 @@ func resolveMachine(t testing.TB, h *Handler, query string) *profile.Machine {
 	t.Helper()
 	attrs, err := profile.ParseQuery(query)
 	require.NoError(t, err)
-	m, err := h.Resolver.Resolve(attrs, query)
+	m, err := h.Resolver.Resolve(context.Background(), attrs, query)
 	require.NoError(t, err)
 	return m
 }

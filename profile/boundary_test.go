@@ -2,6 +2,7 @@ package profile_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -95,12 +96,12 @@ func TestResolveValidatesFacts(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	r := &profile.Resolver{Store: st, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		Facts: profile.FactSourceFunc(func(m hwaddr.MAC) (profile.Facts, bool) {
+		Facts: profile.FactSourceFunc(func(_ context.Context, m hwaddr.MAC) (profile.Facts, bool) {
 			f, ok := facts[m.String()]
 			return f, ok
 		})}
 	get := func(mac string) *profile.Machine {
-		m, err := r.Resolve(map[string]string{"mac": mac}, "mac="+mac)
+		m, err := r.Resolve(context.Background(), map[string]string{"mac": mac}, "mac="+mac)
 		require.NoError(t, err)
 		return m
 	}
@@ -128,10 +129,10 @@ func TestResolveValidatesFacts(t *testing.T) {
 
 	// The request's own hostname still wins over facts; a group's metadata
 	// too.
-	m, err = r.Resolve(map[string]string{"mac": "52:54:00:00:00:01", "hostname": "given.lab"}, "")
+	m, err = r.Resolve(context.Background(), map[string]string{"mac": "52:54:00:00:00:01", "hostname": "given.lab"}, "")
 	require.NoError(t, err)
 	assert.Equal(t, "given.lab", m.Hostname)
-	m, err = r.Resolve(map[string]string{"mac": "00:23:32:2f:40:3c"}, "")
+	m, err = r.Resolve(context.Background(), map[string]string{"mac": "00:23:32:2f:40:3c"}, "")
 	require.NoError(t, err)
 	assert.Equal(t, "mp.lab", m.Hostname)
 }
@@ -140,10 +141,10 @@ func TestResolveValidatesFacts(t *testing.T) {
 func TestResolveWithoutLogger(t *testing.T) {
 	st, err := profile.OpenFS(demo.FS(), nil, nil)
 	require.NoError(t, err)
-	r := &profile.Resolver{Store: st, Facts: profile.FactSourceFunc(func(hwaddr.MAC) (profile.Facts, bool) {
+	r := &profile.Resolver{Store: st, Facts: profile.FactSourceFunc(func(context.Context, hwaddr.MAC) (profile.Facts, bool) {
 		return profile.Facts{Hostname: "a b"}, true
 	})}
-	m, err := r.Resolve(map[string]string{"mac": "52:54:00:00:00:09"}, "")
+	m, err := r.Resolve(context.Background(), map[string]string{"mac": "52:54:00:00:00:09"}, "")
 	require.NoError(t, err)
 	assert.Empty(t, m.Hostname)
 	assert.False(t, errors.Is(err, profile.ErrBadRequest))

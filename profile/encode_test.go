@@ -1,6 +1,7 @@
 package profile_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -79,7 +80,7 @@ func hostnameInventory(t testing.TB) *profile.Inventory {
 func hostnameMachine(t testing.TB, inv *profile.Inventory, hostname, rack string) *profile.Machine {
 	t.Helper()
 	r := &profile.Resolver{Store: inv, BaseURL: "http://10.0.0.1:8080"}
-	m, err := r.Resolve(map[string]string{"mac": "52:54:00:00:00:01", "rack": "r1"}, "mac=52:54:00:00:00:01&rack=r1")
+	m, err := r.Resolve(context.Background(), map[string]string{"mac": "52:54:00:00:00:01", "rack": "r1"}, "mac=52:54:00:00:00:01&rack=r1")
 	require.NoError(t, err)
 	// As a library user's FactSource or a future bug could: the values
 	// reach the renderer unvalidated.

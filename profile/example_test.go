@@ -1,8 +1,11 @@
 package profile_test
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 	"github.com/metalboot/metalboot/profile/demo"
 )
@@ -33,7 +36,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	m, err := r.Resolve(attrs, "")
+	m, err := r.Resolve(context.Background(), attrs, "")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -75,4 +78,29 @@ func ExampleOpenFS() {
 	// 00:23:32:2f:40:3c mp.lab 172.22.10.50
 	// 00:30:48:fb:e2:44 smpc.lab 172.22.10.54
 	// smpc-installed installed
+}
+
+// A DHCP reservation source reads the store's current inventory on every
+// request, so a reload (SIGHUP, a watched backend) reaches DHCP at once.
+func ExampleInventory_Host() {
+	store, err := profile.OpenFS(demo.FS(), nil, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	reservation := func(mac hwaddr.MAC) (netip.Addr, string, bool) {
+		h, ok := store.Inventory().Host(mac)
+		if !ok || !h.IP.IsValid() {
+			return netip.Addr{}, "", false
+		}
+		return h.IP, h.Hostname, true
+	}
+	fmt.Println(reservation(hwaddr.MustParse("00-23-32-2F-40-3C")))
+	fmt.Println(reservation(hwaddr.MustParse("52:54:00:00:00:01")))
+	h, _ := store.Inventory().HostByIP(netip.MustParseAddr("172.22.10.54"))
+	fmt.Println(h.MAC, h.Hostname)
+	// Output:
+	// 172.22.10.50 mp.lab true
+	// invalid IP  false
+	// 00:30:48:fb:e2:44 smpc.lab
 }

@@ -21,15 +21,20 @@ type Facts struct {
 }
 
 // FactSource looks up facts by MAC; labserver fills it from DHCP leases.
+// Resolver calls it once per request with the request's context, so a
+// networked source (a shared lease store) can honour the request's
+// deadline and cancellation; a source that cannot answer in time reports
+// false (no facts), which renders the machine without them. It must be
+// safe for concurrent use.
 type FactSource interface {
-	Facts(mac hwaddr.MAC) (Facts, bool)
+	Facts(ctx context.Context, mac hwaddr.MAC) (Facts, bool)
 }
 
 // FactSourceFunc adapts a function to FactSource.
-type FactSourceFunc func(hwaddr.MAC) (Facts, bool)
+type FactSourceFunc func(ctx context.Context, mac hwaddr.MAC) (Facts, bool)
 
-// Facts calls f.
-func (f FactSourceFunc) Facts(m hwaddr.MAC) (Facts, bool) { return f(m) }
+// Facts calls f(ctx, mac).
+func (f FactSourceFunc) Facts(ctx context.Context, mac hwaddr.MAC) (Facts, bool) { return f(ctx, mac) }
 
 // Resolver resolves requests to machines: it parses and validates the
 // request's attributes, matches them against the store's current inventory
@@ -50,7 +55,8 @@ type Resolver struct {
 }
 
 // Resolve matches attributes (normalised, see ParseQuery) to a machine. It
-// returns an error wrapping ErrNoMatch when no group matches.
+// returns an error wrapping ErrNoMatch when no group matches. ctx is
+// passed to the FactSource (Middleware passes the request's context).
 //
 // The machine's hostname is the request's, else the group's "hostname"
 // metadata, else the FactSource's; its UUID the request's, else the
@@ -60,7 +66,7 @@ type Resolver struct {
 // lower-cased), an IP address valid and without zone (IPv4-mapped
 // addresses are unmapped). An invalid fact is dropped and logged at level
 // WARN, never rendered.
-func (r *Resolver) Resolve(attrs map[string]string, rawQuery string) (*Machine, error) {
+func (r *Resolver) Resolve(ctx context.Context, attrs map[string]string, rawQuery string) (*Machine, error) {
 	inv := r.Store.Inventory()
 	g, p, err := inv.Match(attrs)
 	if err != nil {
@@ -86,7 +92,7 @@ func (r *Resolver) Resolve(attrs map[string]string, rawQuery string) (*Machine, 
 		m.IP, _ = netip.ParseAddr(s)
 	}
 	if r.Facts != nil && !m.MAC.IsZero() {
-		if f, ok := r.Facts.Facts(m.MAC); ok {
+		if f, ok := r.Facts.Facts(ctx, m.MAC); ok {
 			f = r.checkFacts(m.MAC, f)
 			if m.UUID == "" {
 				m.UUID = f.UUID
@@ -168,7 +174,7 @@ func (r *Resolver) Middleware(next http.Handler) http.Handler {
 			Error(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		m, err := r.Resolve(attrs, req.URL.RawQuery)
+		m, err := r.Resolve(req.Context(), attrs, req.URL.RawQuery)
 		if errors.Is(err, ErrNoMatch) {
 			Error(w, http.StatusNotFound, err.Error())
 			return

@@ -66,6 +66,8 @@ type Inventory struct {
 	compiled  map[string]*bootTemplate
 	warnings  []Warning
 	hosts     []Host
+	hostMAC   map[hwaddr.MAC]int // index into hosts
+	hostIP    map[netip.Addr]int // index into hosts; the first by MAC
 }
 
 // Inventory implements Store.
@@ -110,6 +112,31 @@ func (inv *Inventory) Warnings() []Warning { return slices.Clone(inv.warnings) }
 // Hosts lists machines named by groups with a "mac" selector and a
 // "hostname" and/or "ip" metadata value, sorted by MAC.
 func (inv *Inventory) Hosts() []Host { return slices.Clone(inv.hosts) }
+
+// Host returns the machine with this MAC among [Inventory.Hosts], in
+// constant time and without copying the list, so a per-request lookup
+// (a DHCP reservation source reading the store's current inventory on
+// every request, which makes a reload reach DHCP at once) costs a map
+// lookup.
+func (inv *Inventory) Host(mac hwaddr.MAC) (Host, bool) {
+	i, ok := inv.hostMAC[mac]
+	if !ok {
+		return Host{}, false
+	}
+	return inv.hosts[i], true
+}
+
+// HostByIP returns the machine whose "ip" metadata is ip among
+// [Inventory.Hosts] (the first by MAC when several name the same
+// address), e.g. to tell a DHCP server which MAC an address is reserved
+// for. IPv4-mapped IPv6 addresses are looked up as IPv4.
+func (inv *Inventory) HostByIP(ip netip.Addr) (Host, bool) {
+	i, ok := inv.hostIP[ip.Unmap()]
+	if !ok {
+		return Host{}, false
+	}
+	return inv.hosts[i], true
+}
 
 // Match returns the most specific group whose selector the attributes
 // satisfy, and its profile. attrs must be normalised (see ParseQuery or
@@ -398,6 +425,16 @@ func (b *builder) collectHosts() {
 		b.inv.hosts = append(b.inv.hosts, h)
 	}
 	slices.SortFunc(b.inv.hosts, func(a, c Host) int { return strings.Compare(a.MAC.String(), c.MAC.String()) })
+	b.inv.hostMAC = make(map[hwaddr.MAC]int, len(b.inv.hosts))
+	b.inv.hostIP = make(map[netip.Addr]int, len(b.inv.hosts))
+	for i, h := range b.inv.hosts {
+		b.inv.hostMAC[h.MAC] = i
+		if h.IP.IsValid() {
+			if _, dup := b.inv.hostIP[h.IP.Unmap()]; !dup {
+				b.inv.hostIP[h.IP.Unmap()] = i
+			}
+		}
+	}
 }
 
 func orGo(src string) string {

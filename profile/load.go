@@ -18,6 +18,14 @@ import (
 // Store gives the current inventory. Implementations must be safe for
 // concurrent use; the inventory returned is immutable, so a caller may keep
 // using it while the store reloads.
+//
+// Inventory returns an in-memory snapshot and must not do I/O per call:
+// it is called on every request (/grub, /ignition, DHCP reservations, DNS
+// records), often several times. A store backed by files reloads on demand
+// ([FSStore.Reload]); a networked store (etcd, a database) keeps its
+// snapshot current by watching and swaps it atomically, keeping the
+// previous snapshot while the backend is unreachable. That is why
+// Inventory takes no context: there is nothing to wait for.
 type Store interface {
 	Inventory() *Inventory
 }

@@ -1,6 +1,7 @@
 package profile_test
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"net/http"
@@ -30,7 +31,7 @@ func resolve(t *testing.T, s profile.Store, query string) *profile.Machine {
 	attrs, err := profile.ParseQuery(query)
 	require.NoError(t, err)
 	r := &profile.Resolver{Store: s, BaseURL: "http://deploy.lab:8080/"}
-	m, err := r.Resolve(attrs, query)
+	m, err := r.Resolve(context.Background(), attrs, query)
 	require.NoError(t, err)
 	return m
 }
@@ -94,7 +95,7 @@ func TestUUIDFromFacts(t *testing.T) {
 	inv, err := profile.LoadFS(seedFS(t))
 	require.NoError(t, err)
 	mac := hwaddr.MustParse("52:54:00:12:34:56")
-	r := &profile.Resolver{Store: inv, BaseURL: "http://deploy.lab:8080", Facts: profile.FactSourceFunc(func(m hwaddr.MAC) (profile.Facts, bool) {
+	r := &profile.Resolver{Store: inv, BaseURL: "http://deploy.lab:8080", Facts: profile.FactSourceFunc(func(_ context.Context, m hwaddr.MAC) (profile.Facts, bool) {
 		if m != mac {
 			return profile.Facts{}, false
 		}
@@ -102,7 +103,7 @@ func TestUUIDFromFacts(t *testing.T) {
 	})}
 	attrs, err := profile.ParseQuery("mac=52:54:00:12:34:56")
 	require.NoError(t, err)
-	m, err := r.Resolve(attrs, "")
+	m, err := r.Resolve(context.Background(), attrs, "")
 	require.NoError(t, err)
 	b, err := m.RenderBoot()
 	require.NoError(t, err)
@@ -398,7 +399,7 @@ func FuzzLoadFS(f *testing.F) {
 				attrs[k] = v
 			}
 			r := &profile.Resolver{Store: inv}
-			m, err := r.Resolve(attrs, "")
+			m, err := r.Resolve(context.Background(), attrs, "")
 			if err != nil {
 				t.Fatalf("group %s does not match its own selector: %v", grp.ID, err)
 			}
@@ -452,4 +453,92 @@ func TestMoreSpecificGroupResolvesTie(t *testing.T) {
 		require.NoError(t, err, attrs)
 		assert.Equal(t, want, g.ID, attrs)
 	}
+}
+
+// TestFactSourceGetsRequestContext: the Middleware passes each request's
+// context to the FactSource, so a networked source sees its deadline and
+// cancellation (and values).
+func TestFactSourceGetsRequestContext(t *testing.T) {
+	st, err := profile.OpenFS(demo.FS(), nil, nil)
+	require.NoError(t, err)
+	type key struct{}
+	var got []any
+	var mu sync.Mutex
+	r := &profile.Resolver{Store: st, BaseURL: "http://x", Facts: profile.FactSourceFunc(func(ctx context.Context, mac hwaddr.MAC) (profile.Facts, bool) {
+		mu.Lock()
+		got = append(got, ctx.Value(key{}))
+		mu.Unlock()
+		if ctx.Err() != nil {
+			return profile.Facts{}, false // a networked source gives up
+		}
+		return profile.Facts{Hostname: "from-facts"}, true
+	})}
+	var hostname string
+	h := r.Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		m, _ := profile.FromContext(req.Context())
+		hostname = m.Hostname
+	}))
+	req := httptest.NewRequest("GET", "/grub?mac=52:54:00:00:00:07", nil)
+	h.ServeHTTP(httptest.NewRecorder(), req.WithContext(context.WithValue(req.Context(), key{}, "request-1")))
+	assert.Equal(t, []any{"request-1"}, got)
+	assert.Equal(t, "from-facts", hostname)
+
+	// A request whose context has ended gets no facts, not an error.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m, err := r.Resolve(ctx, map[string]string{"mac": "52:54:00:00:00:07"}, "")
+	require.NoError(t, err)
+	assert.Empty(t, m.Hostname)
+}
+
+// TestInventoryHost: the per-request lookups a DHCP reservation source
+// makes on the current inventory agree with Hosts.
+func TestInventoryHost(t *testing.T) {
+	st, err := profile.OpenFS(demo.FS(), nil, nil)
+	require.NoError(t, err)
+	inv := st.Inventory()
+	hosts := inv.Hosts()
+	require.NotEmpty(t, hosts)
+	for _, want := range hosts {
+		got, ok := inv.Host(want.MAC)
+		require.True(t, ok, want.MAC.String())
+		assert.Equal(t, want, got)
+		got, ok = inv.HostByIP(want.IP)
+		require.True(t, ok, want.IP.String())
+		assert.Equal(t, want, got)
+		got, ok = inv.HostByIP(netip.AddrFrom16(want.IP.As16()))
+		assert.True(t, ok, "IPv4-mapped %s", want.IP)
+		assert.Equal(t, want, got)
+	}
+	_, ok := inv.Host(hwaddr.MustParse("52:54:00:00:00:07"))
+	assert.False(t, ok, "a MAC no group names")
+	_, ok = inv.HostByIP(netip.MustParseAddr("172.22.10.99"))
+	assert.False(t, ok)
+	_, ok = inv.HostByIP(netip.Addr{})
+	assert.False(t, ok)
+
+	// A group with only a hostname is a host without address; two hosts
+	// naming one address: the first by MAC is the one HostByIP returns.
+	inv, err = profile.New(profile.Data{
+		Profiles: []profile.Profile{{ID: "p", Boot: profile.Boot{Kernel: "/k"}}},
+		Groups: []profile.Group{
+			{ID: "a", Profile: "p", Selector: map[string]string{"mac": "52:54:00:00:00:02"}, Metadata: map[string]any{"ip": "10.0.0.5"}},
+			{ID: "b", Profile: "p", Selector: map[string]string{"mac": "52:54:00:00:00:01"}, Metadata: map[string]any{"ip": "10.0.0.5"}},
+			{ID: "c", Profile: "p", Selector: map[string]string{"mac": "52:54:00:00:00:03"}, Metadata: map[string]any{"hostname": "c.lab"}},
+		},
+	})
+	require.NoError(t, err)
+	h, ok := inv.HostByIP(netip.MustParseAddr("10.0.0.5"))
+	require.True(t, ok)
+	assert.Equal(t, "b", h.Group)
+	h, ok = inv.Host(hwaddr.MustParse("52:54:00:00:00:03"))
+	require.True(t, ok)
+	assert.Equal(t, "c.lab", h.Hostname)
+	assert.False(t, h.IP.IsValid())
+
+	// An empty inventory (a store before its first load) answers nothing.
+	empty, err := profile.New(profile.Data{})
+	require.NoError(t, err)
+	_, ok = empty.Host(hwaddr.MustParse("52:54:00:00:00:01"))
+	assert.False(t, ok)
 }
