@@ -58,10 +58,12 @@ func (l *lab) startHTTP(ctx context.Context) error {
 	return nil
 }
 
-// statusRecorder captures the response code for metrics.
+// statusRecorder captures the response code for metrics, and the start of
+// an error response's body (the reason) for the timeline.
 type statusRecorder struct {
 	http.ResponseWriter
-	code int
+	code   int
+	reason []byte
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -75,8 +77,14 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
+	if r.code >= 400 && len(r.reason) < maxReason {
+		r.reason = append(r.reason, b[:min(len(b), maxReason-len(r.reason))]...)
+	}
 	return r.ResponseWriter.Write(b)
 }
+
+// maxReason bounds the error text kept for the timeline.
+const maxReason = 300
 
 // instrument counts requests per handler and status code.
 func (l *lab) instrument(name string, h http.Handler) http.Handler {
@@ -90,7 +98,27 @@ func (l *lab) instrument(name string, h http.Handler) http.Handler {
 		if rec.code >= 500 {
 			l.metrics.errors.WithLabelValues(name).Inc()
 		}
+		if rec.code >= 400 && (name == "grub" || name == "ignition") {
+			l.recordFailure(r, name, rec)
+		}
 	})
+}
+
+// recordFailure puts a failed /grub or /ignition answer on the timeline of
+// the machine the request names (a malformed MAC names none), with the
+// reason the machine was given.
+func (l *lab) recordFailure(r *http.Request, name string, rec *statusRecorder) {
+	attrs, err := profile.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return
+	}
+	mac, err := hwaddr.Parse(attrs[profile.KeyMAC])
+	if err != nil {
+		return
+	}
+	reason := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(rec.reason)), "echo"))
+	reason = strings.Trim(reason, "'")
+	l.event(mac, remoteIP(r), stageFailed, fmt.Sprintf("/%s answered %d: %s", name, rec.code, reason))
 }
 
 func remoteIP(r *http.Request) netip.Addr {
@@ -258,7 +286,7 @@ func (l *lab) machineAction(w http.ResponseWriter, r *http.Request) {
 		l.event(m, ip, stageInstalled, "by "+by)
 		msg = m.String() + " is installed: its next network boot boots the local disk\n"
 	} else {
-		l.event(m, netip.Addr{}, "reinstall-requested", "by "+by)
+		l.event(m, netip.Addr{}, stageReinstall, "by "+by)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte(msg))

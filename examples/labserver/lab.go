@@ -83,6 +83,15 @@ func newLab(s *settings, log *slog.Logger) (*lab, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	l.timeline.installed = l.state.isInstalled
+	l.timeline.names = func() map[hwaddr.MAC]string {
+		names := map[hwaddr.MAC]string{}
+		for _, h := range l.store.Inventory().Hosts() {
+			if h.Hostname != "" {
+				names[h.MAC] = h.Hostname
+			}
+		}
+		return names
+	}
 	l.resolver = &profile.Resolver{Store: store, BaseURL: s.BaseURL.String(), Facts: profile.FactSourceFunc(l.leaseFacts), Logger: log}
 	l.ignition.Resolver = l.resolver
 	l.refreshInventory()

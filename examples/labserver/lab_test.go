@@ -191,7 +191,7 @@ func TestInstallOnceAndReinstall(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, []string{stageGrub, stageInstalling, stageInstalled, stageLocalBoot, "reinstall-requested", stageGrub}, stages)
+	assert.Equal(t, []string{stageGrub, stageInstalling, stageInstalled, stageLocalBoot, stageReinstall, stageGrub}, stages)
 	code, body = get(t, srv.URL+"/machines")
 	require.Equal(t, 200, code)
 	assert.Contains(t, body, "<code>"+mac+"</code>")

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
-	"html/template"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -27,6 +27,8 @@ const (
 	stageInstalling = "installed-config" // the installer fetched the installed system's config
 	stageInstalled  = "installed"        // the installed system reported its first boot (or an admin said so)
 	stageLocalBoot  = "local-boot"
+	stageFailed     = "failed" // a step answered with an error; the detail says why
+	stageReinstall  = "reinstall-requested"
 )
 
 // Limits that keep the timeline's memory bounded whatever the network does.
@@ -50,6 +52,9 @@ type machineRecord struct {
 	Installed bool      `json:"installed"`
 	Last      time.Time `json:"last_seen"`
 	Events    []event   `json:"events"`
+	// Stage and Failure summarise the current boot (see progress).
+	Stage   string `json:"stage,omitempty"`
+	Failure string `json:"failure,omitempty"`
 
 	kernel string
 	initrd []string
@@ -67,6 +72,9 @@ type timeline struct {
 	// the one source of truth, read when the timeline is shown (so it is
 	// right after a restart too). nil: never.
 	installed func(hwaddr.MAC) bool
+	// names gives the inventory's host names, for machines the timeline
+	// has not heard a name from; nil: none.
+	names func() map[hwaddr.MAC]string
 }
 
 func newTimeline() *timeline {
@@ -193,38 +201,24 @@ func (t *timeline) snapshot() []machineRecord {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]machineRecord, 0, len(t.machines))
+	var names map[hwaddr.MAC]string
+	if t.names != nil {
+		names = t.names()
+	}
 	for mac, r := range t.machines {
 		c := *r
+		if c.Hostname == "" {
+			c.Hostname = names[mac]
+		}
 		c.Events = slices.Clone(r.Events)
 		c.Installed = t.installed != nil && t.installed(mac)
+		p := progress(c, t.now())
+		c.Stage, c.Failure = p.Current, p.Failure
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b machineRecord) int { return strings.Compare(a.MAC, b.MAC) })
 	return out
 }
-
-var machinesPage = template.Must(template.New("machines").Funcs(template.FuncMap{
-	"hhmmss": func(t time.Time) string { return t.Format("15:04:05.000") },
-}).Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>metalboot: machines</title>
-<meta http-equiv="refresh" content="5">
-<style>
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin-bottom:2em}
-td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd;font-size:90%}
-h2{font-size:110%;margin-bottom:.3em} code{background:#f4f4f4;padding:0 .3em}
-.stage{font-weight:600} .installed{color:#070}
-</style></head><body>
-<h1>Machines</h1>
-<p>{{len .}} machine(s) seen. The page refreshes every 5 s; JSON at <code>/machines?format=json</code>.</p>
-{{range .}}
-<h2><code>{{.MAC}}</code> {{.Hostname}} {{.IP}} {{if .Installed}}<span class="installed">installed</span>{{end}}</h2>
-<table><tr><th>time</th><th>stage</th><th>detail</th><th>from</th></tr>
-{{range .Events}}<tr><td>{{hhmmss .Time}}</td><td class="stage">{{.Stage}}</td><td>{{.Detail}}</td><td>{{.IP}}</td></tr>
-{{end}}</table>
-{{end}}
-</body></html>
-`))
 
 // ServeHTTP serves /machines as HTML, or JSON with ?format=json or an
 // Accept: application/json header.
@@ -237,6 +231,12 @@ func (t *timeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = enc.Encode(ms)
 		return
 	}
+	var b bytes.Buffer
+	if err := machinesPage.Execute(&b, pageData{Rows: rows(ms, t.now()), Now: t.now()}); err != nil {
+		http.Error(w, "machines page: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = machinesPage.Execute(w, ms)
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(b.Bytes())
 }
