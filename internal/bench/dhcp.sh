@@ -22,6 +22,11 @@ set -euo pipefail
 
 DUR=${1:-3}
 RATES=${RATES:-"250 350 500 1000 2000 3000 3500 4000 5000 6000"}
+# Offered loads at which each server's CPU time per exchange is reported
+# (server CPU from /proc/PID/stat, all threads): an efficiency the load
+# generator cannot cap, since at these loads every server keeps up.
+CPU_RATES=${CPU_RATES:-"250 1000"}
+TICK=$(getconf CLK_TCK)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 for p in ip perfdhcp dnsmasq kea-dhcp4 go; do
 	command -v "$p" >/dev/null || { echo "dhcp.sh: $p not found (apt-get install kea-admin kea-dhcp4-server dnsmasq)" >&2; exit 1; }
@@ -91,21 +96,31 @@ stop() { # name: records the server's peak resident memory (VmHWM) first
 	SERVER_PID=
 }
 
-declare -A BEST_OF PEAK_OF RSS_OF
+declare -A BEST_OF PEAK_OF RSS_OF EFF_OF
+# cpu_ticks: user+system CPU ticks of the running server so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0; }
 # run NAME: offered-load sweep; BEST = highest achieved DORA/s with at most
 # 1% of REQUESTs unanswered, PEAK = highest achieved at any load. The sweep
 # stops once a step loses more than 5%.
 run() {
-	local name=$1 i=0 out rate drops
+	local name=$1 i=0 out rate drops t0 t1 eff
 	for r in $RATES; do
 		i=$((i + 1))
+		t0=$(cpu_ticks)
 		out=$(ip netns exec "$CLI" timeout $((DUR + 15)) perfdhcp -4 -l eth0 -r "$r" -R 60000 -p "$DUR" -W 500000 \
 			-b "mac=$(printf '02:00:%02x:00:00:00' "$i")" 10.99.0.1 2>&1 || true)
+		t1=$(cpu_ticks)
 		echo "$out" >"$TMP/$name.$r.perfdhcp"
 		rate=$(echo "$out" | awk '/^Rate:/ {print $2; exit}')
 		drops=$(echo "$out" | awk '/REQUEST-ACK/ {f=1} f && /drops ratio/ {print $3; exit}')
 		[ -n "$rate" ] && [ -n "$drops" ] || { echo "dhcp.sh: no perfdhcp result for $name at $r/s:" >&2; echo "$out" >&2; exit 1; }
-		printf '  %-9s offered %6s/s: %8.0f DORA/s, %6s%% REQUEST drops\n' "$name" "$r" "$rate" "$drops" >&2
+		printf '  %-9s offered %6s/s: %8.0f DORA/s, %6s%% REQUEST drops, server CPU %ss\n' "$name" "$r" "$rate" "$drops" \
+			"$(echo "($t1 - $t0) / $TICK" | bc -l | xargs printf '%.2f')" >&2
+		if [[ " $CPU_RATES " == *" $r "* ]] && [ $((t1 - t0)) -gt 0 ]; then
+			# DORA exchanges completed per second of server CPU.
+			eff=$(echo "$rate * $DUR * $TICK / ($t1 - $t0)" | bc -l)
+			if [ "$(echo "$eff > ${EFF_OF[$name,$r]:-0}" | bc)" = 1 ]; then EFF_OF[$name,$r]=$eff; fi
+		fi
 		if [ "$(echo "$rate > ${PEAK_OF[$name]}" | bc)" = 1 ]; then PEAK_OF[$name]=$rate; fi
 		if [ "$(echo "$drops <= 1" | bc)" = 1 ] && [ "$(echo "$rate > ${BEST_OF[$name]}" | bc)" = 1 ]; then BEST_OF[$name]=$rate; fi
 		if [ "$(echo "$drops > 5" | bc)" = 1 ]; then break; fi
@@ -151,6 +166,16 @@ done
 ratio() { if [ "$(echo "$2 > 0" | bc)" = 1 ]; then printf '%.2f' "$(echo "$1 / $2" | bc -l)"; else echo n/a; fi; }
 echo "ratio metalboot/dnsmasq: sustained $(ratio "${BEST_OF[metalboot]}" "${BEST_OF[dnsmasq]}"), peak $(ratio "${PEAK_OF[metalboot]}" "${PEAK_OF[dnsmasq]}")"
 echo "ratio metalboot/kea:     sustained $(ratio "${BEST_OF[metalboot]}" "${BEST_OF[kea]}"), peak $(ratio "${PEAK_OF[metalboot]}" "${PEAK_OF[kea]}")"
+printf '\nDORA per server CPU-second at a fixed offered load (best round; higher is better)\n'
+printf '%-10s' server; for r in $CPU_RATES; do printf ' %14s' "at $r/s"; done; echo
+for s in metalboot dnsmasq kea; do
+	printf '%-10s' "$s"; for r in $CPU_RATES; do printf ' %14.0f' "${EFF_OF[$s,$r]:-0}"; done; echo
+done
+for r in $CPU_RATES; do
+	for peer in kea dnsmasq; do
+		echo "RESULT name=dhcp_dora_per_cpu_second_at_$r metalboot=$(printf '%.0f' "${EFF_OF[metalboot,$r]:-0}") peer=$peer:$(printf '%.0f' "${EFF_OF[$peer,$r]:-0}") ratio=$(ratio "${EFF_OF[metalboot,$r]:-0}" "${EFF_OF[$peer,$r]:-0}")"
+	done
+done
 mib() { printf '%.1f' "$(echo "${RSS_OF[$1]} / 1024" | bc -l)"; }
 echo "RESULT name=dhcp_peak_rss_mib metalboot=$(mib metalboot) peer=dnsmasq:$(mib dnsmasq) ratio=$(ratio "${RSS_OF[metalboot]}" "${RSS_OF[dnsmasq]}")"
 echo "RESULT name=dhcp_peak_rss_mib metalboot=$(mib metalboot) peer=kea:$(mib kea) ratio=$(ratio "${RSS_OF[metalboot]}" "${RSS_OF[kea]}")"
