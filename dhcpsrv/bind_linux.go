@@ -2,6 +2,9 @@ package dhcpsrv
 
 import "golang.org/x/sys/unix"
 
+// bindToDeviceSupported says whether Server.Interface can be honoured.
+const bindToDeviceSupported = true
+
 // bindToDevice restricts socket fd to network interface iface
 // (SO_BINDTODEVICE).
 func bindToDevice(fd int, iface string) error {

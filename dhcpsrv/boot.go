@@ -3,7 +3,10 @@ package dhcpsrv
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,6 +62,71 @@ func (a Arch) HTTP() bool {
 		return true
 	}
 	return false
+}
+
+// ErrUnknownArch is wrapped by the error ParseArch returns for a name it
+// does not know.
+var ErrUnknownArch = errors.New("dhcpsrv: unknown architecture name")
+
+// archNames are the names ParseArch takes, in the order its error lists
+// them.
+var archNames = []struct {
+	name   string
+	arches []Arch
+}{
+	{"bios", []Arch{ArchBIOS}},
+	{"efi64", []Arch{ArchEFIx64, ArchEFIBC}},
+	{"arm64", []Arch{ArchEFIARM64}},
+	{"http", []Arch{ArchEFIx64HTTP}},
+}
+
+// ParseArch returns the client architectures a configuration file's name
+// stands for, so a server's config can say "efi64: grub/x64.efi" instead
+// of option 93 numbers:
+//
+//	"bios"   ArchBIOS (x86 BIOS PXE)
+//	"efi64"  ArchEFIx64 and ArchEFIBC (UEFI x86-64 firmware sends either)
+//	"arm64"  ArchEFIARM64 (UEFI ARM64)
+//	"http"   ArchEFIx64HTTP (UEFI x86-64 HTTP boot)
+//
+// Any other name (matching is exact: lower case, no spaces) is an error
+// wrapping [ErrUnknownArch] that lists the valid names.
+func ParseArch(name string) ([]Arch, error) {
+	valid := make([]string, 0, len(archNames))
+	for _, a := range archNames {
+		if a.name == name {
+			return append([]Arch(nil), a.arches...), nil
+		}
+		valid = append(valid, a.name)
+	}
+	return nil, fmt.Errorf("%w %q (valid names: %s)", ErrUnknownArch, name, strings.Join(valid, ", "))
+}
+
+// BootFilesByName returns DefaultBootFiles with the boot file of every
+// architecture named in byName (names as ParseArch takes them) replaced
+// by its value: the BootPolicy.Files of a configuration file's
+// "boot_files" map. Unknown names are errors (all of them, joined).
+func BootFilesByName(byName map[string]string) (map[Arch]string, error) {
+	files := make(map[Arch]string, len(DefaultBootFiles))
+	for k, v := range DefaultBootFiles {
+		files[k] = v
+	}
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		file := byName[name]
+		arches, err := ParseArch(name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, a := range arches {
+			files[a] = file
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return files, nil
 }
 
 // DefaultBootFiles is the boot file per architecture used when

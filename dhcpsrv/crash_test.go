@@ -149,7 +149,7 @@ func TestKill9KeepsAckedLeases(t *testing.T) {
 	}
 	lost := 0
 	for mac, ip := range lastIP {
-		l, err := j.Get(netip.MustParseAddr(ip))
+		l, err := j.Get(context.Background(), netip.MustParseAddr(ip))
 		if err != nil || l.MAC.String() != mac || l.State != dhcpsrv.StateBound {
 			lost++
 			if lost < 10 {

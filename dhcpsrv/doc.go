@@ -7,12 +7,26 @@
 //
 // # Serving
 //
-// A [Server] is configured through its exported fields and run with
-// [Server.ListenAndServe] (UDP port 67, plus 4011 in proxyDHCP mode, bound
-// to Interface with SO_BINDTODEVICE) or [Server.Serve] on a socket made by
-// [ListenUDP]. Both return nil when the context ends and fail at once when
-// they cannot bind. [Server.Reply] runs the same logic on one decoded
-// packet without a socket (tests, embedding), in the coredhcp style.
+// A [Server] is configured through its exported fields and follows the
+// contract shared with tftpsrv and dnssrv, written down once in the
+// documentation of package [github.com/metalboot/metalboot] ("One server
+// contract"). Here the address is Interface: [Server.Listen] opens UDP
+// port 67 (plus 4011 in proxyDHCP mode) bound to it with SO_BINDTODEVICE
+// and returns bind errors at once, [Server.Serve] serves those sockets
+// (or ones made by [ListenUDP]) and never closes them,
+// [Server.ListenAndServe] does both and closes what it opened; all return
+// nil when the context ends. [Server.Validate] reports every
+// configuration mistake (a range outside its subnet, overlapping
+// subnets, a non-IPv4 address …) before anything binds, and all three
+// call it first. [Server.Reply] runs the same logic on one decoded packet
+// without a socket (tests, embedding), in the coredhcp style.
+//
+// The seams a networked backend can implement, [LeaseStore] and
+// [ReservationSource] (adapter [ReservationFunc]), get the context of the
+// packet being answered. When one fails the packet is dropped and counted
+// (Stats.StoreErrors, Stats.ReservationErrors): no ACK without a stored
+// lease, and never a dynamic address for a machine whose reservation
+// could not be read.
 //
 // Messages: DISCOVER → OFFER (the address is held for the client for
 // OfferTime), REQUEST → ACK or NAK (selecting, init-reboot, renewing and
@@ -86,8 +100,11 @@
 // without it.
 //
 // Hooks (OnDiscover, OnLease, OnRelease) and [Server.Stats] feed timelines
-// and metrics; [Server.Lease] looks a machine's current lease up by MAC.
-// Malformed packets are dropped and counted, never answered.
+// and metrics (dnssrv.LeaseNames turns OnLease and OnRelease into DNS
+// names in one line each); [Server.Lease] looks a machine's current lease
+// up by MAC. Malformed packets are dropped and counted, never answered.
+// [ParseArch] and [BootFilesByName] read the architecture names a
+// configuration file uses ("bios", "efi64", "arm64", "http").
 //
 // # Performance
 //

@@ -15,9 +15,12 @@ import (
 )
 
 // A lab server: one subnet, a reservation, the default GRUB boot files.
+// Validate reports every configuration mistake before anything binds.
 // Reply answers a request without a socket, exactly as Serve would; a real
-// server calls ListenAndServe(ctx) with Interface set and Leases from
-// OpenJournal.
+// server, with Leases from OpenJournal, calls
+//
+//	conns, err := s.Listen(ctx) // binds port 67 on Interface: bind errors here
+//	go s.Serve(ctx, conns...)   // or s.ListenAndServe(ctx)
 func Example() {
 	mp := hwaddr.MustParse("52:54:00:12:34:56")
 	s := &dhcpsrv.Server{
@@ -38,6 +41,11 @@ func Example() {
 		},
 	}
 
+	if err := s.Validate(); err != nil {
+		fmt.Println(err)
+		return
+	}
+
 	// A UEFI x64 machine network-boots.
 	pxe := []dhcpv4.Modifier{
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64)),
@@ -49,7 +57,7 @@ func Example() {
 	ack := s.Reply(context.Background(), request)
 	fmt.Println(ack.MessageType(), ack.YourIPAddr, "next-server", ack.ServerIPAddr, "file", ack.BootFileName)
 
-	l, _ := s.Lease(mp)
+	l, _, _ := s.Lease(context.Background(), mp) // an error only from a failing LeaseStore
 	fmt.Println("known:", l.IP, l.Hostname, net.IP(l.IP.AsSlice()).IsPrivate())
 	// Output:
 	// lease 52:54:00:12:34:56 -> 10.99.0.10 (mp, arch efi-x64)

@@ -33,9 +33,10 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 	}
 	t.Parallel() // ~25 s of firmware under TCG: overlap with the other tests
 	e2e.NeedFirmware(t, e2e.UEFI)
-	l := newLab(t)
-	l.srv.Tap("tapefi", "br0")
-	l.srv.Tap("tapbios", "br0")
+	el := e2e.NewLab(t) // br0 with 10.99.0.1/24, router advertisements on it
+	l := &lab{t: t, srv: el.NS}
+	el.Tap("tapefi")
+	el.Tap("tapbios")
 	var leases sync.Map
 	l.serve(labServer(func(s *dhcpsrv.Server) {
 		s.OnLease = func(x dhcpsrv.Lease) { leases.Store(x.MAC.String(), x) }

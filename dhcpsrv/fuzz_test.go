@@ -86,7 +86,7 @@ func FuzzHandlePacket(f *testing.F) {
 					}
 				}
 			}
-			leases, err := s.store.Leases()
+			leases, err := s.store.(*Journal).Leases()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,12 +163,12 @@ func FuzzJournalReplay(f *testing.F) {
 		if i == 2 {
 			l.MAC, l.Hostname, l.UUID, l.State = hwaddr.MAC{}, "", "", StateDeclined
 		}
-		if _, err := j.CompareAndSwap(0, l); err != nil {
+		if _, err := j.CompareAndSwap(context.Background(), 0, l); err != nil {
 			f.Fatal(err)
 		}
 	}
-	l0, _ := j.Get(netip.MustParseAddr("10.99.0.100"))
-	_ = j.CompareAndDelete(l0.IP, l0.Rev)
+	l0, _ := j.Get(context.Background(), netip.MustParseAddr("10.99.0.100"))
+	_ = j.CompareAndDelete(context.Background(), l0.IP, l0.Rev)
 	if err := j.Close(); err != nil {
 		f.Fatal(err)
 	}
@@ -295,11 +295,11 @@ func checkLeases(t *testing.T, j *Journal) []Lease {
 		if l.UUID != "" && !ValidUUID(l.UUID) {
 			t.Fatalf("invalid UUID kept: %q", l.UUID)
 		}
-		if got, err := j.Get(l.IP); err != nil || got.Rev != l.Rev {
+		if got, err := j.Get(context.Background(), l.IP); err != nil || got.Rev != l.Rev {
 			t.Fatalf("Get(%s) = %+v, %v", l.IP, got, err)
 		}
 		if !l.MAC.IsZero() {
-			if got, err := j.ByMAC(l.MAC); err != nil || got.MAC != l.MAC {
+			if got, err := j.ByMAC(context.Background(), l.MAC); err != nil || got.MAC != l.MAC {
 				t.Fatalf("ByMAC(%s) = %+v, %v", l.MAC, got, err)
 			}
 		}

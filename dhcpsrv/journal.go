@@ -3,6 +3,7 @@ package dhcpsrv
 import (
 	"bufio"
 	"cmp"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -311,8 +312,8 @@ func toRecord(op string, l Lease) record {
 		Arch: l.Arch, Expires: l.Expires.UnixNano(), State: l.State}
 }
 
-// Get implements LeaseStore.
-func (j *Journal) Get(ip netip.Addr) (Lease, error) {
+// Get implements LeaseStore; ctx is not used (the index is in memory).
+func (j *Journal) Get(_ context.Context, ip netip.Addr) (Lease, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	l, ok := j.byIP[ip]
@@ -322,8 +323,8 @@ func (j *Journal) Get(ip netip.Addr) (Lease, error) {
 	return l, nil
 }
 
-// ByMAC implements LeaseStore.
-func (j *Journal) ByMAC(mac hwaddr.MAC) (Lease, error) {
+// ByMAC implements LeaseStore; ctx is not used.
+func (j *Journal) ByMAC(_ context.Context, mac hwaddr.MAC) (Lease, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var best Lease
@@ -338,7 +339,7 @@ func (j *Journal) ByMAC(mac hwaddr.MAC) (Lease, error) {
 	return best, nil
 }
 
-// Leases implements LeaseStore.
+// Leases returns every record held, ordered by IP.
 func (j *Journal) Leases() ([]Lease, error) {
 	j.mu.Lock()
 	out := make([]Lease, 0, len(j.byIP))
@@ -350,8 +351,10 @@ func (j *Journal) Leases() ([]Lease, error) {
 	return out, nil
 }
 
-// CompareAndSwap implements LeaseStore.
-func (j *Journal) CompareAndSwap(prevRev uint64, l Lease) (Lease, error) {
+// CompareAndSwap implements LeaseStore. It returns once the record is on
+// disk (fsync); ctx does not interrupt that wait, so a write the caller
+// gave up on is still either durable or failed, never half done.
+func (j *Journal) CompareAndSwap(_ context.Context, prevRev uint64, l Lease) (Lease, error) {
 	if !l.IP.Is4() {
 		return Lease{}, fmt.Errorf("dhcpsrv: lease address %v is not IPv4", l.IP)
 	}
@@ -371,8 +374,9 @@ func (j *Journal) CompareAndSwap(prevRev uint64, l Lease) (Lease, error) {
 	return l, j.waitDurable(seq)
 }
 
-// CompareAndDelete implements LeaseStore.
-func (j *Journal) CompareAndDelete(ip netip.Addr, rev uint64) error {
+// CompareAndDelete implements LeaseStore; like CompareAndSwap it returns
+// once the deletion is on disk.
+func (j *Journal) CompareAndDelete(_ context.Context, ip netip.Addr, rev uint64) error {
 	j.mu.Lock()
 	if err := j.usable(); err != nil {
 		j.mu.Unlock()

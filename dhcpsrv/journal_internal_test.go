@@ -1,6 +1,7 @@
 package dhcpsrv
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,11 +19,11 @@ func TestJournalCompactsWhenLarge(t *testing.T) {
 	dir := t.TempDir()
 	j, err := OpenJournal(dir)
 	require.NoError(t, err)
-	l, err := j.CompareAndSwap(0, Lease{IP: netip.MustParseAddr("10.99.0.5"), MAC: [6]byte{2, 0, 0, 0, 0, 5}, Expires: time.Unix(2e9, 0)})
+	l, err := j.CompareAndSwap(context.Background(), 0, Lease{IP: netip.MustParseAddr("10.99.0.5"), MAC: [6]byte{2, 0, 0, 0, 0, 5}, Expires: time.Unix(2e9, 0)})
 	require.NoError(t, err)
 	var maxSize int64
 	for range 450 { // renewals of one lease
-		l, err = j.CompareAndSwap(l.Rev, l)
+		l, err = j.CompareAndSwap(context.Background(), l.Rev, l)
 		require.NoError(t, err)
 		st, err := os.Stat(filepath.Join(dir, journalName))
 		require.NoError(t, err)
@@ -33,7 +34,7 @@ func TestJournalCompactsWhenLarge(t *testing.T) {
 	j2, err := OpenJournal(dir)
 	require.NoError(t, err)
 	defer j2.Close()
-	got, err := j2.Get(l.IP)
+	got, err := j2.Get(context.Background(), l.IP)
 	require.NoError(t, err)
 	assert.Equal(t, l.Rev, got.Rev)
 	assert.Equal(t, 1, j2.Len())

@@ -1,6 +1,7 @@
 package dhcpsrv_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -31,16 +32,16 @@ func TestJournalPersistsAcrossReopen(t *testing.T) {
 	j, err := dhcpsrv.OpenJournal(dir)
 	require.NoError(t, err)
 	for i := 1; i <= 5; i++ {
-		_, err := j.CompareAndSwap(0, lease(i, exp))
+		_, err := j.CompareAndSwap(context.Background(), 0, lease(i, exp))
 		require.NoError(t, err)
 	}
-	l3, err := j.Get(lease(3, exp).IP)
+	l3, err := j.Get(context.Background(), lease(3, exp).IP)
 	require.NoError(t, err)
-	require.NoError(t, j.CompareAndDelete(l3.IP, l3.Rev))
-	l4, err := j.Get(lease(4, exp).IP)
+	require.NoError(t, j.CompareAndDelete(context.Background(), l3.IP, l3.Rev))
+	l4, err := j.Get(context.Background(), lease(4, exp).IP)
 	require.NoError(t, err)
 	l4.State = dhcpsrv.StateReleased
-	_, err = j.CompareAndSwap(l4.Rev, l4)
+	_, err = j.CompareAndSwap(context.Background(), l4.Rev, l4)
 	require.NoError(t, err)
 	require.NoError(t, j.Close())
 
@@ -50,18 +51,18 @@ func TestJournalPersistsAcrossReopen(t *testing.T) {
 	all, err := j2.Leases()
 	require.NoError(t, err)
 	require.Len(t, all, 4)
-	got, err := j2.ByMAC(lease(4, exp).MAC)
+	got, err := j2.ByMAC(context.Background(), lease(4, exp).MAC)
 	require.NoError(t, err)
 	assert.Equal(t, dhcpsrv.StateReleased, got.State)
 	assert.Equal(t, "h4", got.Hostname)
 	assert.Equal(t, dhcpsrv.ArchEFIx64, got.Arch)
 	assert.True(t, exp.Equal(got.Expires))
-	_, err = j2.Get(lease(3, exp).IP)
+	_, err = j2.Get(context.Background(), lease(3, exp).IP)
 	assert.ErrorIs(t, err, dhcpsrv.ErrNotFound)
 	// revisions keep growing after a reopen
-	l1, err := j2.Get(lease(1, exp).IP)
+	l1, err := j2.Get(context.Background(), lease(1, exp).IP)
 	require.NoError(t, err)
-	n, err := j2.CompareAndSwap(l1.Rev, l1)
+	n, err := j2.CompareAndSwap(context.Background(), l1.Rev, l1)
 	require.NoError(t, err)
 	assert.Greater(t, n.Rev, got.Rev)
 }
@@ -69,17 +70,17 @@ func TestJournalPersistsAcrossReopen(t *testing.T) {
 func TestJournalCompareAndSwapConflicts(t *testing.T) {
 	j := dhcpsrv.NewMemoryStore()
 	exp := time.Unix(2000000000, 0)
-	l, err := j.CompareAndSwap(0, lease(1, exp))
+	l, err := j.CompareAndSwap(context.Background(), 0, lease(1, exp))
 	require.NoError(t, err)
-	_, err = j.CompareAndSwap(0, lease(1, exp))
+	_, err = j.CompareAndSwap(context.Background(), 0, lease(1, exp))
 	assert.ErrorIs(t, err, dhcpsrv.ErrConflict, "insert over an existing record")
-	_, err = j.CompareAndSwap(l.Rev+1, lease(1, exp))
+	_, err = j.CompareAndSwap(context.Background(), l.Rev+1, lease(1, exp))
 	assert.ErrorIs(t, err, dhcpsrv.ErrConflict, "stale revision")
-	assert.ErrorIs(t, j.CompareAndDelete(l.IP, l.Rev+1), dhcpsrv.ErrConflict)
-	_, err = j.ByMAC(hwaddr.MAC{1})
+	assert.ErrorIs(t, j.CompareAndDelete(context.Background(), l.IP, l.Rev+1), dhcpsrv.ErrConflict)
+	_, err = j.ByMAC(context.Background(), hwaddr.MAC{1})
 	assert.ErrorIs(t, err, dhcpsrv.ErrNotFound)
 	require.NoError(t, j.Close())
-	_, err = j.CompareAndSwap(l.Rev, lease(1, exp))
+	_, err = j.CompareAndSwap(context.Background(), l.Rev, lease(1, exp))
 	assert.ErrorIs(t, err, dhcpsrv.ErrClosed)
 }
 
@@ -98,7 +99,7 @@ func TestJournalConcurrentCAS(t *testing.T) {
 			for i := range 20 {
 				l := lease(i, exp)
 				l.MAC[0] = byte(w)
-				if _, err := j.CompareAndSwap(0, l); err == nil {
+				if _, err := j.CompareAndSwap(context.Background(), 0, l); err == nil {
 					mu.Lock()
 					wins[i]++
 					mu.Unlock()
@@ -131,7 +132,7 @@ func TestJournalTornTailAndGarbage(t *testing.T) {
 	j, err := dhcpsrv.OpenJournal(dir)
 	require.NoError(t, err)
 	for i := 1; i <= 3; i++ {
-		_, err := j.CompareAndSwap(0, lease(i, exp))
+		_, err := j.CompareAndSwap(context.Background(), 0, lease(i, exp))
 		require.NoError(t, err)
 	}
 	require.NoError(t, j.Close())
@@ -176,7 +177,7 @@ func TestServerRestartKeepsLeases(t *testing.T) {
 	require.NoError(t, err)
 	defer j2.Close()
 	s2, _ := newServer(t, func(s *dhcpsrv.Server) { s.Leases = j2; s.Clock = clk.Now })
-	l, ok := s2.Lease(hwaddr.MAC(mac(1)))
+	l, ok, _ := s2.Lease(context.Background(), hwaddr.MAC(mac(1)))
 	require.True(t, ok)
 	assert.Equal(t, ack.YourIPAddr.String(), l.IP.String())
 	assert.NotEqual(t, ack.YourIPAddr.String(), dora(t, s2, mac(2)).YourIPAddr.String())

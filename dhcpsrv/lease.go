@@ -1,6 +1,7 @@
 package dhcpsrv
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"time"
@@ -93,26 +94,33 @@ func (l Lease) blocks(mac hwaddr.MAC, now time.Time) bool {
 	}
 }
 
-// LeaseStore persists address records. Implementations must be safe for
-// concurrent use. Writes are compare-and-swap on a per-address revision, so
-// a store shared by several servers (etcd, a SQL row version …) can
-// implement it without "check, then write" races: the server never hands
-// out an address whose write did not succeed.
+// LeaseStore persists address records: the four operations the [Server]
+// uses, nothing more. Implementations must be safe for concurrent use.
+// Writes are compare-and-swap on a per-address revision, so a store shared
+// by several servers (etcd, a SQL row version …) can implement it without
+// "check, then write" races: the server never hands out an address whose
+// write did not succeed.
+//
+// Every method takes the context of the packet being answered (the
+// context given to [Server.Serve], or to [Server.Reply]), so a networked
+// store can honour its deadline and cancellation. An error other than
+// [ErrNotFound] or [ErrConflict] makes the server drop the packet without
+// an answer and count it (Stats.StoreErrors): it never guesses that an
+// address is free, and never ACKs a lease that is not stored. Listing
+// and closing are the concrete store's business ([Journal.Leases],
+// [Journal.Close]).
 type LeaseStore interface {
 	// Get returns the record for ip, or an error wrapping ErrNotFound.
-	Get(ip netip.Addr) (Lease, error)
+	Get(ctx context.Context, ip netip.Addr) (Lease, error)
 	// ByMAC returns the newest record (highest Rev) of mac, or an error
 	// wrapping ErrNotFound.
-	ByMAC(mac hwaddr.MAC) (Lease, error)
+	ByMAC(ctx context.Context, mac hwaddr.MAC) (Lease, error)
 	// CompareAndSwap writes l as the record for l.IP if the record stored
 	// there now has revision prevRev (0: no record may exist). It returns
 	// the stored lease with its new Rev, or an error wrapping ErrConflict.
 	// When it returns nil the write is durable.
-	CompareAndSwap(prevRev uint64, l Lease) (Lease, error)
-	// CompareAndDelete removes the record for ip if its revision is rev.
-	CompareAndDelete(ip netip.Addr, rev uint64) error
-	// Leases returns every record, ordered by IP.
-	Leases() ([]Lease, error)
-	// Close releases the store's resources.
-	Close() error
+	CompareAndSwap(ctx context.Context, prevRev uint64, l Lease) (Lease, error)
+	// CompareAndDelete removes the record for ip if its revision is rev,
+	// else returns an error wrapping ErrConflict.
+	CompareAndDelete(ctx context.Context, ip netip.Addr, rev uint64) error
 }

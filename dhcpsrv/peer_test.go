@@ -173,7 +173,7 @@ func TestUdhcpcGetsLeaseAndUEFIBootFile(t *testing.T) {
 	assert.Equal(t, "10.99.0.1", env["siaddr"])
 	assert.Equal(t, "10.99.0.1", env["serverid"])
 
-	lease, ok := s.Lease(hwaddr.MustParse("52:54:00:aa:00:01"))
+	lease, ok, _ := s.Lease(context.Background(), hwaddr.MustParse("52:54:00:aa:00:01"))
 	require.True(t, ok)
 	assert.Equal(t, "10.99.0.100", lease.IP.String())
 	assert.Equal(t, dhcpsrv.ArchEFIx64, lease.Arch)
@@ -356,7 +356,7 @@ func TestProxyDHCPBesideDnsmasq(t *testing.T) {
 	assert.Equal(t, dhcpv4.MessageTypeAck, ack.MessageType())
 	assert.Equal(t, "grub/x86_64-efi/core.efi", ack.BootFileName)
 	assert.True(t, ack.YourIPAddr.IsUnspecified())
-	_, leased := s.Lease(hwaddr.MAC(hw))
+	_, leased, _ := s.Lease(context.Background(), hwaddr.MAC(hw))
 	assert.False(t, leased, "proxyDHCP stores no lease")
 }
 
@@ -513,4 +513,57 @@ func TestListenAndServe(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("ListenAndServe did not return after its context ended")
 	}
+}
+
+// Listen binds before anything is served, so a caller sees a bind error
+// at once and only then starts Serve; in proxyDHCP mode it opens both
+// ports. Serve leaves the sockets to the caller.
+func TestListenThenServe(t *testing.T) {
+	l := newLab(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := labServer(func(s *dhcpsrv.Server) { s.Interface = "br0" })
+	var conns []net.PacketConn
+	require.NoError(t, l.srv.Do(func() (err error) { conns, err = s.Listen(ctx); return err }))
+	require.Len(t, conns, 1)
+	assert.Equal(t, dhcpsrv.ServerPort, conns[0].LocalAddr().(*net.UDPAddr).Port)
+
+	var errBusy, errBadIf error
+	require.NoError(t, l.srv.Do(func() error {
+		_, errBusy = labServer(func(s *dhcpsrv.Server) { s.Interface = "br0" }).Listen(ctx)
+		_, errBadIf = labServer(func(s *dhcpsrv.Server) { s.Interface = "nosuch0" }).Listen(ctx)
+		return nil
+	}))
+	// proxyDHCP (in a lab of its own) opens ports 67 and 4011.
+	var proxyConns []net.PacketConn
+	require.NoError(t, newLab(t).srv.Do(func() (err error) {
+		proxyConns, err = (&dhcpsrv.Server{Interface: "br0", ServerIP: serverIP, ProxyDHCP: true}).Listen(ctx)
+		return err
+	}))
+	assert.ErrorIs(t, errBusy, syscall.EADDRINUSE)
+	assert.ErrorIs(t, errBadIf, syscall.ENODEV)
+	require.Len(t, proxyConns, 2)
+	assert.Equal(t, dhcpsrv.PXEPort, proxyConns[1].LocalAddr().(*net.UDPAddr).Port)
+	for _, c := range proxyConns {
+		c.Close()
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, conns...) }()
+	c := l.client("52:54:00:aa:00:0c", "")
+	assert.Equal(t, "10.99.0.1", udhcpc(t, c)["serverid"])
+	cancel()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	// The socket is still the caller's: open, and still holding the port.
+	require.NoError(t, l.srv.Do(func() error {
+		_, err := labServer(func(s *dhcpsrv.Server) { s.Interface = "br0" }).Listen(context.Background())
+		assert.ErrorIs(t, err, syscall.EADDRINUSE)
+		return nil
+	}))
+	require.NoError(t, conns[0].Close())
 }

@@ -95,7 +95,7 @@ func TestBadHostnameFromWireIsDropped(t *testing.T) {
 			require.NotNil(t, ack)
 			require.Equal(t, dhcpv4.MessageTypeAck, ack.MessageType(), "the lease is still granted")
 			assert.False(t, ack.Options.Has(dhcpv4.OptionHostName), "ACK echoes %q", ack.HostName())
-			l, ok := s.Lease(hwaddr.MAC(m))
+			l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(m))
 			require.True(t, ok)
 			assert.Empty(t, l.Hostname, "stored")
 			require.Len(t, hooked, 1)
@@ -115,7 +115,7 @@ func TestGoodHostnameFromWireIsNormalised(t *testing.T) {
 			m := net.HardwareAddr{0x52, 0x54, 0, 2, 0, byte(i)}
 			ack := dora(t, s, m, withHostname(h))
 			assert.Equal(t, want, ack.HostName())
-			l, ok := s.Lease(hwaddr.MAC(m))
+			l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(m))
 			require.True(t, ok)
 			assert.Equal(t, want, l.Hostname)
 			assert.Zero(t, s.Stats().BadHostname)
@@ -148,7 +148,7 @@ func TestUUIDFromWireIsHexOnly(t *testing.T) {
 	} {
 		m := net.HardwareAddr{0x52, 0x54, 0, 3, 0, byte(i)}
 		dora(t, s, m, dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, raw)))
-		l, ok := s.Lease(hwaddr.MAC(m))
+		l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(m))
 		require.True(t, ok)
 		if len(raw) > 255 {
 			assert.Empty(t, l.UUID)
@@ -201,7 +201,7 @@ func TestJournalReplayDropsBadHostnameKeepsLease(t *testing.T) {
 		s.Leases = j
 		s.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	l, ok := s.Lease(hwaddr.MustParse("52:54:00:00:00:01"))
+	l, ok, _ := s.Lease(context.Background(), hwaddr.MustParse("52:54:00:00:00:01"))
 	require.True(t, ok)
 	assert.Empty(t, l.Hostname)
 	assert.EqualValues(t, 1, s.Stats().BadHostname)
@@ -212,11 +212,11 @@ func TestJournalReplayDropsBadHostnameKeepsLease(t *testing.T) {
 // Server.Lease and the hooks never pass an invalid host name or UUID on.
 func TestServerLeaseValidatesForeignStore(t *testing.T) {
 	store := dhcpsrv.NewMemoryStore()
-	_, err := store.CompareAndSwap(0, dhcpsrv.Lease{IP: netip.MustParseAddr("10.99.0.100"), MAC: hwaddr.MAC(mac(1)),
+	_, err := store.CompareAndSwap(context.Background(), 0, dhcpsrv.Lease{IP: netip.MustParseAddr("10.99.0.100"), MAC: hwaddr.MAC(mac(1)),
 		Hostname: "a b\nc", UUID: "not a uuid", Expires: farFuture})
 	require.NoError(t, err)
 	s, _ := newServer(t, func(s *dhcpsrv.Server) { s.Leases = store })
-	l, ok := s.Lease(hwaddr.MAC(mac(1)))
+	l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(mac(1)))
 	require.True(t, ok)
 	assert.Empty(t, l.Hostname)
 	assert.Empty(t, l.UUID)
@@ -231,7 +231,7 @@ func journalWith3(t *testing.T) (dir, path string, data []byte) {
 	j, err := dhcpsrv.OpenJournal(dir)
 	require.NoError(t, err)
 	for i := 1; i <= 3; i++ {
-		_, err := j.CompareAndSwap(0, lease(i, farFuture))
+		_, err := j.CompareAndSwap(context.Background(), 0, lease(i, farFuture))
 		require.NoError(t, err)
 	}
 	require.NoError(t, j.Close())
@@ -337,7 +337,7 @@ func TestTornLastRecordIsDropped(t *testing.T) {
 			s.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		})
 		s.Stats()
-		_, _ = s.Lease(hwaddr.MAC{})
+		_, _, _ = s.Lease(context.Background(), hwaddr.MAC{})
 		assert.Contains(t, logs.String(), "level=WARN")
 		assert.Contains(t, logs.String(), "torn")
 		require.NoError(t, j.Close())
@@ -468,7 +468,7 @@ func TestAckedLeaseNeverReclaimed(t *testing.T) {
 	}
 	// every original lease is intact
 	for i := range 6 {
-		l, ok := s.Lease(hwaddr.MAC(mac(i)))
+		l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(mac(i)))
 		require.True(t, ok)
 		assert.Equal(t, mac(i).String(), owner[l.IP.String()])
 	}
@@ -502,7 +502,7 @@ func TestOfferFloodWithPerfdhcp(t *testing.T) {
 	env := udhcpc(t, l.client("52:54:00:aa:00:0b", ""))
 	ip := netip.MustParseAddr(env["ip"])
 	assert.True(t, s.Subnets[0].Ranges[0].From.Compare(ip) <= 0 && ip.Compare(s.Subnets[0].Ranges[0].To) <= 0, ip)
-	lease, ok := s.Lease(hwaddr.MustParse("52:54:00:aa:00:0b"))
+	lease, ok, _ := s.Lease(context.Background(), hwaddr.MustParse("52:54:00:aa:00:0b"))
 	require.True(t, ok)
 	assert.Equal(t, ip, lease.IP)
 	assert.Positive(t, s.Stats().OffersReclaimed)

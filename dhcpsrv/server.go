@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,8 +26,11 @@ const (
 	PXEPort    = 4011 // PXE boot server port (proxyDHCP requests)
 )
 
-// Defaults applied to zero config values.
+// Defaults: what the zero value of the Server (and Subnet) field of the
+// same name does.
 const (
+	// DefaultLeaseTime is the lease time of a Subnet whose LeaseTime is
+	// zero.
 	DefaultLeaseTime = time.Hour
 	// DefaultOfferTime is how long an OFFER holds its address for a client
 	// that has not sent its REQUEST yet. It is short so that clients
@@ -41,13 +45,26 @@ const (
 	// is still ACKed if nobody took the address meanwhile, and an
 	// exhausted pool reclaims the oldest offer before it answers "no
 	// address" (see Server.OfferTime).
-	DefaultOfferTime   = 10 * time.Second
+	DefaultOfferTime = 10 * time.Second
+	// DefaultDeclineTime is how long an address a client declined is
+	// quarantined when Server.DeclineTime is zero.
 	DefaultDeclineTime = 10 * time.Minute
-	DefaultWorkers     = 1024
+	// DefaultWorkers is the number of packets handled at once per socket
+	// when Server.Workers is zero.
+	DefaultWorkers = 1024
 )
 
-// ErrNoSubnet is returned when the server has no subnet to serve.
-var ErrNoSubnet = errors.New("dhcpsrv: no subnet configured")
+// Sentinel errors of the server.
+var (
+	// ErrConfig wraps every error [Server.Validate] reports (and so every
+	// configuration error Listen, Serve and ListenAndServe return).
+	ErrConfig = errors.New("dhcpsrv: invalid configuration")
+	// ErrNoSubnet is reported (with ErrConfig) when the server has no
+	// subnet to serve and is not a proxyDHCP server.
+	ErrNoSubnet = errors.New("dhcpsrv: no subnet configured")
+	// ErrNoListener is returned by Serve when given no connection.
+	ErrNoListener = errors.New("dhcpsrv: no connection to serve")
+)
 
 // Range is an inclusive range of pool addresses, e.g. {From: 10.99.0.100,
 // To: 10.99.0.200}.
@@ -57,60 +74,21 @@ type Range struct {
 
 // Subnet is one IPv4 network the server hands addresses out on.
 type Subnet struct {
-	// Prefix is the network, e.g. 10.99.0.0/24 (option 1 is derived from it).
+	// Prefix is the network, e.g. 10.99.0.0/24 (option 1 is derived from
+	// it). It must be an IPv4 prefix that overlaps no other Subnet's.
 	Prefix netip.Prefix
-	// Ranges are the dynamic pool; empty means reservations only.
+	// Ranges are the dynamic pool: IPv4 addresses inside Prefix, From not
+	// after To, no two ranges overlapping. Empty means reservations only.
 	Ranges []Range
-	// Router is option 3 (unset: not sent).
+	// Router is option 3 (the zero Addr: not sent). It must be IPv4.
 	Router netip.Addr
-	// DNS is option 6.
+	// DNS is option 6 (empty: not sent). Each must be IPv4.
 	DNS []netip.Addr
-	// Domain is option 15.
+	// Domain is option 15 ("": not sent). It must pass ValidHostname.
 	Domain string
-	// LeaseTime is option 51 (zero: DefaultLeaseTime).
+	// LeaseTime is option 51 (zero: DefaultLeaseTime; negative is a
+	// configuration error).
 	LeaseTime time.Duration
-}
-
-// Reservation is a fixed address (and host name) for one MAC.
-type Reservation struct {
-	IP       netip.Addr
-	Hostname string
-}
-
-// ReservationSource looks reservations up by MAC. profile inventories
-// implement it in examples/labserver.
-//
-// Reserved addresses should lie outside the dynamic ranges; if the source
-// also implements [ReservedIPs], the server never gives a reserved address
-// in a range to another MAC.
-type ReservationSource interface {
-	Reservation(mac hwaddr.MAC) (Reservation, bool)
-}
-
-// ReservedIPs is optionally implemented by a ReservationSource to say which
-// MAC an address is reserved for.
-type ReservedIPs interface {
-	ReservedFor(ip netip.Addr) (hwaddr.MAC, bool)
-}
-
-// StaticReservations is a fixed ReservationSource (it also implements
-// ReservedIPs).
-type StaticReservations map[hwaddr.MAC]Reservation
-
-// Reservation implements ReservationSource.
-func (r StaticReservations) Reservation(mac hwaddr.MAC) (Reservation, bool) {
-	v, ok := r[mac]
-	return v, ok
-}
-
-// ReservedFor implements ReservedIPs.
-func (r StaticReservations) ReservedFor(ip netip.Addr) (hwaddr.MAC, bool) {
-	for mac, v := range r {
-		if v.IP == ip {
-			return mac, true
-		}
-	}
-	return hwaddr.MAC{}, false
 }
 
 // Handler adds to or changes a reply the server built. It is called for
@@ -143,25 +121,35 @@ type Event struct {
 }
 
 // Server is a DHCPv4 server for network boot. Set the exported fields, then
-// call ListenAndServe or Serve; do not change them afterwards. The zero
-// value is not useful: at least Subnets is needed (or ProxyDHCP).
+// call ListenAndServe, or Listen and Serve; do not change them afterwards.
+// It follows the metalboot server contract (see the package documentation
+// of github.com/metalboot/metalboot): Validate reports every configuration
+// mistake, the zero value of a field means its DefaultX, a nil Logger
+// discards. The zero Server is not valid: at least Subnets is needed (or
+// ProxyDHCP), and ServerIP or Interface.
 type Server struct {
-	// Interface is the network interface to serve (SO_BINDTODEVICE). Empty
-	// serves whatever reaches the socket (not recommended).
+	// Interface is the network interface served: ports 67 (and 4011) are
+	// bound to it with SO_BINDTODEVICE, which only Linux has (elsewhere a
+	// non-empty Interface is a Validate error wrapping
+	// errors.ErrUnsupported). Empty serves whatever reaches the sockets
+	// on any interface (not recommended: DHCP answers on every network).
 	Interface string
 	// ServerIP is this server's address on Interface: option 54, and it
-	// picks the local subnet. Invalid: the interface's first IPv4 address
-	// (ListenAndServe).
+	// picks the local subnet. The zero Addr: the interface's first IPv4
+	// address, found when the server starts (then Interface is needed).
 	ServerIP netip.Addr
 	// Subnets are the networks served. A relayed request (giaddr set) is
 	// served from the subnet containing giaddr; a local one from the
-	// subnet containing ServerIP (else the first).
+	// subnet containing ServerIP (else the first). Empty is an error
+	// unless ProxyDHCP is set.
 	Subnets []Subnet
 	// Reservations gives fixed addresses by MAC (nil: none).
 	Reservations ReservationSource
-	// Boot chooses boot files by client architecture.
+	// Boot chooses boot files by client architecture (zero value:
+	// DefaultBootFiles, no HTTP boot).
 	Boot BootPolicy
-	// NextServer is the TFTP server (siaddr, option 66); invalid: ServerIP.
+	// NextServer is the TFTP server (siaddr, option 66); the zero Addr:
+	// ServerIP. It must be IPv4.
 	NextServer netip.Addr
 	// Leases stores leases (nil: an in-memory store, lost on exit; use
 	// OpenJournal for persistence).
@@ -176,19 +164,19 @@ type Server struct {
 	// (Stats.OffersReclaimed) before a DISCOVER goes unanswered. An ACKed
 	// lease is never reclaimed before it expires.
 	OfferTime time.Duration
-	// DeclineTime is how long a declined address is quarantined (zero:
-	// DefaultDeclineTime).
+	// DeclineTime is how long a declined address is quarantined (zero or
+	// negative: DefaultDeclineTime).
 	DeclineTime time.Duration
-	// Workers is the number of packets handled concurrently (zero:
-	// DefaultWorkers). An ACK holds its worker until the lease store's
-	// fsync returns; many workers let a slow fsync be shared by many ACKs
-	// while DISCOVERs keep being answered.
+	// Workers is the number of packets handled concurrently per socket
+	// (zero or negative: DefaultWorkers). An ACK holds its worker until
+	// the lease store's fsync returns; many workers let a slow fsync be
+	// shared by many ACKs while DISCOVERs keep being answered.
 	Workers int
 	// Handler, if set, may change each reply before it is sent.
 	Handler Handler
 	// Clock returns the current time (nil: time.Now). Tests set a fake.
 	Clock func() time.Time
-	// Logger receives logs (nil: discard).
+	// Logger receives the server's log lines (nil: discarded).
 	Logger *slog.Logger
 	// OnDiscover is called for each DISCOVER answered or not. Hooks run
 	// synchronously on the packet path: keep them fast.
@@ -236,6 +224,114 @@ func addrU32(v uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
+// validRange reports whether r is a usable range of prefix p.
+func validRange(r Range, p netip.Prefix) bool {
+	return r.From.Is4() && r.To.Is4() && p.Contains(r.From) && p.Contains(r.To) && !r.To.Less(r.From)
+}
+
+// Validate reports every configuration mistake of s, each naming its
+// field, joined in one error (errors.Join) whose parts wrap [ErrConfig];
+// nil means the configuration is usable. It binds nothing and looks at no
+// interface: Listen reports what only the system can tell (a missing
+// interface, a port in use). Listen, Serve and ListenAndServe call it
+// first and return its error.
+func (s *Server) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...)))
+	}
+	if s.Interface != "" && !bindToDeviceSupported {
+		errs = append(errs, fmt.Errorf("%w: Interface %q: binding to one interface (SO_BINDTODEVICE) is Linux's: %w",
+			ErrConfig, s.Interface, errors.ErrUnsupported))
+	}
+	switch {
+	case s.ServerIP.IsValid() && !s.ServerIP.Is4():
+		bad("ServerIP", "%v is not an IPv4 address", s.ServerIP)
+	case !s.ServerIP.IsValid() && s.Interface == "":
+		bad("ServerIP", "unset, and no Interface to take it from")
+	}
+	if s.NextServer.IsValid() && !s.NextServer.Is4() {
+		bad("NextServer", "%v is not an IPv4 address", s.NextServer)
+	}
+	if len(s.Subnets) == 0 && !s.ProxyDHCP {
+		errs = append(errs, fmt.Errorf("%w: Subnets: %w (and ProxyDHCP is off)", ErrConfig, ErrNoSubnet))
+	}
+	for i, sn := range s.Subnets {
+		f := fmt.Sprintf("Subnets[%d]", i)
+		if !sn.Prefix.IsValid() || !sn.Prefix.Addr().Is4() {
+			bad(f+".Prefix", "%v is not an IPv4 network", sn.Prefix)
+			continue
+		}
+		for j, other := range s.Subnets[:i] {
+			if other.Prefix.IsValid() && other.Prefix.Addr().Is4() && other.Prefix.Overlaps(sn.Prefix) {
+				bad(f+".Prefix", "%v overlaps Subnets[%d] %v", sn.Prefix, j, other.Prefix)
+			}
+		}
+		for j, r := range sn.Ranges {
+			if !validRange(r, sn.Prefix) {
+				bad(fmt.Sprintf("%s.Ranges[%d]", f, j), "%v-%v: want two IPv4 addresses inside %v, the first not after the last", r.From, r.To, sn.Prefix)
+				continue
+			}
+			for k, o := range sn.Ranges[:j] {
+				if validRange(o, sn.Prefix) && !(r.To.Less(o.From) || o.To.Less(r.From)) {
+					bad(fmt.Sprintf("%s.Ranges[%d]", f, j), "%v-%v overlaps Ranges[%d] %v-%v", r.From, r.To, k, o.From, o.To)
+				}
+			}
+		}
+		if sn.Router.IsValid() && !sn.Router.Is4() {
+			bad(f+".Router", "%v is not an IPv4 address", sn.Router)
+		}
+		for j, d := range sn.DNS {
+			if !d.Is4() {
+				bad(fmt.Sprintf("%s.DNS[%d]", f, j), "%v is not an IPv4 address", d)
+			}
+		}
+		if sn.Domain != "" {
+			if _, ok := ValidHostname(sn.Domain); !ok {
+				bad(f+".Domain", "%s is not a valid domain name", quoteForLog(sn.Domain))
+			}
+		}
+		if sn.LeaseTime < 0 {
+			bad(f+".LeaseTime", "negative (%v)", sn.LeaseTime)
+		}
+	}
+	if static, ok := s.Reservations.(StaticReservations); ok {
+		for mac, r := range static {
+			f := fmt.Sprintf("Reservations[%s]", mac)
+			switch {
+			case mac.IsZero():
+				bad("Reservations", "the zero MAC cannot have a reservation")
+			case !r.IP.Is4():
+				bad(f+".IP", "%v is not an IPv4 address", r.IP)
+			case !s.ProxyDHCP && !s.inSomeSubnet(r.IP):
+				bad(f+".IP", "%v is in no subnet served", r.IP)
+			}
+			if r.Hostname != "" {
+				if _, ok := ValidHostname(r.Hostname); !ok {
+					bad(f+".Hostname", "%s is not a valid host name", quoteForLog(r.Hostname))
+				}
+			}
+		}
+	}
+	if b := s.Boot.HTTPBase; b != "" {
+		u, err := url.Parse(b)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("Boot.HTTPBase", "%s: want an http:// or https:// URL with a host", quoteForLog(b))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// inSomeSubnet reports whether ip lies in one of s.Subnets.
+func (s *Server) inSomeSubnet(ip netip.Addr) bool {
+	for _, sn := range s.Subnets {
+		if sn.Prefix.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.log = s.Logger
@@ -251,9 +347,8 @@ func (s *Server) init() {
 		for _, sn := range s.Subnets {
 			x := &subnet{Subnet: sn}
 			for _, r := range sn.Ranges {
-				if !r.From.Is4() || !r.To.Is4() || !sn.Prefix.Contains(r.From) || !sn.Prefix.Contains(r.To) || r.To.Less(r.From) {
-					s.log.Warn("dhcpsrv: ignoring invalid range", "from", r.From, "to", r.To, "subnet", sn.Prefix)
-					continue
+				if !validRange(r, sn.Prefix) {
+					continue // reported by Validate; the server does not start
 				}
 				x.ranges = append(x.ranges, uRange{u32(r.From), u32(r.To)})
 				x.size += uint64(u32(r.To)-u32(r.From)) + 1
@@ -281,11 +376,12 @@ func (s *Server) reportRecovery(r JournalRecovery) {
 	s.stats.badUUID.Add(uint64(r.BadUUIDs))
 }
 
-// prepare initialises the server and resolves the server identifier.
+// prepare validates the configuration, initialises the server and
+// resolves the server identifier.
 func (s *Server) prepare() error {
 	s.init()
-	if len(s.subnets) == 0 && !s.ProxyDHCP {
-		return ErrNoSubnet
+	if err := s.Validate(); err != nil {
+		return err
 	}
 	s.prepMu.Lock()
 	defer s.prepMu.Unlock()
@@ -293,14 +389,11 @@ func (s *Server) prepare() error {
 		return nil
 	}
 	ip := s.ServerIP
-	if !ip.IsValid() && s.Interface != "" {
+	if !ip.IsValid() {
 		var err error
 		if ip, err = interfaceIPv4(s.Interface); err != nil {
 			return err
 		}
-	}
-	if !ip.Is4() {
-		return fmt.Errorf("dhcpsrv: ServerIP %v is not an IPv4 address (set ServerIP or Interface)", ip)
 	}
 	s.sid = ip
 	return nil
@@ -313,16 +406,24 @@ func (s *Server) now() time.Time {
 	return time.Now()
 }
 
-// Lease returns the active lease of mac, if any. A host name or UUID in
-// the stored record that fails [ValidHostname] or [ValidUUID] (a lease
-// store may hold anything) is left out, logged and counted in Stats.
-func (s *Server) Lease(mac hwaddr.MAC) (Lease, bool) {
+// Lease returns the active lease of mac, if any, asking the lease store
+// with ctx. A store error other than ErrNotFound is returned. A host name
+// or UUID in the stored record that fails [ValidHostname] or [ValidUUID]
+// (a lease store may hold anything) is left out, logged and counted in
+// Stats.
+func (s *Server) Lease(ctx context.Context, mac hwaddr.MAC) (Lease, bool, error) {
 	s.init()
-	l, err := s.store.ByMAC(mac)
-	if err != nil || !l.Active(s.now()) {
-		return Lease{}, false
+	l, err := s.store.ByMAC(ctx, mac)
+	if errors.Is(err, ErrNotFound) {
+		return Lease{}, false, nil
 	}
-	return s.checkStored(l), true
+	if err != nil {
+		return Lease{}, false, fmt.Errorf("dhcpsrv: lease of %s: %w", mac, err)
+	}
+	if !l.Active(s.now()) {
+		return Lease{}, false, nil
+	}
+	return s.checkStored(l), true, nil
 }
 
 // checkStored validates the strings of a lease read from the store.
@@ -370,14 +471,16 @@ func (s *Server) leaseHostname(req *dhcpv4.DHCPv4, mac hwaddr.MAC, r Reservation
 	return s.clientHostname(req, mac, level)
 }
 
-// ListenAndServe opens UDP port 67 (and 4011 in proxyDHCP mode) on
-// s.Interface and serves until ctx ends; it then returns nil. A bind error
-// (port taken on the interface, unknown interface, no permission) is
-// returned at once. In proxyDHCP mode port 67 is opened with SO_REUSEADDR
-// so a DHCP server on the same host (that also sets it) can keep running.
-func (s *Server) ListenAndServe(ctx context.Context) error {
+// Listen validates the configuration and opens the sockets Serve takes:
+// UDP port 67 on Interface, and port 4011 as well in proxyDHCP mode. A
+// bind error (port taken on the interface, unknown interface, no
+// permission) is returned here, before anything is served, and no socket
+// stays open. In proxyDHCP mode port 67 is opened with SO_REUSEADDR so a
+// DHCP server on the same host (that also sets it) can keep running. The
+// caller owns the sockets: Serve does not close them.
+func (s *Server) Listen(ctx context.Context) ([]net.PacketConn, error) {
 	if err := s.prepare(); err != nil {
-		return err
+		return nil, err
 	}
 	ports := []int{ServerPort}
 	if s.ProxyDHCP {
@@ -390,24 +493,27 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 			for _, c := range conns {
 				c.Close()
 			}
-			return err
+			return nil, err
 		}
 		conns = append(conns, c)
 	}
-	errc := make(chan error, len(conns))
-	for _, c := range conns {
-		go func() {
-			defer c.Close()
-			errc <- s.Serve(ctx, c)
-		}()
+	return conns, nil
+}
+
+// ListenAndServe is Listen then Serve: it serves until ctx ends, then
+// closes the sockets it opened and returns nil. Configuration and bind
+// errors are returned at once.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	conns, err := s.Listen(ctx)
+	if err != nil {
+		return err
 	}
-	var errs []error
-	for range conns {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
 		}
-	}
-	return errors.Join(errs...)
+	}()
+	return s.Serve(ctx, conns...)
 }
 
 // ListenUDP opens a broadcast-capable IPv4 UDP socket on port, bound to
@@ -474,20 +580,48 @@ type packet struct {
 	peer net.Addr
 }
 
-// Serve answers DHCP packets arriving on conn until ctx ends, then returns
-// nil (conn is not closed). A packet connection on port 4011 is served as
-// the PXE boot-server port. Read errors other than the end of ctx are
-// returned.
-func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
+// Serve answers DHCP packets arriving on conns (sockets the caller
+// opened, with Listen or ListenUDP) until ctx ends, then returns nil. It
+// never closes them, and leaves no read deadline set on them. A
+// connection on port 4011 is served as the PXE boot-server port. It
+// returns the configuration error of Validate without serving, and
+// ErrNoListener without conns. A read error other than the end of ctx
+// stops every connection and is returned.
+func (s *Server) Serve(ctx context.Context, conns ...net.PacketConn) error {
 	if err := s.prepare(); err != nil {
 		return err
 	}
+	if len(conns) == 0 {
+		return ErrNoListener
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(conns))
+	for _, c := range conns {
+		go func() {
+			err := s.serveConn(ctx, c)
+			if err != nil {
+				cancel() // one socket failed: stop the others
+			}
+			errc <- err
+		}()
+	}
+	var errs []error
+	for range conns {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// serveConn serves one socket until ctx ends.
+func (s *Server) serveConn(ctx context.Context, conn net.PacketConn) error {
 	port := ServerPort
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		port = ua.Port
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer interruptReads(ctx, conn.SetReadDeadline)()
 	workers := s.Workers
 	if workers <= 0 {
 		workers = DefaultWorkers
@@ -530,6 +664,34 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		}
 		s.stats.packetsIn.Add(1)
 		jobs <- packet{buf[:n], peer}
+	}
+}
+
+// interruptReads makes reads on a socket return once ctx ends, by setting
+// a read deadline in the past with setDeadline. The function it returns
+// undoes that (clears the deadline, after the deadline was set if it is
+// being set), so the socket is left as the caller gave it.
+func interruptReads(ctx context.Context, setDeadline func(time.Time) error) (restore func()) {
+	var (
+		mu          sync.Mutex
+		fired, done bool
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			fired = true
+			_ = setDeadline(time.Unix(1, 0))
+		}
+	})
+	return func() {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		if fired {
+			_ = setDeadline(time.Time{})
+		}
 	}
 }
 
@@ -593,16 +755,16 @@ func (s *Server) reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) *dhcpv
 		switch req.MessageType() {
 		case dhcpv4.MessageTypeDiscover:
 			s.stats.discovers.Add(1)
-			resp = s.discover(req, mac)
+			resp = s.discover(ctx, req, mac)
 		case dhcpv4.MessageTypeRequest:
 			s.stats.requests.Add(1)
-			resp = s.request(req, mac)
+			resp = s.request(ctx, req, mac)
 		case dhcpv4.MessageTypeRelease:
 			s.stats.releases.Add(1)
-			s.release(req, mac)
+			s.release(ctx, req, mac)
 		case dhcpv4.MessageTypeDecline:
 			s.stats.declines.Add(1)
-			s.decline(req, mac)
+			s.decline(ctx, req, mac)
 		case dhcpv4.MessageTypeInform:
 			s.stats.informs.Add(1)
 			resp = s.inform(req, mac)
@@ -718,48 +880,94 @@ func (sn *subnet) leaseTime() time.Duration {
 	return DefaultLeaseTime
 }
 
-func (s *Server) reservation(mac hwaddr.MAC, sn *subnet) (Reservation, bool) {
+// errReservations marks an error of the ReservationSource (or of its
+// ReservedIPs), counted apart from lease store errors.
+var errReservations = errors.New("reservation source")
+
+// reservation asks the ReservationSource for mac's reservation and keeps
+// it when its address is an IPv4 address of sn.
+func (s *Server) reservation(ctx context.Context, mac hwaddr.MAC, sn *subnet) (Reservation, bool, error) {
 	if s.Reservations == nil {
-		return Reservation{}, false
+		return Reservation{}, false, nil
 	}
-	r, ok := s.Reservations.Reservation(mac)
+	r, ok, err := s.Reservations.Reservation(ctx, mac)
+	if err != nil {
+		return Reservation{}, false, fmt.Errorf("%w: %w", errReservations, err)
+	}
 	if !ok || !r.IP.Is4() || !sn.Prefix.Contains(r.IP) {
-		return Reservation{}, false
+		return Reservation{}, false, nil
 	}
-	return r, true
+	return r, true, nil
+}
+
+// sourceFailed counts and logs a failure of the lease store or of the
+// reservation source; the packet it happened on is dropped (no answer:
+// the client retries).
+func (s *Server) sourceFailed(req *dhcpv4.DHCPv4, mac hwaddr.MAC, err error) {
+	if errors.Is(err, errReservations) {
+		s.stats.reservationErrors.Add(1)
+		s.log.Error("dhcpsrv: reservation lookup failed; packet dropped", "type", req.MessageType().String(), "mac", mac, "err", err)
+		return
+	}
+	s.stats.storeErrors.Add(1)
+	s.log.Error("dhcpsrv: lease store failed; packet dropped", "type", req.MessageType().String(), "mac", mac, "err", err)
 }
 
 // freeFor reports whether ip may be given to mac now; s.mu held.
-func (s *Server) freeFor(ip netip.Addr, mac hwaddr.MAC, now time.Time) bool {
+func (s *Server) freeFor(ctx context.Context, ip netip.Addr, mac hwaddr.MAC, now time.Time) (bool, error) {
 	if o, ok := s.offers[ip]; ok && o.mac != mac && now.Before(o.until) {
-		return false
+		return false, nil
 	}
-	return s.freeIgnoringOffer(ip, mac, now)
+	return s.freeIgnoringOffer(ctx, ip, mac, now)
 }
 
-// pick chooses the address to offer mac in sn; s.mu held.
-func (s *Server) pick(mac hwaddr.MAC, sn *subnet, requested netip.Addr, now time.Time) (netip.Addr, bool) {
-	if r, ok := s.reservation(mac, sn); ok {
-		return r.IP, s.freeFor(r.IP, mac, now)
+// pick chooses the address to offer mac in sn (r is its reservation when
+// reserved); s.mu held. An error of the lease store or the reservation
+// source ends the search: the server does not guess.
+func (s *Server) pick(ctx context.Context, mac hwaddr.MAC, sn *subnet, r Reservation, reserved bool, requested netip.Addr, now time.Time) (netip.Addr, bool, error) {
+	if reserved {
+		free, err := s.freeFor(ctx, r.IP, mac, now)
+		return r.IP, free, err
 	}
-	if l, err := s.store.ByMAC(mac); err == nil && sn.inRanges(l.IP) && s.freeFor(l.IP, mac, now) {
-		return l.IP, true
+	try := func(ip netip.Addr) (bool, error) {
+		if !sn.inRanges(ip) {
+			return false, nil
+		}
+		return s.freeFor(ctx, ip, mac, now)
 	}
-	if ip, ok := s.offerByMAC[mac]; ok && sn.inRanges(ip) && s.freeFor(ip, mac, now) {
-		return ip, true
+	l, err := s.store.ByMAC(ctx, mac)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return netip.Addr{}, false, err
 	}
-	if sn.inRanges(requested) && s.freeFor(requested, mac, now) {
-		return requested, true
+	candidates := []netip.Addr{requested}
+	if ip, ok := s.offerByMAC[mac]; ok {
+		candidates = append([]netip.Addr{ip}, candidates...)
+	}
+	if err == nil {
+		candidates = append([]netip.Addr{l.IP}, candidates...)
+	}
+	for _, ip := range candidates {
+		ok, err := try(ip)
+		if err != nil {
+			return netip.Addr{}, false, err
+		}
+		if ok {
+			return ip, true, nil
+		}
 	}
 	for i := range sn.size {
 		k := (sn.cursor + i) % sn.size
 		ip := sn.nth(k)
-		if s.freeFor(ip, mac, now) {
+		free, err := s.freeFor(ctx, ip, mac, now)
+		if err != nil {
+			return netip.Addr{}, false, err
+		}
+		if free {
 			sn.cursor = k + 1
-			return ip, true
+			return ip, true, nil
 		}
 	}
-	return s.reclaimOffer(mac, sn, now)
+	return s.reclaimOffer(ctx, mac, sn, now)
 }
 
 // reclaimOffer takes back, for mac, the pool address of sn whose pending
@@ -768,7 +976,7 @@ func (s *Server) pick(mac hwaddr.MAC, sn *subnet, requested netip.Addr, now time
 // no decline quarantine, no reservation. It is the last resort of an
 // exhausted pool, so clients that DISCOVER and never REQUEST cannot
 // starve real ones; s.mu held.
-func (s *Server) reclaimOffer(mac hwaddr.MAC, sn *subnet, now time.Time) (netip.Addr, bool) {
+func (s *Server) reclaimOffer(ctx context.Context, mac hwaddr.MAC, sn *subnet, now time.Time) (netip.Addr, bool, error) {
 	var (
 		best netip.Addr
 		bo   offer
@@ -780,13 +988,17 @@ func (s *Server) reclaimOffer(mac hwaddr.MAC, sn *subnet, now time.Time) (netip.
 		if best.IsValid() && (o.until.After(bo.until) || o.until.Equal(bo.until) && best.Less(ip)) {
 			continue
 		}
-		if !s.freeIgnoringOffer(ip, mac, now) {
+		free, err := s.freeIgnoringOffer(ctx, ip, mac, now)
+		if err != nil {
+			return netip.Addr{}, false, err
+		}
+		if !free {
 			continue
 		}
 		best, bo = ip, o
 	}
 	if !best.IsValid() {
-		return netip.Addr{}, false
+		return netip.Addr{}, false, nil
 	}
 	delete(s.offers, best)
 	if s.offerByMAC[bo.mac] == best {
@@ -795,24 +1007,31 @@ func (s *Server) reclaimOffer(mac hwaddr.MAC, sn *subnet, now time.Time) (netip.
 	s.stats.offersReclaimed.Add(1)
 	s.log.Info("dhcpsrv: pool exhausted; reclaimed an address offered to a client that has not requested it",
 		"ip", best, "from", bo.mac, "for", mac)
-	return best, true
+	return best, true, nil
 }
 
 // freeIgnoringOffer is freeFor without the pending-offer check; s.mu held.
-func (s *Server) freeIgnoringOffer(ip netip.Addr, mac hwaddr.MAC, now time.Time) bool {
+func (s *Server) freeIgnoringOffer(ctx context.Context, ip netip.Addr, mac hwaddr.MAC, now time.Time) (bool, error) {
 	if rip, ok := s.Reservations.(ReservedIPs); ok {
-		if owner, ok := rip.ReservedFor(ip); ok && owner != mac {
-			return false
+		owner, ok, err := rip.ReservedFor(ctx, ip)
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", errReservations, err)
+		}
+		if ok && owner != mac {
+			return false, nil
 		}
 	}
-	l, err := s.store.Get(ip)
-	if err != nil {
-		return errors.Is(err, ErrNotFound)
+	l, err := s.store.Get(ctx, ip)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
 	}
-	return !l.blocks(mac, now)
+	if err != nil {
+		return false, err
+	}
+	return !l.blocks(mac, now), nil
 }
 
-func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
+func (s *Server) discover(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 	now := s.now()
 	ci := ParseClientInfo(req)
 	ev := Event{Time: now, MAC: mac, Arch: ci.Arch, UUID: ci.UUID, VendorClass: ci.VendorClass, Relay: ipOf(req.GatewayIPAddr)}
@@ -823,12 +1042,18 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		s.hookDiscover(ev)
 		return nil
 	}
+	r, reserved, err := s.reservation(ctx, mac, sn)
+	if err != nil {
+		s.sourceFailed(req, mac, err)
+		s.hookDiscover(ev)
+		return nil
+	}
 	s.mu.Lock()
 	if len(s.offers) >= s.sweepAt {
 		s.sweepOffers(now)
 	}
-	ip, ok := s.pick(mac, sn, ipOf(req.RequestedIPAddress()), now)
-	if ok {
+	ip, ok, err := s.pick(ctx, mac, sn, r, reserved, ipOf(req.RequestedIPAddress()), now)
+	if ok && err == nil {
 		if old, had := s.offerByMAC[mac]; had && old != ip {
 			delete(s.offers, old)
 		}
@@ -836,6 +1061,11 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		s.offerByMAC[mac] = ip
 	}
 	s.mu.Unlock()
+	if err != nil {
+		s.sourceFailed(req, mac, err)
+		s.hookDiscover(ev)
+		return nil
+	}
 	if !ok {
 		s.stats.exhausted.Add(1)
 		s.log.Warn("dhcpsrv: no free address", "mac", mac, "subnet", sn.Prefix)
@@ -843,7 +1073,6 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		return nil
 	}
 	resp := newReply(req, dhcpv4.MessageTypeOffer, ip)
-	r, reserved := s.reservation(mac, sn)
 	hostname := s.leaseHostname(req, mac, r, reserved, slog.LevelDebug)
 	s.addNetworkOptions(resp, sn, hostname, true)
 	ev.Offered = ip
@@ -889,7 +1118,7 @@ func (s *Server) nak(req *dhcpv4.DHCPv4, msg string) *dhcpv4.DHCPv4 {
 	return resp
 }
 
-func (s *Server) request(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
+func (s *Server) request(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 	now := s.now()
 	if sid := ipOf(req.ServerIdentifier()); sid.IsValid() && s.sid.IsValid() && sid != s.sid {
 		// The client chose another server's offer.
@@ -913,7 +1142,11 @@ func (s *Server) request(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 	if !ip.IsValid() {
 		return s.nak(req, "no address requested")
 	}
-	r, reserved := s.reservation(mac, sn)
+	r, reserved, err := s.reservation(ctx, mac, sn)
+	if err != nil {
+		s.sourceFailed(req, mac, err)
+		return nil
+	}
 	switch {
 	case reserved && r.IP != ip:
 		return s.nak(req, "address reserved elsewhere for this client")
@@ -930,13 +1163,12 @@ func (s *Server) request(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 		s.mu.Unlock()
 	}
 	hostname := s.leaseHostname(req, mac, r, reserved, slog.LevelWarn)
-	l, err := s.commit(mac, ip, sn, ci, hostname, now)
+	l, err := s.commit(ctx, mac, ip, sn, ci, hostname, now)
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
 			return s.nak(req, "address in use")
 		}
-		s.stats.storeErrors.Add(1)
-		s.log.Error("dhcpsrv: store lease", "mac", mac, "ip", ip, "err", err)
+		s.sourceFailed(req, mac, fmt.Errorf("store lease of %s: %w", ip, err))
 		return nil // no ACK without a durable lease; the client retries
 	}
 	resp := newReply(req, dhcpv4.MessageTypeAck, ip)
@@ -949,18 +1181,24 @@ func (s *Server) request(req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 }
 
 // commit durably binds ip to mac, retrying a lost compare-and-swap race.
-func (s *Server) commit(mac hwaddr.MAC, ip netip.Addr, sn *subnet, ci ClientInfo, hostname string, now time.Time) (Lease, error) {
-	prev, perr := s.store.ByMAC(mac)
+func (s *Server) commit(ctx context.Context, mac hwaddr.MAC, ip netip.Addr, sn *subnet, ci ClientInfo, hostname string, now time.Time) (Lease, error) {
+	prev, perr := s.store.ByMAC(ctx, mac)
+	if perr != nil && !errors.Is(perr, ErrNotFound) {
+		return Lease{}, perr
+	}
 	var err error
 	for range 3 {
 		s.mu.Lock()
-		free := s.freeFor(ip, mac, now)
+		free, ferr := s.freeFor(ctx, ip, mac, now)
 		s.mu.Unlock()
+		if ferr != nil {
+			return Lease{}, ferr
+		}
 		if !free {
 			return Lease{}, fmt.Errorf("%w: %s is held by another client", ErrConflict, ip)
 		}
 		var cur Lease
-		cur, err = s.store.Get(ip)
+		cur, err = s.store.Get(ctx, ip)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return Lease{}, err
 		}
@@ -968,7 +1206,7 @@ func (s *Server) commit(mac hwaddr.MAC, ip netip.Addr, sn *subnet, ci ClientInfo
 			return Lease{}, fmt.Errorf("%w: %s is held by another client", ErrConflict, ip)
 		}
 		var l Lease
-		l, err = s.store.CompareAndSwap(cur.Rev, Lease{IP: ip, MAC: mac, Hostname: hostname, UUID: ci.UUID,
+		l, err = s.store.CompareAndSwap(ctx, cur.Rev, Lease{IP: ip, MAC: mac, Hostname: hostname, UUID: ci.UUID,
 			Arch: ci.Arch, Expires: now.Add(sn.leaseTime()), State: StateBound})
 		if errors.Is(err, ErrConflict) {
 			continue
@@ -986,23 +1224,35 @@ func (s *Server) commit(mac hwaddr.MAC, ip netip.Addr, sn *subnet, ci ClientInfo
 		s.mu.Unlock()
 		if perr == nil && prev.IP != ip && prev.MAC == mac {
 			// The client moved: free its old address.
-			_ = s.store.CompareAndDelete(prev.IP, prev.Rev)
+			_ = s.store.CompareAndDelete(ctx, prev.IP, prev.Rev)
 		}
 		return l, nil
 	}
 	return Lease{}, err
 }
 
-func (s *Server) release(req *dhcpv4.DHCPv4, mac hwaddr.MAC) {
+func (s *Server) release(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC) {
 	ip := ipOf(req.ClientIPAddr)
-	cur, err := s.store.Get(ip)
-	if err != nil || cur.MAC != mac || cur.State != StateBound {
+	if !ip.IsValid() {
+		return
+	}
+	cur, err := s.store.Get(ctx, ip)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.sourceFailed(req, mac, err)
+		}
+		return
+	}
+	if cur.MAC != mac || cur.State != StateBound {
 		return
 	}
 	now := s.now()
 	cur.State, cur.Expires = StateReleased, now
-	l, err := s.store.CompareAndSwap(cur.Rev, cur)
+	l, err := s.store.CompareAndSwap(ctx, cur.Rev, cur)
 	if err != nil {
+		if !errors.Is(err, ErrConflict) {
+			s.stats.storeErrors.Add(1)
+		}
 		s.log.Warn("dhcpsrv: release", "mac", mac, "ip", ip, "err", err)
 		return
 	}
@@ -1011,17 +1261,29 @@ func (s *Server) release(req *dhcpv4.DHCPv4, mac hwaddr.MAC) {
 	}
 }
 
-func (s *Server) decline(req *dhcpv4.DHCPv4, mac hwaddr.MAC) {
+func (s *Server) decline(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC) {
 	ip := ipOf(req.RequestedIPAddress())
-	cur, err := s.store.Get(ip)
-	if err != nil || cur.MAC != mac {
+	if !ip.IsValid() {
+		return
+	}
+	cur, err := s.store.Get(ctx, ip)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.sourceFailed(req, mac, err)
+		}
+		return
+	}
+	if cur.MAC != mac {
 		return
 	}
 	d := s.DeclineTime
 	if d <= 0 {
 		d = DefaultDeclineTime
 	}
-	if _, err := s.store.CompareAndSwap(cur.Rev, Lease{IP: ip, State: StateDeclined, Expires: s.now().Add(d)}); err != nil {
+	if _, err := s.store.CompareAndSwap(ctx, cur.Rev, Lease{IP: ip, State: StateDeclined, Expires: s.now().Add(d)}); err != nil {
+		if !errors.Is(err, ErrConflict) {
+			s.stats.storeErrors.Add(1)
+		}
 		s.log.Warn("dhcpsrv: decline", "mac", mac, "ip", ip, "err", err)
 		return
 	}

@@ -105,7 +105,7 @@ func TestDORANetworkOptions(t *testing.T) {
 	assert.False(t, ack.Options.Has(dhcpv4.OptionVendorSpecificInformation))
 	assert.False(t, ack.Options.Has(dhcpv4.OptionClassIdentifier))
 
-	l, ok := s.Lease(hwaddr.MAC(mac(1)))
+	l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(mac(1)))
 	require.True(t, ok)
 	assert.Equal(t, "10.99.0.100", l.IP.String())
 	// same client again: same address
@@ -156,7 +156,7 @@ func TestBootOptionsByArch(t *testing.T) {
 			} else {
 				assert.False(t, ack.Options.Has(dhcpv4.OptionVendorSpecificInformation), "no option 43 for HTTP boot")
 			}
-			l, ok := s.Lease(hwaddr.MAC(mac(10 + i)))
+			l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(mac(10+i)))
 			require.True(t, ok)
 			assert.Equal(t, dhcpsrv.Arch(c.arch), l.Arch)
 			assert.Equal(t, "33323130-3534-3736-3839-616263646566", l.UUID, "SMBIOS byte order")
@@ -275,7 +275,7 @@ func TestRenewReleaseDecline(t *testing.T) {
 	require.NoError(t, err)
 	rack := s.Reply(ctx, renew)
 	require.Equal(t, dhcpv4.MessageTypeAck, rack.MessageType())
-	l, ok := s.Lease(hwaddr.MAC(mac(1)))
+	l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(mac(1)))
 	require.True(t, ok)
 	assert.True(t, clk.Now().Add(time.Hour).Equal(l.Expires), "renewal extends from now: %v", l.Expires)
 
@@ -283,7 +283,7 @@ func TestRenewReleaseDecline(t *testing.T) {
 	rel, err := dhcpv4.NewReleaseFromACK(ack)
 	require.NoError(t, err)
 	assert.Nil(t, s.Reply(ctx, rel))
-	_, ok = s.Lease(hwaddr.MAC(mac(1)))
+	_, ok, _ = s.Lease(context.Background(), hwaddr.MAC(mac(1)))
 	assert.False(t, ok)
 	require.Len(t, released, 1)
 	assert.Equal(t, ip.String(), released[0].IP.String())
@@ -357,7 +357,7 @@ func TestProxyDHCPAnswersOnlyPXE(t *testing.T) {
 	assert.Equal(t, []byte{6, 1, 8, 255}, o.GetOneOption(dhcpv4.OptionVendorSpecificInformation))
 	assert.False(t, o.Options.Has(dhcpv4.OptionIPAddressLeaseTime))
 	// no lease was stored
-	_, ok := s.Lease(hwaddr.MAC(mac(2)))
+	_, ok, _ := s.Lease(context.Background(), hwaddr.MAC(mac(2)))
 	assert.False(t, ok)
 }
 
@@ -388,7 +388,7 @@ func TestRequestWithoutArchUsesDiscoverInfo(t *testing.T) {
 	ack := s.Reply(ctx, requestFor(t, offer))
 	require.NotNil(t, ack)
 	assert.Equal(t, "grub/arm64-efi/core.efi", ack.BootFileName)
-	l, ok := s.Lease(hwaddr.MAC(mac(1)))
+	l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(mac(1)))
 	require.True(t, ok)
 	assert.Equal(t, dhcpsrv.ArchEFIARM64, l.Arch)
 }

@@ -2,7 +2,10 @@ package dhcpsrv
 
 import "sync/atomic"
 
-// Stats are the server's counters since it was created.
+// Stats are the server's counters since it was created, as returned by
+// Server.Stats. Malformed, SendErrors and the <Seam>Errors counters mean
+// the same in dhcpsrv, tftpsrv and dnssrv (see the server contract in the
+// documentation of package github.com/metalboot/metalboot).
 type Stats struct {
 	PacketsIn     uint64 // datagrams read
 	PacketsOut    uint64 // replies sent
@@ -18,7 +21,15 @@ type Stats struct {
 	Declines      uint64
 	Informs       uint64
 	PoolExhausted uint64 // DISCOVERs left unanswered because no address was free
-	StoreErrors   uint64 // lease store failures (no ACK sent)
+	// StoreErrors counts packets dropped because the LeaseStore failed
+	// (an error other than ErrNotFound or ErrConflict): no ACK without a
+	// stored lease, no offer from a pool the server cannot read, a
+	// RELEASE or DECLINE not recorded.
+	StoreErrors uint64
+	// ReservationErrors counts packets dropped because the
+	// ReservationSource (or its ReservedIPs) failed: a machine that may
+	// have a reservation never gets a dynamic address instead.
+	ReservationErrors uint64
 	// BadHostname counts host names left out because they failed
 	// ValidHostname: option 12 of a DISCOVER or REQUEST (the lease is
 	// granted without it), a record of the lease journal replayed at
@@ -37,7 +48,7 @@ type Stats struct {
 type counters struct {
 	packetsIn, packetsOut, malformed, dropped, sendErrors       atomic.Uint64
 	discovers, offers, requests, acks, naks, releases, declines atomic.Uint64
-	informs, exhausted, storeErrors                             atomic.Uint64
+	informs, exhausted, storeErrors, reservationErrors          atomic.Uint64
 	badHostname, badUUID, offersReclaimed                       atomic.Uint64
 }
 
@@ -50,7 +61,7 @@ func (s *Server) Stats() Stats {
 		Dropped: c.dropped.Load(), SendErrors: c.sendErrors.Load(), Discovers: c.discovers.Load(),
 		Offers: c.offers.Load(), Requests: c.requests.Load(), Acks: c.acks.Load(), Naks: c.naks.Load(),
 		Releases: c.releases.Load(), Declines: c.declines.Load(), Informs: c.informs.Load(),
-		PoolExhausted: c.exhausted.Load(), StoreErrors: c.storeErrors.Load(),
+		PoolExhausted: c.exhausted.Load(), StoreErrors: c.storeErrors.Load(), ReservationErrors: c.reservationErrors.Load(),
 		BadHostname: c.badHostname.Load(), BadUUID: c.badUUID.Load(), OffersReclaimed: c.offersReclaimed.Load(),
 	}
 }

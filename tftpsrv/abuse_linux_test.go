@@ -60,6 +60,7 @@ func TestNonRegularFilesRefused(t *testing.T) {
 			srv := &Server{FS: tc.fsys, OnTransfer: log.add}
 			conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			require.NoError(t, err)
+			t.Cleanup(func() { conn.Close() }) // after Serve returned
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- srv.Serve(ctx, conn) }()
@@ -203,6 +204,7 @@ func TestFloodFromOneSource(t *testing.T) {
 			for _, c := range append(flood, other) {
 				t.Cleanup(func() { c.Close() })
 			}
+			t.Cleanup(func() { conn.Close() }) // after Serve returned
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			ns.start(func() { done <- srv.Serve(ctx, conn) })

@@ -9,8 +9,19 @@
 // its Example and tests.
 //
 //	fsys, err := tftpsrv.DirFS("/srv/tftp") // confined with os.OpenRoot
-//	srv := &tftpsrv.Server{FS: fsys, Handler: grubHandler, Logger: logger}
-//	err = srv.ListenAndServe(ctx, ":69")
+//	srv := &tftpsrv.Server{Addr: "10.99.0.1:69", FS: fsys, Handler: grubHandler, Logger: logger}
+//	conn, err := srv.Listen(ctx) // config and bind errors, synchronously
+//	go srv.Serve(ctx, conn)      // or: err = srv.ListenAndServe(ctx)
+//
+// The Server follows the contract shared with dhcpsrv and dnssrv, written
+// down once in the documentation of package [github.com/metalboot/metalboot]
+// ("One server contract"): the address is a field (Addr, [DefaultAddr]),
+// [Server.Validate] reports every configuration mistake before anything
+// binds, [Server.Listen] binds, [Server.Serve] serves a socket it never
+// closes, [Server.ListenAndServe] is both and closes what it opened, every
+// DefaultX constant is what the zero value of field X does, a nil Logger
+// discards, and [Server.Stats] uses the shared counter names (Malformed,
+// SendErrors, HandlerErrors).
 //
 // # Path rules
 //
@@ -148,9 +159,10 @@
 // take the slots of the others (TestFloodFromOneSource). A client that
 // vanishes after acknowledging holds its slot for at most ~22×Timeout.
 //
-// Serve returns when its context ends: it closes the socket, sends each
-// transfer's client an ERROR ("server shutting down") and waits for all of
-// them, so no goroutine outlives it.
+// Serve returns when its context ends: it stops reading the socket (and
+// leaves it open: the caller opened it), sends each transfer's client an
+// ERROR ("server shutting down") and waits for all of them, so no
+// goroutine outlives it.
 //
 // # Measurements
 //

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -16,13 +15,17 @@ import (
 )
 
 // A server that answers grub.cfg with generated content and everything else
-// from a file tree; here fetched with pin/tftp's client.
+// from a file tree; here fetched with pin/tftp's client. Listen binds (a
+// bind error shows here, before anything runs), Serve serves until the
+// context ends and leaves closing the socket to its opener;
+// ListenAndServe(ctx) does both and closes it.
 func Example() {
 	var (
 		mu  sync.Mutex
 		log []string
 	)
 	srv := &tftpsrv.Server{
+		Addr: "127.0.0.1:0", // "" is tftpsrv.DefaultAddr, ":69"
 		// In a real server: fsys, err := tftpsrv.DirFS("/srv/tftp")
 		FS: fstest.MapFS{
 			"grub/x86_64-efi/core.efi": {Data: []byte("static core image")},
@@ -39,12 +42,14 @@ func Example() {
 			log = append(log, fmt.Sprintf("%s: %d bytes, dynamic=%v, err=%v", t.Filename, t.Bytes, t.Dynamic, t.Err))
 		},
 	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	ctx, cancel := context.WithCancel(context.Background())
+	conn, err := srv.Listen(ctx) // validates the configuration, then binds
 	if err != nil {
 		fmt.Println(err)
+		cancel()
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	defer conn.Close()
 	done := make(chan error)
 	go func() { done <- srv.Serve(ctx, conn) }()
 

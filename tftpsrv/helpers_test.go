@@ -31,6 +31,7 @@ func startServer(t *testing.T, srv *Server) string {
 	// still carries its interface (blksize up to the loopback MTU, not the
 	// 1468 used without one; see enablePacketInfo).
 	enablePacketInfo(conn)
+	t.Cleanup(func() { conn.Close() }) // after Serve returned: Serve leaves it open
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, conn) }()

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,10 +52,33 @@ var (
 	// ErrAlreadyServing is returned by Serve when it is called on a Server
 	// that is already serving.
 	ErrAlreadyServing = errors.New("tftpsrv: server is already serving")
+	// ErrConfig wraps every error [Server.Validate] reports (and so every
+	// configuration error Listen, Serve and ListenAndServe return).
+	ErrConfig = errors.New("tftpsrv: invalid configuration")
+	// ErrNoListener is returned by Serve when given no connection.
+	ErrNoListener = errors.New("tftpsrv: no connection to serve")
 )
 
-// Defaults of the Server fields whose zero value means "the default".
+// Defaults: what the zero value of the Server field of the same name does.
 const (
+	// DefaultAddr is the UDP address Listen and ListenAndServe use when
+	// Server.Addr is empty: port 69 on every address.
+	DefaultAddr = ":69"
+	// DefaultTimeout is the retransmission timeout when Server.Timeout is
+	// zero (tftpd-hpa's default).
+	DefaultTimeout = time.Second
+	// DefaultRetries is the number of retransmissions without progress
+	// before a transfer is aborted, when Server.Retries is zero.
+	DefaultRetries = 5
+	// DefaultMaxWindow is the largest windowsize (RFC 7440) a client may
+	// negotiate when Server.MaxWindow is zero.
+	DefaultMaxWindow = 64
+	// DefaultSendAhead is the number of blocks in flight to a client that
+	// did not negotiate windowsize, when Server.SendAhead is zero.
+	DefaultSendAhead = 8
+	// DefaultMaxTransfers bounds the transfers in progress when
+	// Server.MaxTransfers is zero.
+	DefaultMaxTransfers = 1000
 	// DefaultMaxTimeout is the largest RFC 2349 timeout option accepted
 	// when Server.MaxTimeout is zero. U-Boot asks for 5 s; GRUB, iPXE,
 	// EDK2, SeaBIOS and PXELINUX do not send the option.
@@ -123,8 +147,11 @@ type Transfer struct {
 	Err error
 }
 
-// Stats holds counters since the Server was created. All fields only grow,
-// except Active.
+// Stats holds counters since the Server was created, as returned by
+// Server.Stats. All fields only grow, except Active. Malformed, SendErrors
+// and HandlerErrors mean what the same names mean in dhcpsrv and dnssrv
+// (see the server contract in the documentation of package
+// github.com/metalboot/metalboot).
 type Stats struct {
 	Requests  uint64 // read requests received
 	Completed uint64 // transfers that ended with the last block acknowledged
@@ -140,15 +167,31 @@ type Stats struct {
 	BytesSent     uint64 // file bytes read for transfers
 	// Retransmits counts data blocks sent more than once.
 	Retransmits uint64
-	Active      int64 // transfers in progress now
+	// SendErrors counts packets (data, OACK, ERROR) the socket would not
+	// send; a transfer whose data cannot be sent fails (Failed).
+	SendErrors uint64
+	// HandlerErrors counts requests the Handler answered with an error
+	// other than ErrNotHandled or fs.ErrNotExist (a panic included): the
+	// client gets a TFTP error, never the FS's file of that name.
+	HandlerErrors uint64
+	Active        int64 // transfers in progress now
 }
 
 // Server is a read-only TFTP server (RFC 1350) with option negotiation
 // (RFC 2347): blksize (RFC 2348), tsize and timeout (RFC 2349) and
 // windowsize (RFC 7440). See the package documentation for the transfer
-// engine. The zero value serves nothing (every request is answered "file not
-// found"); set FS and/or Handler. Fields must not be changed while serving.
+// engine. The zero value is valid and serves nothing (every request is
+// answered "file not found") on DefaultAddr; set FS and/or Handler.
+// Fields must not be changed while serving. It follows the metalboot
+// server contract (see the documentation of package
+// github.com/metalboot/metalboot): Validate reports every configuration
+// mistake, Listen binds, Serve serves a socket it does not close, the zero
+// value of a field means its DefaultX, a nil Logger discards.
 type Server struct {
+	// Addr is the UDP address Listen and ListenAndServe bind, e.g.
+	// "127.0.0.1:6969" or ":69" (port 0: any free port; Listen's
+	// connection tells which). Empty means DefaultAddr. Serve ignores it.
+	Addr string
 	// FS is the served tree. Use DirFS for a directory on disk: it never
 	// follows a symbolic link out of the directory. Other file systems that
 	// implement fs.ReadLinkFS (os.DirFS, fstest.MapFS) are checked link by
@@ -157,7 +200,7 @@ type Server struct {
 	// Handler, if set, is asked first for every request; see Handler.
 	Handler Handler
 	// Logger receives one line per refused request and per failed transfer
-	// (Warn), and per completed transfer (Debug). Nil discards.
+	// (Warn), and per completed transfer (Debug). Nil discards them.
 	Logger *slog.Logger
 	// OnTransfer, if set, is called once per read request when it ends.
 	// It runs on the transfer's goroutine (for a request refused as busy,
@@ -165,7 +208,8 @@ type Server struct {
 	OnTransfer func(Transfer)
 	// Timeout is how long the server waits for an acknowledgement before
 	// retransmitting, unless the client negotiates the RFC 2349 "timeout"
-	// option. Zero means 1s (tftpd-hpa's default).
+	// option. Zero means DefaultTimeout (1s, tftpd-hpa's default);
+	// negative is a configuration error.
 	Timeout time.Duration
 	// MaxTimeout is the largest RFC 2349 "timeout" option the server
 	// accepts. A client asking for more gets the option refused (left out
@@ -176,7 +220,8 @@ type Server struct {
 	// for about 93 minutes.
 	MaxTimeout time.Duration
 	// Retries is how many times the server retransmits without progress
-	// before it aborts the transfer. Zero means 5. Retransmissions back off:
+	// before it aborts the transfer. Zero means DefaultRetries (5);
+	// negative is a configuration error. Retransmissions back off:
 	// the waits are Timeout, 2×, 4×, then 5× Timeout. Until the client's
 	// first acknowledgement (of the OACK or of block 1) the first packet
 	// is resent at most twice (fewer if Retries is smaller), each after
@@ -185,19 +230,23 @@ type Server struct {
 	Retries int
 	// MaxBlockSize caps the blksize a client may negotiate. It is also
 	// capped by the MTU of the interface the request arrived on (1468 when
-	// that is unknown). Zero means no cap beyond that.
+	// that is unknown). Zero means no cap beyond that; otherwise it must be
+	// a valid blksize, 8 to 65464 (anything else is a configuration
+	// error).
 	MaxBlockSize int
 	// MaxWindow caps the windowsize (RFC 7440) a client may negotiate; the
-	// server also keeps windowsize × blksize within 1 MiB. Zero means 64;
-	// negative refuses the option (the client then runs lockstep or with
-	// SendAhead).
+	// server also keeps windowsize × blksize within 1 MiB. Zero means
+	// DefaultMaxWindow (64); negative refuses the option (the client then
+	// runs lockstep or with SendAhead); above 65535 (the option's range)
+	// is a configuration error.
 	MaxWindow int
 	// SendAhead is how many blocks the server keeps in flight to a client
 	// that did not negotiate windowsize. Such a client acknowledges every
 	// block, so the server slides the window on each acknowledgement
 	// instead of waiting a round trip per block; it goes back only on a
-	// timeout, which also halves the window. Zero means 8; 1 is strict
-	// RFC 1350 lockstep.
+	// timeout, which also halves the window. Zero means DefaultSendAhead
+	// (8); 1 is strict RFC 1350 lockstep; negative is a configuration
+	// error.
 	SendAhead int
 	// SinglePort answers every transfer from the listening port instead of
 	// one ephemeral port per transfer, for firewalls that only allow port
@@ -209,7 +258,7 @@ type Server struct {
 	// MaxTransfers bounds the transfers in progress; a request beyond it is
 	// answered with an error at once, so a flood of requests (or of
 	// vanished clients) cannot pile up sockets and goroutines. Zero means
-	// 1000; negative means no limit.
+	// DefaultMaxTransfers (1000); negative means no limit.
 	MaxTransfers int
 	// MaxTransfersPerClient bounds the transfers in progress for one
 	// client IP address (any port), so that a flood from one address, or
@@ -228,6 +277,7 @@ type Server struct {
 	clients map[netip.Addr]int // transfers in progress by client address
 
 	requests, completed, notFound, refused, failed, aborted, busy, clientLimited, malformed, bytesSent, retransmits atomic.Uint64
+	sendErrors, handlerErrors                                                                                       atomic.Uint64
 	active                                                                                                          atomic.Int64
 }
 
@@ -245,6 +295,8 @@ func (s *Server) Stats() Stats {
 		Malformed:     s.malformed.Load(),
 		BytesSent:     s.bytesSent.Load(),
 		Retransmits:   s.retransmits.Load(),
+		SendErrors:    s.sendErrors.Load(),
+		HandlerErrors: s.handlerErrors.Load(),
 		Active:        s.active.Load(),
 	}
 }
@@ -270,7 +322,7 @@ func (s *Server) logger() *slog.Logger {
 
 func (s *Server) timeout() time.Duration {
 	if s.Timeout <= 0 {
-		return time.Second
+		return DefaultTimeout
 	}
 	return s.Timeout
 }
@@ -278,7 +330,7 @@ func (s *Server) timeout() time.Duration {
 func (s *Server) maxWindow() int {
 	switch {
 	case s.MaxWindow == 0:
-		return 64
+		return DefaultMaxWindow
 	case s.MaxWindow < 0:
 		return 0
 	}
@@ -287,14 +339,14 @@ func (s *Server) maxWindow() int {
 
 func (s *Server) sendAhead() int {
 	if s.SendAhead <= 0 {
-		return 8
+		return DefaultSendAhead
 	}
 	return s.SendAhead
 }
 
 func (s *Server) maxTransfers() int {
 	if s.MaxTransfers == 0 {
-		return 1000
+		return DefaultMaxTransfers
 	}
 	return s.MaxTransfers
 }
@@ -340,31 +392,96 @@ func (s *Server) releaseClient(a netip.Addr) {
 
 func (s *Server) retries() int {
 	if s.Retries <= 0 {
-		return 5
+		return DefaultRetries
 	}
 	return s.Retries
 }
 
-// ListenAndServe listens on the UDP address addr (e.g. "127.0.0.1:6969" or
-// ":69") and calls Serve. It returns nil once ctx is done and every transfer
-// has ended, or an error if it cannot listen.
-func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return fmt.Errorf("tftpsrv: resolve %q: %w", addr, err)
+// Validate reports every configuration mistake of s, each naming its
+// field, joined in one error (errors.Join) whose parts wrap [ErrConfig];
+// nil means the configuration is usable. It binds nothing and resolves no
+// name. Listen, Serve and ListenAndServe call it first and return its
+// error.
+func (s *Server) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...)))
 	}
-	conn, err := net.ListenUDP("udp", ua)
-	if err != nil {
-		return fmt.Errorf("tftpsrv: listen: %w", err)
+	if s.Addr != "" {
+		if _, port, err := net.SplitHostPort(s.Addr); err != nil {
+			bad("Addr", "%q: %v", s.Addr, err)
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			bad("Addr", "%q: port %q is not a number from 0 to 65535", s.Addr, port)
+		}
 	}
+	if s.Timeout < 0 {
+		bad("Timeout", "negative (%v)", s.Timeout)
+	}
+	if s.Retries < 0 {
+		bad("Retries", "negative (%d)", s.Retries)
+	}
+	if s.MaxBlockSize != 0 && (s.MaxBlockSize < minBlockSize || s.MaxBlockSize > maxBlockSize) {
+		bad("MaxBlockSize", "%d: want 0 (no cap) or %d to %d", s.MaxBlockSize, minBlockSize, maxBlockSize)
+	}
+	if s.MaxWindow > 65535 {
+		bad("MaxWindow", "%d: the windowsize option goes up to 65535", s.MaxWindow)
+	}
+	if s.SendAhead < 0 {
+		bad("SendAhead", "negative (%d)", s.SendAhead)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) addr() string {
+	if s.Addr == "" {
+		return DefaultAddr
+	}
+	return s.Addr
+}
+
+// Listen validates the configuration and opens the UDP socket Serve
+// takes, on Addr (DefaultAddr when empty). A bind error is returned here,
+// before anything is served. The caller owns the socket: Serve does not
+// close it.
+func (s *Server) Listen(ctx context.Context) (net.PacketConn, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	conn, err := lc.ListenPacket(ctx, "udp", s.addr())
+	if err != nil {
+		return nil, fmt.Errorf("tftpsrv: listen: %w", err)
+	}
+	return conn, nil
+}
+
+// ListenAndServe is Listen then Serve: it serves until ctx ends and every
+// transfer has ended, then closes the socket it opened and returns nil.
+// Configuration and bind errors are returned at once.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	conn, err := s.Listen(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	return s.Serve(ctx, conn)
 }
 
-// Serve answers TFTP requests arriving on conn until ctx is done, then closes
-// conn, ends the transfers in progress (each client gets an ERROR packet) and
-// waits for them. It returns nil after a cancellation. With a conn that is not
-// a *net.UDPConn every transfer is answered from conn, as in SinglePort mode.
+// Serve answers TFTP requests arriving on conn (a socket the caller
+// opened, with Listen or otherwise) until ctx is done, then ends the
+// transfers in progress (each client gets an ERROR packet), waits for
+// them and returns nil. It never closes conn, and leaves no read deadline
+// set on it. It returns the configuration error of Validate without
+// serving, ErrNoListener for a nil conn, and ErrAlreadyServing while
+// another Serve of s runs. With a conn that is not a *net.UDPConn every
+// transfer is answered from conn, as in SinglePort mode.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if conn == nil {
+		return ErrNoListener
+	}
 	if !s.serving.CompareAndSwap(false, true) {
 		return ErrAlreadyServing
 	}
@@ -377,8 +494,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	if s.SinglePort || l.uc == nil {
 		mux = &portMux{l: l}
 	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
+	defer interruptReads(ctx, conn.SetReadDeadline)()
 
 	var serveErr error
 	buf := make([]byte, 4096)
@@ -443,15 +559,56 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		}
 		s.active.Add(1)
 		s.wg.Add(1)
-		go s.handle(ctx, t, req, info)
+		go s.handle(ctx, countSendErrors{t, &s.sendErrors}, req, info)
 	}
 	cancel()
 	s.wg.Wait()
-	conn.Close()
 	if serveErr != nil {
 		return fmt.Errorf("tftpsrv: serve: %w", serveErr)
 	}
 	return nil
+}
+
+// interruptReads makes reads on a socket return once ctx ends, by setting
+// a read deadline in the past with setDeadline. The function it returns
+// undoes that (clears the deadline, after the deadline was set if it is
+// being set), so the socket is left as the caller gave it.
+func interruptReads(ctx context.Context, setDeadline func(time.Time) error) (restore func()) {
+	var (
+		mu          sync.Mutex
+		fired, done bool
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			fired = true
+			_ = setDeadline(time.Unix(1, 0))
+		}
+	})
+	return func() {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		if fired {
+			_ = setDeadline(time.Time{})
+		}
+	}
+}
+
+// countSendErrors counts the failed sends of a transport.
+type countSendErrors struct {
+	transport
+	n *atomic.Uint64
+}
+
+func (c countSendErrors) send(pkts [][]byte) error {
+	err := c.transport.send(pkts)
+	if err != nil {
+		c.n.Add(1)
+	}
+	return err
 }
 
 // refuseBusy answers a read request beyond MaxTransfers or
@@ -459,7 +616,9 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 // transfer, and counts it in counter.
 func (s *Server) refuseBusy(l *listener, req *request, info packetInfo, err error, counter *atomic.Uint64) {
 	counter.Add(1)
-	_ = l.writeTo(errorPacket(errCodeUndefined, clientMessage(err)), info)
+	if l.writeTo(errorPacket(errCodeUndefined, clientMessage(err)), info) != nil {
+		s.sendErrors.Add(1)
+	}
 	s.logger().Debug("tftp: busy, request refused", "file", truncate(req.filename), "client", info.from, "err", err)
 	if s.OnTransfer != nil {
 		s.OnTransfer(Transfer{Filename: req.filename, Client: info.from, Size: -1, Err: err})
@@ -475,6 +634,7 @@ func (s *Server) open(ctx context.Context, req *Request) (r io.Reader, size int6
 			return bytes.NewReader(data), int64(len(data)), true, nil, nil
 		case errors.Is(herr, ErrNotHandled), errors.Is(herr, fs.ErrNotExist):
 		default:
+			s.handlerErrors.Add(1)
 			return nil, -1, true, nil, fmt.Errorf("tftpsrv: handler for %q: %w", req.Filename, herr)
 		}
 	}

@@ -189,6 +189,7 @@ func TestVanishedClient(t *testing.T) {
 	srv := &Server{FS: os.DirFS(root), Timeout: 50 * time.Millisecond, Retries: 2, OnTransfer: log.add}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
+	defer conn.Close() // Serve leaves it open
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, conn) }()
@@ -250,10 +251,10 @@ func TestVanishedClient(t *testing.T) {
 func TestServeStopsIdle(t *testing.T) {
 	base := runtime.NumGoroutine()
 	for _, single := range []bool{false, true} {
-		srv := &Server{SinglePort: single}
+		srv := &Server{SinglePort: single, Addr: "127.0.0.1:0"}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- srv.ListenAndServe(ctx, "127.0.0.1:0") }()
+		go func() { done <- srv.ListenAndServe(ctx) }()
 		time.Sleep(50 * time.Millisecond)
 		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		require.NoError(t, err)
@@ -269,7 +270,7 @@ func TestServeStopsIdle(t *testing.T) {
 	}
 	waitGoroutines(t, base, 5*time.Second)
 
-	err := (&Server{}).ListenAndServe(context.Background(), "256.0.0.1:69")
+	err := (&Server{Addr: "256.0.0.1:69"}).ListenAndServe(context.Background())
 	require.Error(t, err)
 	require.False(t, errors.Is(err, ErrAlreadyServing))
 }

@@ -262,7 +262,7 @@ func (l *lab) machineAction(w http.ResponseWriter, r *http.Request) {
 	}
 	var by string
 	switch {
-	case action == "installed" && l.holdsLease(m, ip):
+	case action == "installed" && l.holdsLease(r.Context(), m, ip):
 		by = "the machine, from its leased address " + ip.String()
 	case l.fromAdmin(r):
 		by = "admin " + ip.String()

@@ -248,7 +248,7 @@ func leaseLab(t *testing.T, mac string) (*lab, *httptest.Server) {
 		DHCP: &DHCP{Interface: "lo", ServerIP: "127.0.0.1", Subnet: "127.0.0.0/8", Range: []string{"127.0.0.100", "127.0.0.200"}}}, nil)
 	require.True(t, l.s.IgnitionLeased, "ignition_clients defaults to leased with DHCP")
 	store := dhcpsrv.NewMemoryStore()
-	_, err := store.CompareAndSwap(0, dhcpsrv.Lease{IP: netip.MustParseAddr("127.0.0.2"), MAC: mustMAC(mac),
+	_, err := store.CompareAndSwap(context.Background(), 0, dhcpsrv.Lease{IP: netip.MustParseAddr("127.0.0.2"), MAC: mustMAC(mac),
 		State: dhcpsrv.StateBound, Expires: time.Now().Add(time.Hour)})
 	require.NoError(t, err)
 	l.dhcp.Store(&dhcpsrv.Server{Leases: store})

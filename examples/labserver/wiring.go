@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path"
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
@@ -109,21 +108,26 @@ func (l *lab) newIgnitionHandler() *ignition.Handler {
 		},
 	}
 	if l.s.IgnitionLeased {
-		h.Guard = ignition.GuardFunc(func(mac hwaddr.MAC, remote netip.Addr) bool {
-			return l.holdsLease(mac, remote) || l.isAdmin(remote)
+		h.Guard = ignition.GuardFunc(func(ctx context.Context, mac hwaddr.MAC, remote netip.Addr) bool {
+			return l.holdsLease(ctx, mac, remote) || l.isAdmin(remote)
 		})
 	}
 	return h
 }
 
 // holdsLease reports whether remote is the address this server's DHCP has
-// leased (and not yet expired) to mac.
-func (l *lab) holdsLease(mac hwaddr.MAC, remote netip.Addr) bool {
+// leased (and not yet expired) to mac. A lease store that cannot answer
+// says no.
+func (l *lab) holdsLease(ctx context.Context, mac hwaddr.MAC, remote netip.Addr) bool {
 	srv := l.dhcp.Load()
 	if srv == nil || mac.IsZero() || !remote.IsValid() {
 		return false
 	}
-	le, ok := srv.Lease(mac)
+	le, ok, err := srv.Lease(ctx, mac)
+	if err != nil {
+		l.log.Error("lease lookup failed", "mac", mac, "err", err)
+		return false
+	}
 	return ok && le.IP == remote.Unmap()
 }
 
@@ -137,21 +141,14 @@ func (l *lab) isAdmin(remote netip.Addr) bool {
 	return false
 }
 
-// serveTFTP answers the first-stage names GRUB asks for over TFTP:
-// grub.cfg-01-<mac> (pinned to that MAC; this also tells the timeline
-// which machine is at that address), grub.cfg-<hex ip> (not used) and
-// grub.cfg.
-func (l *lab) serveTFTP(ctx context.Context, req *tftpsrv.Request) ([]byte, error) {
-	name := req.Filename
-	if path.Base(name) != "grub.cfg" && path.Ext(name) == ".cfg" {
-		return nil, tftpsrv.ErrNotHandled
-	}
-	mac, ok := grubcfg.FirstStageName(name)
-	if !ok {
-		return nil, tftpsrv.ErrNotHandled
-	}
-	l.timeline.learn(mac, req.Client.Addr()) // the transfer itself is recorded by onTransfer
-	return l.firstStage(mac).Render()
+// firstStageTFTP answers the first-stage names GRUB asks for over TFTP
+// (grubcfg.FirstStageTFTP); a grub.cfg-01-<mac> request tells the timeline
+// which machine is at that address (the transfer itself is recorded by
+// onTransfer).
+func (l *lab) firstStageTFTP() (tftpsrv.Handler, error) {
+	return grubcfg.FirstStageTFTP(l.firstStage(hwaddr.MAC{}), func(mac hwaddr.MAC, client netip.AddrPort) {
+		l.timeline.learn(mac, client.Addr())
+	})
 }
 
 // startDHCP runs the DHCP server on the configured interface only.
@@ -249,12 +246,15 @@ func (l *lab) startDHCP(ctx context.Context) error {
 }
 
 // leaseFacts tells the profile resolver what DHCP knows about a MAC.
-func (l *lab) leaseFacts(m hwaddr.MAC) (profile.Facts, bool) {
+func (l *lab) leaseFacts(ctx context.Context, m hwaddr.MAC) (profile.Facts, bool) {
 	srv := l.dhcp.Load()
 	if srv == nil {
 		return profile.Facts{}, false
 	}
-	le, ok := srv.Lease(m)
+	le, ok, err := srv.Lease(ctx, m)
+	if err != nil {
+		l.log.Error("lease lookup failed", "mac", m, "err", err)
+	}
 	if !ok {
 		return profile.Facts{}, false
 	}

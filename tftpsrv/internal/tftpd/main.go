@@ -42,6 +42,7 @@ func main() {
 		level = slog.LevelDebug
 	}
 	srv := &tftpsrv.Server{
+		Addr:       *addr,
 		FS:         fsys,
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 		SendAhead:  *ahead,
@@ -61,7 +62,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := srv.ListenAndServe(ctx, *addr); err != nil {
+	if err := srv.ListenAndServe(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
