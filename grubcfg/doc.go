@@ -2,15 +2,25 @@
 // serves them over HTTP.
 //
 // A machine told to boot from the network gets GRUB's network image over
-// TFTP, or over HTTP with UEFI HTTP boot ([MakeHTTPBootImage] makes that
-// image: GRUB 2.06 configures no network after an HTTP boot, so the image
-// runs DHCP itself and reads the rest from the server); GRUB then reads a
-// first-stage grub.cfg (rendered by
-// FirstStage, served by TFTP or, for UEFI HTTP boot, by FirstStageHandler)
-// that loads GRUB's network modules, points $root at the HTTP server and
-// runs
+// TFTP, or over HTTP with UEFI HTTP boot. [MakeNetDir] makes the TFTP root
+// with grub-mknetdir, one image per installed platform, exactly where
+// dhcpsrv's default boot policy points the firmware (dhcpsrv.DefaultBootFiles
+// is the one definition of that layout; [BootFilePath]), plus the UEFI
+// HTTP-boot image ([MakeHTTPBootImage]: GRUB 2.06 configures no network
+// after an HTTP boot, so the image runs DHCP itself and reads the rest from
+// the server). GRUB then reads a first-stage grub.cfg (rendered by
+// FirstStage, served over TFTP by [FirstStageTFTP] or, for UEFI HTTP boot,
+// over HTTP by FirstStageHandler) that loads GRUB's network modules, points
+// $root at the HTTP server and runs
 //
 //	configfile "/grub?mac=${net_default_mac}"
+//
+// A custom server needs three pieces from this package:
+//
+//	nd, _ := grubcfg.MakeNetDir(ctx, "/srv/tftp", grubcfg.NetDirOptions{HTTPHost: "10.99.0.1:8080"}) // once
+//	first, _ := grubcfg.FirstStageTFTP(grubcfg.FirstStage{HTTPAddr: "10.99.0.1:8080"}, nil)
+//	tftp := &tftpsrv.Server{FS: fsys, Handler: first} // fsys: tftpsrv.DirFS(nd.Dir)
+//	http.Handle("GET /grub", &grubcfg.Handler{Resolver: resolver})
 //
 // The /grub Handler resolves the request to a machine with the profile
 // package and answers that machine's configuration (Render): an EFI and a

@@ -1,15 +1,21 @@
 package grubcfg_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 
+	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/grubcfg"
 	"github.com/metalboot/metalboot/profile"
 	"github.com/metalboot/metalboot/profile/demo"
+	"github.com/metalboot/metalboot/tftpsrv"
 )
 
 // Serve /grub for the demo lab and ask for mp.lab's configuration, as GRUB
@@ -116,4 +122,55 @@ func ExampleQuote() {
 	// 'console=ttyS0'
 	// 'url=http://x/ignition?uuid=&mac=52-54-00-12-34-56'
 	// 'it'\''s; reboot'
+}
+
+// A TFTP server for GRUB: FirstStageTFTP answers the first-stage names
+// GRUB asks for, the TFTP root made by MakeNetDir everything else.
+func ExampleFirstStageTFTP() {
+	h, err := grubcfg.FirstStageTFTP(grubcfg.FirstStage{HTTPAddr: "10.99.0.1:8080"}, func(mac hwaddr.MAC, client netip.AddrPort) {
+		fmt.Printf("%s is at %s\n", mac, client.Addr())
+	})
+	if err != nil {
+		panic(err)
+	}
+	// srv := &tftpsrv.Server{FS: fsys, Handler: h}; here the handler alone:
+	client := netip.MustParseAddrPort("10.99.0.100:2001")
+	for _, name := range []string{"grub/grub.cfg-01-52-54-00-12-34-56", "grub/grub.cfg", "grub/x86_64-efi/normal.mod"} {
+		cfg, err := h.ServeTFTP(context.Background(), &tftpsrv.Request{Filename: name, Client: client})
+		if errors.Is(err, tftpsrv.ErrNotHandled) {
+			fmt.Printf("%s: from the TFTP root\n", name)
+			continue
+		}
+		for _, line := range strings.Split(string(cfg), "\n") {
+			if strings.HasPrefix(line, "configfile ") {
+				fmt.Printf("%s: %s\n", name, line)
+			}
+		}
+	}
+	// Output:
+	// 52:54:00:12:34:56 is at 10.99.0.100
+	// grub/grub.cfg-01-52-54-00-12-34-56: configfile '/grub?mac=52:54:00:12:34:56'
+	// grub/grub.cfg: configfile "/grub?mac=${net_default_mac}"
+	// grub/x86_64-efi/normal.mod: from the TFTP root
+}
+
+// MakeNetDir writes GRUB's network images where dhcpsrv's default boot
+// policy points the firmware, and says what it skipped. (Not run here: it
+// needs Debian's grub-common, grub-pc-bin and grub-efi-amd64-bin.)
+func ExampleMakeNetDir() {
+	nd, err := grubcfg.MakeNetDir(context.Background(), "/srv/metalboot/tftp", grubcfg.NetDirOptions{HTTPHost: "10.99.0.1:8080"})
+	if errors.Is(err, grubcfg.ErrNoGRUB) {
+		fmt.Println("install GRUB:", err)
+		return
+	}
+	if err != nil {
+		panic(err)
+	}
+	for _, p := range nd.Made {
+		fmt.Println("made", p)
+	}
+	for _, s := range nd.Skipped {
+		fmt.Println("skipped", s)
+	}
+	fmt.Println("BIOS clients get", nd.BootFiles[dhcpsrv.ArchBIOS])
 }

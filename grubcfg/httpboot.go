@@ -7,11 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
-
-// HTTPBootImage is the path, relative to the tree served at /grub/ (the TFTP
-// root), of the GRUB image for UEFI HTTP boot made by [MakeHTTPBootImage].
-const HTTPBootImage = "grub/x86_64-efi/core-http.efi"
 
 // HTTPBootEarlyConfig returns the configuration embedded in the UEFI
 // HTTP-boot image of a server at hostport (its HTTP host and port, as in
@@ -27,24 +24,39 @@ const HTTPBootImage = "grub/x86_64-efi/core-http.efi"
 // only simple commands: an embedded config runs before the normal script
 // engine is loaded.
 func HTTPBootEarlyConfig(hostport string) (string, error) {
+	return httpBootEarlyConfig(hostport, "/grub")
+}
+
+// httpBootEarlyConfig is HTTPBootEarlyConfig with GRUB's prefix (the HTTP
+// path of the directory holding <platform>/*.mod and grub.cfg).
+func httpBootEarlyConfig(hostport, prefix string) (string, error) {
 	if err := checkHostPort(hostport); err != nil {
 		return "", fmt.Errorf("grubcfg: HTTP boot server: %w", err)
+	}
+	if !strings.HasPrefix(prefix, "/") || !isRelPath(prefix[1:]) || strings.ContainsAny(prefix, " \t\n'\"\\$;&|<>(){}") {
+		return "", fmt.Errorf("grubcfg: HTTP boot prefix %q: want a clean absolute path", prefix)
 	}
 	return "net_bootp\n" +
 		"set net_default_interface=efinet0:dhcp\n" +
 		"set net_default_mac=$net_efinet0_dhcp_mac\n" +
 		"set root=http," + hostport + "\n" +
-		"set prefix=(http," + hostport + ")/grub\n", nil
+		"set prefix=(http," + hostport + ")" + prefix + "\n", nil
 }
 
 // MakeHTTPBootImage writes the UEFI x86-64 HTTP-boot image for a server at
-// addr to out with grub-mkimage (Debian package grub-common), taking modules
-// from grubDir (Debian: /usr/lib/grub/x86_64-efi, package
+// hostport to out with grub-mkimage (Debian package grub-common), taking
+// modules from grubDir (Debian: /usr/lib/grub/x86_64-efi, package
 // grub-efi-amd64-bin). The image embeds [HTTPBootEarlyConfig]; the rest of
 // GRUB's modules must be served under /grub/x86_64-efi/ (labserver serves
-// its TFTP root there, as made by grub-mknetdir).
+// its TFTP root there, as made by grub-mknetdir). [MakeNetDir] calls it
+// with the path DHCP hands HTTP-boot clients ([BootFilePath]); call it
+// directly only for a layout of your own.
 func MakeHTTPBootImage(ctx context.Context, grubDir, out, hostport string) error {
-	cfg, err := HTTPBootEarlyConfig(hostport)
+	return makeHTTPBootImage(ctx, grubDir, out, hostport, "/grub")
+}
+
+func makeHTTPBootImage(ctx context.Context, grubDir, out, hostport, prefix string) error {
+	cfg, err := httpBootEarlyConfig(hostport, prefix)
 	if err != nil {
 		return err
 	}
@@ -61,7 +73,7 @@ func MakeHTTPBootImage(ctx context.Context, grubDir, out, hostport string) error
 		return fmt.Errorf("grubcfg: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, "grub-mkimage", "-O", "x86_64-efi", "-d", grubDir,
-		"-o", out, "-p", "(http,"+hostport+")/grub", "-c", early,
+		"-o", out, "-p", "(http,"+hostport+")"+prefix, "-c", early,
 		"efinet", "net", "http", "normal")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("grubcfg: grub-mkimage for HTTP boot: %v: %s", err, bytes.TrimSpace(b))

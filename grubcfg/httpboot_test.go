@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/metalboot/metalboot/dhcpsrv"
 )
 
 func TestHTTPBootEarlyConfig(t *testing.T) {
@@ -34,7 +36,9 @@ func TestMakeHTTPBootImage(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "efinet.mod")); err != nil {
 		t.Skip("GRUB x86_64-efi modules missing (apt-get install grub-efi-amd64-bin)")
 	}
-	out := filepath.Join(t.TempDir(), filepath.FromSlash(HTTPBootImage))
+	img, ok := BootFilePath(dhcpsrv.ArchEFIx64HTTP)
+	require.True(t, ok)
+	out := filepath.Join(t.TempDir(), filepath.FromSlash(img))
 	require.NoError(t, MakeHTTPBootImage(context.Background(), dir, out, "10.0.0.1:8080"))
 	b, err := os.ReadFile(out)
 	require.NoError(t, err)

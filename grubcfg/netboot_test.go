@@ -1,14 +1,15 @@
+//go:build linux
+
 package grubcfg
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
+	"path"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,17 +19,20 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
+	"github.com/metalboot/metalboot/internal/e2e"
 	"github.com/metalboot/metalboot/profile"
 )
 
 // TestRealGRUBNetBootEFI network-boots real firmware and GRUB 2.06 through
 // the first stage and /grub this package renders, entirely in user space:
-// QEMU's user-mode network (slirp) gives the VM its DHCP lease and serves
-// GRUB's network image over TFTP, and the guest's 10.0.2.2 is this host's
-// loopback, where the test's HTTP server listens on 127.0.0.1. No network
-// namespace, no host interface, no broadcast outside QEMU.
+// QEMU's user-mode network (slirp, e2e.UserNet) gives the VM its DHCP lease
+// and serves GRUB's network image over TFTP, and the guest's 10.0.2.2 is
+// this host's loopback, where the test's HTTP server listens on 127.0.0.1.
+// No network namespace, no host interface, no broadcast outside QEMU.
 //
-// OVMF PXE-boots grub-mknetdir's x86_64-efi image; GRUB reads the rendered
+// OVMF PXE-boots MakeNetDir's x86_64-efi image; GRUB reads the rendered
 // first stage, must send exactly "GET /grub?mac=52:54:00:12:34:56", gets
 // the machine's configuration, boots its EFI entry (not the BIOS one) and
 // asks for the kernel; the test then stops QEMU.
@@ -70,19 +74,9 @@ func netbootEFI(t *testing.T, local bool) (reqs []string, ua, console, guestAddr
 	if testing.Short() {
 		t.Skip("-short: not booting QEMU")
 	}
-	const ovmfCode, ovmfVars = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-	}
-	mknetdir, err := exec.LookPath("grub-mknetdir")
-	if err != nil {
-		t.Skip("grub-mknetdir not installed (apt-get install grub-common)")
-	}
-	for _, p := range []string{ovmfCode, ovmfVars, "/usr/lib/grub/x86_64-efi/http.mod"} {
-		if _, err := os.Stat(p); err != nil {
-			t.Skipf("%s missing (apt-get install ovmf grub-efi-amd64-bin)", p)
-		}
+	e2e.NeedFirmware(t, e2e.UEFI)
+	if _, err := os.Stat("/usr/lib/grub/x86_64-efi/http.mod"); err != nil {
+		t.Skip("GRUB x86_64-efi modules missing (apt-get install grub-efi-amd64-bin)")
 	}
 
 	// The lab: one machine, a profile whose args need quoting.
@@ -124,61 +118,35 @@ func netbootEFI(t *testing.T, local bool) (reqs []string, ua, console, guestAddr
 	go func() { _ = srv.Serve(Listener(ln)) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
+	// GRUB's network image where DHCP's default boot policy points UEFI
+	// x64 firmware, and the first stage where that GRUB looks for it.
 	dir := t.TempDir()
 	tftp := filepath.Join(dir, "tftp")
-	out, err := exec.Command(mknetdir, "--net-directory="+tftp, "--subdir=grub", "-d", "/usr/lib/grub/x86_64-efi").CombinedOutput()
-	require.NoError(t, err, "grub-mknetdir: %s", out)
+	nd, err := MakeNetDir(ctx, tftp, NetDirOptions{Platforms: []string{PlatformEFIx64}})
+	if errors.Is(err, ErrNoGRUB) {
+		t.Skip(err)
+	}
+	require.NoError(t, err)
+	boot := nd.BootFiles[dhcpsrv.ArchEFIx64]
+	require.NotEmpty(t, boot)
 	first, err := FirstStage{HTTPAddr: guestAddr, Serial: &Serial{}}.Render()
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(tftp, "grub", "grub.cfg"), first, 0o644))
-	vars := filepath.Join(dir, "vars.fd")
-	b, err := os.ReadFile(ovmfVars)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(vars, b, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(tftp, filepath.FromSlash(path.Dir(path.Dir(boot))), "grub.cfg"), first, 0o644))
 
-	cmd := exec.CommandContext(ctx, qemu, "-machine", "q35", "-accel", "tcg", "-m", "256", "-nodefaults",
-		"-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+ovmfCode,
-		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
-		"-netdev", "user,id=n0,ipv6=off,tftp="+tftp+",bootfile=grub/x86_64-efi/core.efi",
-		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=,bootindex=1")
-	w := &watchWriter{stop: func(s string) bool {
+	// OVMF's own PXE client on QEMU's user-mode network: QEMU answers DHCP
+	// and serves the TFTP root; the guest's 10.0.2.2 is this host's
+	// loopback.
+	vm := e2e.StartVM(t, nil, e2e.VMConfig{Name: "netboot", Firmware: e2e.UEFI, UseOVMFPXE: true,
+		MAC: hwaddr.MustParse("52:54:00:12:34:56"), UserNet: &e2e.UserNet{TFTPRoot: tftp, BootFile: boot},
+		Dir: dir, MemoryMB: 256, Timeout: 150 * time.Second})
+	// Ends when GRUB asks for the kernel (the handler cancels ctx), when
+	// the firmware moved on after a local boot's exit, or at the timeout.
+	_, _ = vm.WaitConsole(ctx, func(s string) bool {
 		i := strings.Index(s, "returning to the firmware")
 		return i >= 0 && strings.Contains(s[i:], "BdsDxe: loading Boot")
-	}, cancel: cancel}
-	cmd.Stdout, cmd.Stderr = w, w
-	_ = cmd.Run() // ends when the test cancels it (kernel requested, firmware moved on) or at the timeout
+	})
+	vm.Stop()
 	mu.Lock()
 	defer mu.Unlock()
-	return reqs, ua, w.text(), guestAddr
-}
-
-// watchWriter collects QEMU's console and cancels when stop says so.
-type watchWriter struct {
-	mu     sync.Mutex
-	buf    bytes.Buffer
-	stop   func(string) bool
-	cancel func()
-}
-
-func (w *watchWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if w.stop(cleanConsole(w.buf.String())) {
-		w.cancel()
-	}
-	return len(p), nil
-}
-
-func (w *watchWriter) text() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return cleanConsole(w.buf.String())
-}
-
-var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;?]*[a-zA-Z]`)
-
-func cleanConsole(s string) string {
-	return ansiEscape.ReplaceAllString(strings.ReplaceAll(s, "\r", ""), "")
+	return reqs, ua, e2e.StripANSI(vm.Serial()), guestAddr
 }

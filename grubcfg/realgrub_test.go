@@ -1,3 +1,5 @@
+//go:build linux
+
 package grubcfg
 
 import (
@@ -9,30 +11,29 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/metalboot/metalboot/internal/e2e"
 )
 
 const grubPCDir = "/usr/lib/grub/i386-pc"
 
 // runRealGRUB boots GRUB 2.06 itself (Debian's grub-pc-bin image, under
-// QEMU/TCG, no disk, no network) with files in a memdisk and an embedded
-// config that sources main.cfg, and returns what GRUB printed on its
-// serial console, escape sequences and CRs removed.
+// QEMU, no disk, no network: e2e.VMConfig.Kernel) with files in a memdisk
+// and an embedded config that sources main.cfg, and returns what GRUB
+// printed on its serial console, escape sequences and CRs removed.
+// qemuArgs are added to QEMU's command line.
 func runRealGRUB(t *testing.T, files map[string]string, qemuArgs ...string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: not booting GRUB in QEMU")
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-	}
+	e2e.NeedFirmware(t, e2e.BIOS)
 	mkimage, err := exec.LookPath("grub-mkimage")
 	if err != nil {
 		t.Skip("grub-mkimage not installed (apt-get install grub-common)")
@@ -66,20 +67,21 @@ func runRealGRUB(t *testing.T, files map[string]string, qemuArgs ...string) stri
 	kernel := filepath.Join(dir, "grub.lnx")
 	require.NoError(t, os.WriteFile(kernel, append(lnx, coreImg...), 0o644))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	vm := e2e.StartVM(t, nil, e2e.VMConfig{Name: "grub", Firmware: e2e.BIOS, Kernel: kernel, NoNetwork: true,
+		MemoryMB: 128, Dir: dir, Timeout: 90 * time.Second, ExtraArgs: qemuArgs})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, append([]string{"-accel", "tcg", "-m", "128", "-kernel", kernel,
-		"-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nodefaults"}, qemuArgs...)...)
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stdout
-	err = cmd.Run()
-	require.NoError(t, ctx.Err(), "QEMU did not finish in time; output:\n%s", stdout.String())
+	err = vm.Wait(ctx)
+	output := func() string { return vm.Serial() + vm.Output() }
+	require.NoError(t, ctx.Err(), "QEMU did not finish in time; output:\n%s", output())
 	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 { // 1: isa-debug-exit, see TestRealGRUBLocalBootBIOS
-		require.NoError(t, err, "qemu: %s", stdout.String())
+	if errors.As(err, &exit) && exit.ExitCode() == 124 {
+		t.Fatalf("QEMU did not finish in time (timeout killed it); output:\n%s", output())
 	}
-	s := regexp.MustCompile(`\x1b(\[[0-9;?]*[a-zA-Z]|[()][0-9A-Za-z])`).ReplaceAllString(stdout.String(), "")
-	return strings.ReplaceAll(s, "\r", "")
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 { // 1: isa-debug-exit, see TestRealGRUBLocalBootBIOS
+		require.NoError(t, err, "qemu: %s", output())
+	}
+	return e2e.StripANSI(vm.Serial())
 }
 
 // TestRealGRUB runs Quote's output and the rendered configurations through

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalboot/metalboot/dhcpsrv"
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
+	"github.com/metalboot/metalboot/grubcfg"
 	"github.com/metalboot/metalboot/internal/e2e"
 	"github.com/metalboot/metalboot/internal/netns"
 )
@@ -32,6 +34,20 @@ func buildLabserver(t *testing.T, dir string) string {
 	return bin
 }
 
+// makeNetDir makes the TFTP root labserver serves, as an operator does
+// with labserver -make-tftp-root: grubcfg.MakeNetDir, with the UEFI
+// HTTP-boot image for labserver's address in the lab.
+func makeNetDir(ctx context.Context, dir string) (e2e.BootFiles, error) {
+	nd, err := grubcfg.MakeNetDir(ctx, dir, grubcfg.NetDirOptions{
+		Platforms: []string{grubcfg.PlatformBIOS, grubcfg.PlatformEFIx64},
+		HTTPHost:  e2e.ServerIP + ":8080",
+	})
+	if err != nil {
+		return e2e.BootFiles{}, err
+	}
+	return e2e.BootFiles{BIOS: nd.BootFiles[dhcpsrv.ArchBIOS], EFI: nd.BootFiles[dhcpsrv.ArchEFIx64], HTTP: nd.BootFiles[dhcpsrv.ArchEFIx64HTTP]}, nil
+}
+
 // e2eLab is a running labserver with its network, ready for machines.
 type e2eLab struct {
 	lab    *e2e.Lab
@@ -47,7 +63,7 @@ func startE2ELab(t *testing.T, machines []e2e.Machine) *e2eLab {
 	if testing.Short() {
 		t.Skip("e2e: boots QEMU machines; skipped with -short")
 	}
-	assets := e2e.Prepare(t)
+	assets := e2e.Prepare(t, makeNetDir)
 	lab := e2e.NewLab(t)
 	netns.Need(t, "go")
 	bin := buildLabserver(t, t.TempDir())
@@ -157,7 +173,7 @@ func (l *e2eLab) checkTimeline(t *testing.T, since time.Time, machines ...e2e.Ma
 	}
 	bad := false
 	for _, m := range machines {
-		for _, p := range e2e.CheckTimelineSince(ms, m, since) {
+		for _, p := range e2e.CheckTimelineSince(ms, m, l.assets.BootFiles, since) {
 			t.Errorf("/machines: %s", p)
 			bad = true
 		}

@@ -7,12 +7,13 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -319,40 +320,28 @@ func askReinstall(s *settings, mac string, out interface{ Write([]byte) (int, er
 	return nil
 }
 
-// makeTFTPRoot runs grub-mknetdir for BIOS and UEFI x86-64 (and ARM64 when
-// its modules are installed) into dir, and makes the UEFI HTTP-boot image
-// for the HTTP server at httpHost (base_url's host and port).
-func makeTFTPRoot(dir, httpHost string, out interface{ Write([]byte) (int, error) }) error {
-	if _, err := exec.LookPath("grub-mknetdir"); err != nil {
-		return errors.New("grub-mknetdir not found: apt-get install grub-common grub-efi-amd64-bin grub-pc-bin")
+// makeTFTPRoot writes GRUB's network images for every installed platform
+// into dir, where DHCP's default boot files point, and the UEFI HTTP-boot
+// image for the HTTP server at httpHost (base_url's host and port):
+// grubcfg.MakeNetDir. It says what it made and skipped.
+func makeTFTPRoot(dir, httpHost string, out io.Writer) error {
+	nd, err := grubcfg.MakeNetDir(context.Background(), dir, grubcfg.NetDirOptions{HTTPHost: httpHost})
+	if err != nil {
+		return err
 	}
-	made := 0
-	for _, platform := range []string{"i386-pc", "x86_64-efi", "arm64-efi"} {
-		mods := filepath.Join("/usr/lib/grub", platform)
-		if _, err := os.Stat(mods); err != nil {
-			fmt.Fprintf(out, "skip %s: %s not installed\n", platform, mods)
-			continue
-		}
-		cmd := exec.Command("grub-mknetdir", "--net-directory="+dir, "--subdir=grub", "-d", mods)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("grub-mknetdir %s: %v: %s", platform, err, b)
-		}
-		made++
-		fmt.Fprintf(out, "%s: %s\n", platform, filepath.Join(dir, "grub", platform))
-		if platform == "x86_64-efi" {
-			hp := httpHost
-			if _, _, err := net.SplitHostPort(hp); err != nil {
-				hp = net.JoinHostPort(hp, "80")
-			}
-			img := filepath.Join(dir, filepath.FromSlash(grubcfg.HTTPBootImage))
-			if err := grubcfg.MakeHTTPBootImage(context.Background(), mods, img, hp); err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "UEFI HTTP boot image for http://%s: %s\n", hp, img)
+	for _, s := range nd.Skipped {
+		fmt.Fprintf(out, "skip %s\n", s)
+	}
+	for _, p := range nd.Made {
+		fmt.Fprintf(out, "%s: made\n", p)
+	}
+	for _, arch := range slices.Sorted(maps.Keys(nd.BootFiles)) {
+		if !arch.HTTP() {
+			fmt.Fprintf(out, "boot file for %s: %s\n", arch, filepath.Join(dir, filepath.FromSlash(nd.BootFiles[arch])))
 		}
 	}
-	if made == 0 {
-		return errors.New("no GRUB platform modules under /usr/lib/grub: apt-get install grub-efi-amd64-bin grub-pc-bin")
+	if nd.HTTPBootImage != "" {
+		fmt.Fprintf(out, "UEFI HTTP boot image for http://%s: %s\n", nd.HTTPHost, filepath.Join(dir, filepath.FromSlash(nd.HTTPBootImage)))
 	}
 	fmt.Fprintf(out, "serve it with: labserver -tftp-root %s (first-stage grub.cfg is generated)\n", dir)
 	return nil

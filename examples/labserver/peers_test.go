@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalboot/metalboot/dhcpsrv"
 	"github.com/metalboot/metalboot/grubcfg"
 )
 
@@ -95,13 +96,15 @@ func TestMakeTFTPRoot(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb strings.Builder
 	require.Equal(t, exitOK, run([]string{"-make-tftp-root", dir, "-base-url", "http://10.0.0.5:8080"}, &out, &errb), errb.String())
-	for _, f := range []string{"grub/x86_64-efi/core.efi", "grub/i386-pc/core.0", grubcfg.HTTPBootImage} {
+	httpImage, ok := grubcfg.BootFilePath(dhcpsrv.ArchEFIx64HTTP)
+	require.True(t, ok)
+	for _, f := range []string{"grub/x86_64-efi/core.efi", "grub/i386-pc/core.0", httpImage} {
 		st, err := os.Stat(filepath.Join(dir, f))
 		require.NoError(t, err)
 		assert.Greater(t, st.Size(), int64(10000), f)
 	}
 	// The HTTP-boot image reads everything else from base_url's server.
-	b, err := os.ReadFile(filepath.Join(dir, grubcfg.HTTPBootImage))
+	b, err := os.ReadFile(filepath.Join(dir, httpImage))
 	require.NoError(t, err)
 	assert.Contains(t, string(b), "set prefix=(http,10.0.0.5:8080)/grub")
 	assert.Contains(t, out.String(), "UEFI HTTP boot image for http://10.0.0.5:8080")

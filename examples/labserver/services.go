@@ -26,6 +26,10 @@ func (l *lab) startTFTP(ctx context.Context) error {
 		}
 		root = r
 	}
+	first, err := l.firstStageTFTP()
+	if err != nil {
+		return fmt.Errorf("first stage: %w", err)
+	}
 	pc, err := net.ListenPacket("udp", l.s.TFTP)
 	if err != nil {
 		return err
@@ -33,7 +37,7 @@ func (l *lab) startTFTP(ctx context.Context) error {
 	l.setAddr("tftp", pc.LocalAddr().String())
 	srv := &tftpsrv.Server{
 		FS:         root,
-		Handler:    tftpsrv.HandlerFunc(l.serveTFTP),
+		Handler:    first,
 		Logger:     l.log.With("component", "tftp"),
 		OnTransfer: l.onTransfer,
 	}

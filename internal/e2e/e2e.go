@@ -4,8 +4,11 @@
 // firmware: it prepares everything a network-booting QEMU machine needs and
 // runs such machines inside a network namespace made by internal/netns.
 //
-//   - [MakeTFTPRoot]: GRUB network images from Debian's grub-efi-amd64-bin
-//     and grub-pc-bin, made with grub-mknetdir.
+//   - The TFTP root: GRUB network images from Debian's grub-efi-amd64-bin
+//     and grub-pc-bin, made by a [TFTPRootFunc] the caller passes to
+//     [Prepare] (grubcfg.MakeNetDir in metalboot's tests), so this package
+//     imports nothing above internal/ and GRUB's images are made in one
+//     place; [BootFiles] says which files DHCP hands out.
 //   - [PrepareKernel]: the Debian cloud kernel and its virtio modules,
 //     fetched with `apt-get download` and extracted with `dpkg-deb -x` into a
 //     cache directory reused between runs (nothing is installed).
@@ -21,7 +24,15 @@
 //     PID; [Lab.HTTPClient] talks to servers inside it.
 //   - [StartVM]: QEMU with OVMF (q35, fresh VARS copy) or SeaBIOS (pc),
 //     KVM when usable else TCG, always under `timeout`, serial console to a
-//     file; [VM.WaitFor] waits for markers on it.
+//     file; [VM.WaitFor] waits for markers on it, [VM.WaitConsole] for a
+//     condition of the caller's. A machine is on a tap inside a lab
+//     namespace, on QEMU's own user-mode network ([UserNet]: DHCP and TFTP
+//     inside QEMU, the host's loopback at 10.0.2.2, no namespace needed), or
+//     on no network at all (e.g. GRUB loaded with -kernel: [VMConfig.Kernel],
+//     [VMConfig.NoNetwork]).
+//
+// Every firmware test of metalboot (dhcpsrv's, grubcfg's, labserver's)
+// starts its machines and namespaces through this package.
 //
 // Everything skips with a clear message when not root or when a Debian
 // package is missing: qemu-system-x86, ovmf, ipxe-qemu, grub-efi-amd64-bin,
@@ -62,17 +73,20 @@ type Assets struct {
 	Dir string
 	// Vmlinuz and Initrd are the files in Dir.
 	Vmlinuz, Initrd string
-	// TFTPRoot is the grub-mknetdir output (no grub.cfg).
+	// TFTPRoot is the directory the TFTPRootFunc made (no grub.cfg).
 	TFTPRoot string
+	// BootFiles are its boot files, as the TFTPRootFunc reported them.
+	BootFiles BootFiles
 }
 
 // Prepare skips the test unless every tool is installed, then returns the
 // assets for a boot test: the cached Debian kernel, a fresh initrd and a
-// fresh TFTP root under a test temporary directory. It skips (with the
-// reason) when the kernel package cannot be downloaded and is not cached,
-// unless the environment variable METALBOOT_E2E_REQUIRE is set (CI), in
-// which case the test fails.
-func Prepare(t testing.TB) *Assets {
+// fresh TFTP root under a test temporary directory, made by tftpRoot. The
+// test fails unless the root has the BIOS and UEFI boot files tftpRoot
+// reported. It skips (with the reason) when the kernel package cannot be
+// downloaded and is not cached, unless the environment variable
+// METALBOOT_E2E_REQUIRE is set (CI), in which case the test fails.
+func Prepare(t testing.TB, tftpRoot TFTPRootFunc) *Assets {
 	t.Helper()
 	netns.Need(t, "grub-mknetdir", "apt-cache", "apt-get", "dpkg-deb")
 	NeedFirmware(t, UEFI)
@@ -110,8 +124,15 @@ func Prepare(t testing.TB) *Assets {
 	if err := WriteInitrd(a.Initrd, InitrdConfig{Modules: k.Modules}); err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
-	if err := MakeTFTPRoot(ctx, a.TFTPRoot); err != nil {
-		t.Fatalf("e2e: %v", err)
+	if err := os.MkdirAll(a.TFTPRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a.BootFiles, err = tftpRoot(ctx, a.TFTPRoot)
+	if err == nil {
+		err = checkBootFiles(a.TFTPRoot, a.BootFiles)
+	}
+	if err != nil {
+		t.Fatalf("e2e: TFTP root: %v", err)
 	}
 	return a
 }

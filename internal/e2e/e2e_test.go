@@ -173,6 +173,8 @@ func TestExtractIgnition(t *testing.T) {
 
 func TestStripANSI(t *testing.T) {
 	assert.Equal(t, "Booting `x'\nok\n", e2e.StripANSI("\x1b[0m\x1b[30m\x1b[47mBooting `x'\r\n\x1b[1;1Hok\r\n\x1bc"))
+	// GRUB's terminfo selects the character set (ESC ( B).
+	assert.Equal(t, "@@1[a]@@\n", e2e.StripANSI("\x1b(B\x1b[m@@1[a]@@\r\n"))
 }
 
 func TestQEMUArgs(t *testing.T) {
@@ -189,6 +191,24 @@ func TestQEMUArgs(t *testing.T) {
 	assert.Contains(t, bios, "-machine pc")
 	assert.NotContains(t, bios, "pflash")
 	assert.NotContains(t, bios, "romfile")
+
+	// QEMU's user-mode network: no tap; commas in paths escaped.
+	user := e2e.QEMUArgs(e2e.VMConfig{Firmware: e2e.UEFI, MAC: mac, UseOVMFPXE: true,
+		UserNet: &e2e.UserNet{TFTPRoot: "/t,mp/tftp", BootFile: "grub/x86_64-efi/core.efi"}}, "tcg", "/s.log", "/v.fd")
+	j = strings.Join(user, " ")
+	assert.Contains(t, j, "-netdev user,id=n0,ipv6=off,tftp=/t,,mp/tftp,bootfile=grub/x86_64-efi/core.efi")
+	assert.Contains(t, j, "virtio-net-pci,netdev=n0,mac=52:54:00:99:00:01,bootindex=1,romfile=")
+	assert.NotContains(t, j, "tap,")
+
+	// No network: GRUB loaded with -kernel, extra devices last.
+	k := e2e.QEMUArgs(e2e.VMConfig{Firmware: e2e.BIOS, Kernel: "/g/grub.lnx", MemoryMB: 128, NoNetwork: true,
+		ExtraArgs: []string{"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"}}, "tcg", "/s", "")
+	j = strings.Join(k, " ")
+	assert.Contains(t, j, "-kernel /g/grub.lnx")
+	assert.Contains(t, j, "-m 128 ")
+	assert.NotContains(t, j, "-netdev")
+	assert.NotContains(t, j, "virtio-net")
+	assert.Equal(t, []string{"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"}, k[len(k)-2:])
 }
 
 func TestFirstStageGrubCfg(t *testing.T) {
@@ -235,24 +255,32 @@ func TestLabserverYAML(t *testing.T) {
 	assert.Equal(t, []any{"10.99.0.100", "10.99.0.200"}, dhcp["range"])
 }
 
+func TestBootFilesFor(t *testing.T) {
+	assert.Equal(t, e2e.BootFiles{BIOS: "grub/i386-pc/core.0", EFI: "grub/x86_64-efi/core.efi", HTTP: "grub/x86_64-efi/core-http.efi"}, bootFiles)
+	ms := e2e.DefaultMachines()
+	assert.Equal(t, bootFiles.EFI, bootFiles.For(ms[0]))
+	assert.Equal(t, bootFiles.BIOS, bootFiles.For(ms[1]))
+	assert.Equal(t, bootFiles.HTTP, bootFiles.For(e2e.HTTPBootMachine()))
+}
+
 func TestCheckTimeline(t *testing.T) {
 	m := e2e.DefaultMachines()[0]
 	ev := func(stage, detail string) e2e.TimelineEvent { return e2e.TimelineEvent{Stage: stage, Detail: detail} }
 	full := []e2e.TimelineEvent{
-		ev("dhcp-discover", ""), ev(e2e.StageDHCPLease, "10.99.0.100"), ev(e2e.StageTFTP, e2e.BootFileEFI),
+		ev("dhcp-discover", ""), ev(e2e.StageDHCPLease, "10.99.0.100"), ev(e2e.StageTFTP, bootFiles.EFI),
 		ev(e2e.StageTFTP, "grub/grub.cfg"), ev(e2e.StageGrub, ""), ev(e2e.StageKernel, "/assets/vmlinuz"),
 		ev(e2e.StageInitrd, "/assets/initrd.cpio"), ev(e2e.StageDHCPLease, ""), ev(e2e.StageIgnition, ""),
 	}
-	assert.Empty(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: "52-54-00-99-00-01", Events: full}}, m))
-	assert.NotEmpty(t, e2e.CheckTimeline(nil, m))
+	assert.Empty(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: "52-54-00-99-00-01", Events: full}}, m, bootFiles))
+	assert.NotEmpty(t, e2e.CheckTimeline(nil, m, bootFiles))
 	noKernel := slices.DeleteFunc(slices.Clone(full), func(e e2e.TimelineEvent) bool { return e.Stage == e2e.StageKernel })
-	assert.Len(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: m.MAC.String(), Events: noKernel}}, m), 1)
+	assert.Len(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: m.MAC.String(), Events: noKernel}}, m, bootFiles), 1)
 	swapped := slices.Clone(full)
 	swapped[4], swapped[8] = swapped[8], swapped[4] // ignition before grub
-	assert.NotEmpty(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: m.MAC.String(), Events: swapped}}, m))
+	assert.NotEmpty(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: m.MAC.String(), Events: swapped}}, m, bootFiles))
 	biosBoot := []e2e.TimelineMachine{{MAC: m.MAC.String(), Events: slices.Clone(full)}}
-	biosBoot[0].Events[2].Detail = e2e.BootFileBIOS
-	assert.Len(t, e2e.CheckTimeline(biosBoot, m), 1, "UEFI machine must fetch core.efi")
+	biosBoot[0].Events[2].Detail = bootFiles.BIOS
+	assert.Len(t, e2e.CheckTimeline(biosBoot, m, bootFiles), 1, "UEFI machine must fetch core.efi")
 
 	// An HTTP-boot machine fetches GRUB over HTTP: a TFTP event does not
 	// stand in for the http-boot one.
@@ -260,8 +288,9 @@ func TestCheckTimeline(t *testing.T) {
 	httpBoot := slices.Clone(full)
 	httpBoot[2] = ev(e2e.StageHTTPBoot, "/grub/x86_64-efi/core-http.efi")
 	httpBoot[3] = ev(e2e.StageHTTPBoot, "/grub/grub.cfg")
-	assert.Empty(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: h.MAC.String(), Events: httpBoot}}, h))
-	assert.Len(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: h.MAC.String(), Events: full}}, h), 2, "no http-boot event, none naming core.efi")
+	assert.Empty(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: h.MAC.String(), Events: httpBoot}}, h, bootFiles))
+	assert.Len(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: h.MAC.String(), Events: full}}, h, bootFiles), 2, "no http-boot event, none naming core.efi")
+	assert.Len(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: h.MAC.String(), Events: httpBoot}}, h, e2e.BootFiles{}), 1, "no boot file to check for")
 	args := strings.Join(e2e.QEMUArgs(h.VMConfig(), "tcg", "/s", "/v"), " ")
 	assert.Contains(t, args, "name=opt/org.tianocore/IPv4PXESupport,string=n")
 	assert.Contains(t, args, "mac=52:54:00:99:00:03,bootindex=1,romfile=")

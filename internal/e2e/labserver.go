@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,7 +20,6 @@ import (
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
-	"github.com/metalboot/metalboot/grubcfg"
 )
 
 // Machine is one test machine of a boot test.
@@ -58,18 +58,6 @@ func (m Machine) LoaderStage() string {
 // HTTPBootMachine is a UEFI machine (OVMF) that boots with UEFI HTTP boot.
 func HTTPBootMachine() Machine {
 	return Machine{Name: "http", Firmware: UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:03"), Hostname: "http.lab", HTTPBoot: true}
-}
-
-// BootFile is the boot file DHCP hands this machine's firmware (relative to
-// the TFTP root, which labserver also serves at /grub/ for HTTP boot).
-func (m Machine) BootFile() string {
-	if m.HTTPBoot {
-		return grubcfg.HTTPBootImage
-	}
-	if m.Firmware == UEFI {
-		return BootFileEFI
-	}
-	return BootFileBIOS
 }
 
 // DefaultMachines are the two machines of the end-to-end test: one UEFI
@@ -243,17 +231,18 @@ func FetchTimeline(c *http.Client, url string) ([]TimelineMachine, []byte, error
 }
 
 // CheckTimeline verifies that m's timeline shows a complete boot: a DHCP
-// lease, a TFTP transfer of its boot file, /grub, the kernel, the initrd
-// and /ignition, with each stage first seen no earlier than the one before.
-// It returns every problem found.
-func CheckTimeline(ms []TimelineMachine, m Machine) []string {
-	return CheckTimelineSince(ms, m, time.Time{})
+// lease, a TFTP transfer of its boot file (files.For(m); an HTTP transfer
+// for an HTTP-boot machine), /grub, the kernel, the initrd and /ignition,
+// with each stage first seen no earlier than the one before. It returns
+// every problem found.
+func CheckTimeline(ms []TimelineMachine, m Machine, files BootFiles) []string {
+	return CheckTimelineSince(ms, m, files, time.Time{})
 }
 
 // CheckTimelineSince is [CheckTimeline] over the events at or after since
 // only (e.g. the power-on of a second boot: labserver keeps a bounded number
 // of events per machine, so an earlier boot's first events may be gone).
-func CheckTimelineSince(ms []TimelineMachine, m Machine, since time.Time) []string {
+func CheckTimelineSince(ms []TimelineMachine, m Machine, files BootFiles, since time.Time) []string {
 	i := slices.IndexFunc(ms, func(r TimelineMachine) bool {
 		mac, err := hwaddr.Parse(r.MAC)
 		return err == nil && mac == m.MAC
@@ -282,10 +271,13 @@ func CheckTimelineSince(ms []TimelineMachine, m Machine, since time.Time) []stri
 		}
 		prev, prevStage = j, st
 	}
-	if !slices.ContainsFunc(r.Events, func(e TimelineEvent) bool {
-		return e.Stage == m.LoaderStage() && strings.Contains(e.Detail, filepath.Base(m.BootFile()))
+	boot := files.For(m)
+	if boot == "" {
+		probs = append(probs, fmt.Sprintf("%s: no %s boot file to check for", m.MAC, m.Firmware))
+	} else if !slices.ContainsFunc(r.Events, func(e TimelineEvent) bool {
+		return e.Stage == m.LoaderStage() && strings.Contains(e.Detail, path.Base(boot))
 	}) {
-		probs = append(probs, fmt.Sprintf("%s: no %q event names its boot file %s", m.MAC, m.LoaderStage(), m.BootFile()))
+		probs = append(probs, fmt.Sprintf("%s: no %q event names its boot file %s", m.MAC, m.LoaderStage(), boot))
 	}
 	return probs
 }

@@ -41,8 +41,8 @@ const (
 	OVMFVars   = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 )
 
-// ErrVMExited is returned by [VM.WaitFor] when QEMU exited before the marker
-// appeared.
+// ErrVMExited is returned by [VM.WaitFor] and [VM.WaitConsole] when QEMU
+// exited before the markers appeared (the condition held).
 var ErrVMExited = errors.New("e2e: VM exited")
 
 // Accel returns the QEMU accelerator to use: METALBOOT_E2E_ACCEL when set,
@@ -96,8 +96,21 @@ type VMConfig struct {
 	Firmware Firmware
 	MAC      hwaddr.MAC
 	// Tap is the tap device QEMU opens inside the namespace (create it with
-	// netns.NS.Tap first).
+	// netns.NS.Tap or Lab.Tap first), unless UserNet or NoNetwork is set.
 	Tap string
+	// UserNet, when set, puts the machine on QEMU's user-mode network
+	// instead of a tap.
+	UserNet *UserNet
+	// NoNetwork leaves the network card out (Tap and UserNet are
+	// ignored).
+	NoNetwork bool
+	// Kernel, when set, is loaded by QEMU's -kernel option (a Linux kernel,
+	// or GRUB's lnxboot.img followed by a core image): the firmware runs it
+	// instead of booting from a disk or the network.
+	Kernel string
+	// ExtraArgs are appended to QEMU's command line (drives, devices such
+	// as isa-debug-exit).
+	ExtraArgs []string
 	// Dir receives the serial log and, for UEFI, the VARS copy.
 	Dir string
 	// Timeout bounds QEMU's run time (it runs under `timeout`); zero means
@@ -115,6 +128,19 @@ type VMConfig struct {
 	// UUID is the SMBIOS system UUID (QEMU -uuid), which firmware sends in
 	// DHCP option 97; empty means QEMU's default.
 	UUID string
+}
+
+// UserNet is QEMU's user-mode network (slirp): QEMU itself answers the
+// guest's DHCP (10.0.2.15), serves TFTPRoot over TFTP with BootFile as
+// the boot file (DHCP file/option 67), and connects the guest's 10.0.2.2
+// to the loopback of the namespace QEMU runs in, where the test's servers
+// listen on 127.0.0.1. Nothing leaves QEMU: no tap, no namespace needed,
+// no broadcast on any interface. IPv6 is off.
+type UserNet struct {
+	// TFTPRoot is the directory QEMU serves over TFTP.
+	TFTPRoot string
+	// BootFile is the boot file QEMU's DHCP names, relative to TFTPRoot.
+	BootFile string
 }
 
 // VM is a running QEMU started by [StartVM].
@@ -144,9 +170,15 @@ func QEMUArgs(cfg VMConfig, accel, serial, vars string) []string {
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-accel", accel, "-m", strconv.Itoa(mem), "-smp", "1",
 		"-no-reboot",
-		"-chardev", "file,id=ser0,path=" + serial,
+		"-chardev", "file,id=ser0,path=" + qemuOpt(serial),
 		"-serial", "chardev:ser0",
-		"-netdev", "tap,id=n0,ifname=" + cfg.Tap + ",script=no,downscript=no",
+	}
+	switch {
+	case cfg.NoNetwork:
+	case cfg.UserNet != nil:
+		args = append(args, "-netdev", "user,id=n0,ipv6=off,tftp="+qemuOpt(cfg.UserNet.TFTPRoot)+",bootfile="+qemuOpt(cfg.UserNet.BootFile))
+	default:
+		args = append(args, "-netdev", "tap,id=n0,ifname="+qemuOpt(cfg.Tap)+",script=no,downscript=no")
 	}
 	if cfg.UUID != "" {
 		args = append(args, "-uuid", cfg.UUID)
@@ -156,7 +188,7 @@ func QEMUArgs(cfg VMConfig, accel, serial, vars string) []string {
 	case UEFI:
 		args = append(args, "-machine", "q35",
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
-			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+			"-drive", "if=pflash,format=raw,unit=1,file="+qemuOpt(vars))
 		if cfg.UseOVMFPXE || cfg.HTTPBoot {
 			nic += ",romfile="
 		}
@@ -168,14 +200,29 @@ func QEMUArgs(cfg VMConfig, accel, serial, vars string) []string {
 	default:
 		args = append(args, "-machine", "pc")
 	}
-	return append(args, "-device", nic)
+	if cfg.Kernel != "" {
+		args = append(args, "-kernel", cfg.Kernel)
+	}
+	if !cfg.NoNetwork {
+		args = append(args, "-device", nic)
+	}
+	return append(args, cfg.ExtraArgs...)
 }
+
+// qemuOpt escapes a value inside a QEMU option list, where ',' separates
+// options (",," is a literal comma).
+func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // StartVM powers on a machine inside ns, under `timeout`, and registers a
 // cleanup that stops it (SIGTERM to `timeout`, which forwards it to QEMU,
-// then SIGKILL; both by PID).
+// then SIGKILL; both by PID). ns may be nil for a machine without a tap
+// (cfg.UserNet or cfg.NoNetwork): QEMU then runs in the test's own network
+// namespace, which such a machine cannot reach beyond its loopback.
 func StartVM(t testing.TB, ns *netns.NS, cfg VMConfig) *VM {
 	t.Helper()
+	if ns == nil && !cfg.NoNetwork && cfg.UserNet == nil {
+		t.Fatalf("e2e: %s: a machine on a tap needs the namespace the tap lives in", cfg.Name)
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
@@ -197,7 +244,12 @@ func StartVM(t testing.TB, ns *netns.NS, cfg VMConfig) *VM {
 		QEMUArgs(cfg, Accel(), serial, vars)...)
 	vm := &VM{Config: cfg, SerialLog: serial, Args: args, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := ns.Command(ctx, "timeout", args...)
+	var cmd *exec.Cmd
+	if ns != nil {
+		cmd = ns.Command(ctx, "timeout", args...)
+	} else {
+		cmd = exec.CommandContext(ctx, "timeout", args...)
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	cmd.Stdout = &lockedWriter{mu: &vm.mu, w: &vm.out}
@@ -235,6 +287,18 @@ func (vm *VM) Pid() int { return vm.cmd.Process.Pid }
 // Done is closed when QEMU has exited.
 func (vm *VM) Done() <-chan struct{} { return vm.done }
 
+// Wait waits until QEMU exits and returns its exit status ([VM.ExitErr]),
+// or returns ctx's error when ctx ends first (QEMU keeps running; the
+// test's cleanup stops it).
+func (vm *VM) Wait(ctx context.Context) error {
+	select {
+	case <-vm.done:
+		return vm.ExitErr()
+	case <-ctx.Done():
+		return fmt.Errorf("e2e: %s: waiting for QEMU to exit: %w", vm.Config.Name, ctx.Err())
+	}
+}
+
 // ExitErr is QEMU's exit status once [VM.Done] is closed (nil: it powered
 // off cleanly; exit status 124: `timeout` killed it).
 func (vm *VM) ExitErr() error {
@@ -263,6 +327,30 @@ func (vm *VM) Serial() string {
 // initrd's [MarkerError]). It returns the time from
 // power-on to the moment the markers were seen.
 func (vm *VM) WaitFor(ctx context.Context, markers ...string) (time.Duration, error) {
+	all := func(s string) bool {
+		for _, m := range markers {
+			if !strings.Contains(s, m) {
+				return false
+			}
+		}
+		return true
+	}
+	return vm.wait(ctx, all, failure, fmt.Sprintf("printing %q", markers), fmt.Sprintf("%q", markers))
+}
+
+// WaitConsole polls the serial console, with escape sequences and
+// carriage returns removed ([StripANSI]), until cond reports true for it,
+// until QEMU exits ([ErrVMExited], unless cond holds for the final
+// console) or until ctx ends. It returns the time from power-on to that
+// moment. Unlike [VM.WaitFor] it knows nothing of boot failures: it is for
+// tests that watch the console for conditions of their own.
+func (vm *VM) WaitConsole(ctx context.Context, cond func(console string) bool) (time.Duration, error) {
+	return vm.wait(ctx, func(s string) bool { return cond(StripANSI(s)) }, nil, "the console condition held", "the console condition")
+}
+
+// wait polls the serial log for done; before and waitingFor describe what
+// it waits for in the errors for an exited VM and an ended ctx.
+func (vm *VM) wait(ctx context.Context, done func(serial string) bool, fail func(serial string) error, before, waitingFor string) (time.Duration, error) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -273,25 +361,20 @@ func (vm *VM) WaitFor(ctx context.Context, markers ...string) (time.Duration, er
 		default:
 		}
 		s := vm.Serial()
-		all := true
-		for _, m := range markers {
-			if !strings.Contains(s, m) {
-				all = false
-				break
-			}
-		}
-		if all {
+		if done(s) {
 			return time.Since(vm.Started), nil
 		}
 		if exited {
-			return time.Since(vm.Started), fmt.Errorf("%w (%v) before printing %q", ErrVMExited, vm.ExitErr(), markers)
+			return time.Since(vm.Started), fmt.Errorf("%w (%v) before %s", ErrVMExited, vm.ExitErr(), before)
 		}
-		if err := failure(s); err != nil {
-			return time.Since(vm.Started), fmt.Errorf("e2e: %s: %w", vm.Config.Name, err)
+		if fail != nil {
+			if err := fail(s); err != nil {
+				return time.Since(vm.Started), fmt.Errorf("e2e: %s: %w", vm.Config.Name, err)
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return time.Since(vm.Started), fmt.Errorf("e2e: %s: waiting for %q: %w", vm.Config.Name, markers, ctx.Err())
+			return time.Since(vm.Started), fmt.Errorf("e2e: %s: waiting for %s: %w", vm.Config.Name, waitingFor, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -334,6 +417,8 @@ func StripANSI(s string) string {
 				j++
 			}
 			i = j
+		case c == 0x1b && i+1 < len(s) && strings.IndexByte("()*+", s[i+1]) >= 0:
+			i += 2 // character set designation, e.g. ESC ( B
 		case c == 0x1b:
 			i++
 		default:

@@ -76,11 +76,11 @@ func TestStandInBoot(t *testing.T) {
 		t.Skip("e2e: boots QEMU machines; skipped with -short")
 	}
 	netns.Need(t, "dnsmasq")
-	assets := e2e.Prepare(t)
+	assets := e2e.Prepare(t, netDir)
 	lab := e2e.NewLab(t)
 
 	// Static first stage: dnsmasq cannot generate one.
-	if err := os.WriteFile(filepath.Join(assets.TFTPRoot, "grub", "grub.cfg"),
+	if err := os.WriteFile(filepath.Join(assets.TFTPRoot, filepath.Dir(filepath.Dir(assets.BootFiles.EFI)), "grub.cfg"),
 		[]byte(e2e.FirstStageGrubCfg(e2e.ServerIP+":8080")), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +125,8 @@ boot
 		"--dhcp-leasefile="+filepath.Join(lab.Dir, "dnsmasq.leases"),
 		"--dhcp-match=set:efi64,option:client-arch,7",
 		"--dhcp-match=set:efi64,option:client-arch,9",
-		"--dhcp-boot=tag:efi64,"+e2e.BootFileEFI+",,"+e2e.ServerIP,
-		"--dhcp-boot=tag:!efi64,"+e2e.BootFileBIOS+",,"+e2e.ServerIP,
+		"--dhcp-boot=tag:efi64,"+assets.BootFiles.EFI+",,"+e2e.ServerIP,
+		"--dhcp-boot=tag:!efi64,"+assets.BootFiles.BIOS+",,"+e2e.ServerIP,
 		"--dhcp-option=encap:175,176,1b", // iPXE: no ProxyDHCP wait
 		"--enable-tftp", "--tftp-root="+assets.TFTPRoot,
 	)
@@ -184,9 +184,9 @@ boot
 			continue
 		}
 		ip := mm[1]
-		boot := e2e.BootFileBIOS
+		boot := assets.BootFiles.BIOS
 		if m.fw == e2e.UEFI {
-			boot = e2e.BootFileEFI
+			boot = assets.BootFiles.EFI
 		}
 		if !strings.Contains(log, "sent "+filepath.Join(assets.TFTPRoot, boot)+" to "+ip) {
 			t.Errorf("%s: dnsmasq did not log sending %s to %s", m.name, boot, ip)

@@ -3,48 +3,70 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-
-	"github.com/metalboot/metalboot/grubcfg"
 )
 
-// GRUB platform directories of Debian's grub-efi-amd64-bin and grub-pc-bin.
+// GRUB platform directories of Debian's grub-efi-amd64-bin and grub-pc-bin:
+// [Prepare] skips the test when they are missing.
 const (
 	GrubEFIDir  = "/usr/lib/grub/x86_64-efi"
 	GrubBIOSDir = "/usr/lib/grub/i386-pc"
 )
 
-// Boot file names relative to a TFTP root made by [MakeTFTPRoot]: what DHCP
-// must hand out for UEFI x64 (client arch 7/9) and BIOS (arch 0) clients.
-const (
-	BootFileEFI  = "grub/x86_64-efi/core.efi"
-	BootFileBIOS = "grub/i386-pc/core.0"
-)
+// BootFiles are the GRUB network images of a TFTP root as DHCP hands them
+// out: slash-separated paths relative to the root. GRUB's prefix is their
+// directory's parent ((tftp,<server>)/grub for grub/<platform>/core.*), so
+// it asks for its first stage as grub/grub.cfg-01-<mac>, …, grub/grub.cfg.
+type BootFiles struct {
+	// BIOS is the image for BIOS PXE (client architecture 0), e.g.
+	// grub/i386-pc/core.0.
+	BIOS string
+	// EFI is the image for UEFI x86-64 (client architectures 7 and 9),
+	// e.g. grub/x86_64-efi/core.efi.
+	EFI string
+	// HTTP is the image for UEFI HTTP boot (client architecture 16); the
+	// firmware fetches it from the HTTP server at "/"+HTTP (labserver
+	// serves the TFTP root under /grub/). Empty: no HTTP-boot image.
+	HTTP string
+}
 
-// MakeTFTPRoot runs grub-mknetdir for x86_64-efi and i386-pc into dir (with
-// --subdir=grub), producing [BootFileEFI] and [BootFileBIOS] plus their
-// module directories, and grubcfg.HTTPBootImage for UEFI HTTP boot from
-// labserver at ServerIP:8080. GRUB's prefix then is (tftp,<server>)/grub, so its
-// first-stage config is looked up as grub/grub.cfg-01-<mac>, …,
-// grub/grub.cfg. No grub.cfg is written here.
-func MakeTFTPRoot(ctx context.Context, dir string) error {
-	for _, plat := range []string{GrubEFIDir, GrubBIOSDir} {
-		cmd := exec.CommandContext(ctx, "grub-mknetdir", "--net-directory="+dir, "--subdir=grub", "-d", plat)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("e2e: grub-mknetdir -d %s: %v: %s", plat, err, bytes.TrimSpace(out))
+// For returns the boot file machine m's firmware fetches.
+func (b BootFiles) For(m Machine) string {
+	switch {
+	case m.HTTPBoot:
+		return b.HTTP
+	case m.Firmware == UEFI:
+		return b.EFI
+	}
+	return b.BIOS
+}
+
+// TFTPRootFunc makes the TFTP root in dir (an empty directory) and
+// returns its boot files. metalboot's tests pass a function that calls
+// grubcfg.MakeNetDir (for an HTTP-boot image that reads from
+// ServerIP:8080): this package imports nothing above internal/, and GRUB's
+// images are made in one place.
+type TFTPRootFunc func(ctx context.Context, dir string) (BootFiles, error)
+
+// checkBootFiles reports a boot file that is not a regular file in root.
+func checkBootFiles(root string, b BootFiles) error {
+	for _, x := range []struct{ what, file string }{{"BIOS", b.BIOS}, {"UEFI", b.EFI}, {"HTTP boot", b.HTTP}} {
+		what, f := x.what, x.file
+		if f == "" && what == "HTTP boot" {
+			continue
 		}
-	}
-	if err := grubcfg.MakeHTTPBootImage(ctx, GrubEFIDir, filepath.Join(dir, filepath.FromSlash(grubcfg.HTTPBootImage)), ServerIP+":8080"); err != nil {
-		return fmt.Errorf("e2e: %w", err)
-	}
-	for _, f := range []string{BootFileEFI, BootFileBIOS, grubcfg.HTTPBootImage} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			return fmt.Errorf("e2e: grub-mknetdir did not produce %s: %w", f, err)
+		if f == "" {
+			return fmt.Errorf("e2e: TFTP root %s has no %s boot file", root, what)
+		}
+		st, err := os.Stat(filepath.Join(root, filepath.FromSlash(f)))
+		if err != nil {
+			return fmt.Errorf("e2e: %s boot file: %w", what, err)
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("e2e: %s boot file %s is not a regular file", what, f)
 		}
 	}
 	return nil
