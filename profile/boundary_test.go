@@ -149,3 +149,28 @@ func TestResolveWithoutLogger(t *testing.T) {
 	assert.Empty(t, m.Hostname)
 	assert.False(t, errors.Is(err, profile.ErrBadRequest))
 }
+
+// TestResolveNormalises: a library caller's MAC in any spelling resolves to
+// the machine the inventory names, and a value that is not a MAC is an
+// error, never the default group (issue #16).
+func TestResolveNormalises(t *testing.T) {
+	inv, err := profile.New(profile.Data{
+		Profiles: []profile.Profile{{ID: "p", Boot: profile.Boot{Kernel: "/k"}}, {ID: "d", Boot: profile.Boot{Kernel: "/d"}}},
+		Groups: []profile.Group{{ID: "m", Profile: "p", Selector: map[string]string{"mac": "52:54:00:89:d8:10"}},
+			{ID: "default", Profile: "d"}},
+	})
+	require.NoError(t, err)
+	r := &profile.Resolver{Store: inv}
+	for _, attrs := range []map[string]string{
+		{"mac": "52:54:00:89:D8:10"}, {"MAC": "52-54-00-89-d8-10"}, {"mac": "5254.0089.d810"},
+	} {
+		m, err := r.Resolve(context.Background(), attrs, "")
+		require.NoError(t, err, "%v", attrs)
+		assert.Equal(t, "m", m.Group.ID, "%v", attrs)
+		assert.Equal(t, "52:54:00:89:d8:10", m.MAC.String())
+	}
+	for _, attrs := range []map[string]string{{"mac": "garbage"}, {"mac": "52:54:00:89:d8:10\n"}, {"mac": "52:54:00:89:d8:10", "MAC": "52:54:00:89:d8:11"}} {
+		_, err := r.Resolve(context.Background(), attrs, "")
+		assert.ErrorIs(t, err, profile.ErrBadRequest, "%v", attrs)
+	}
+}

@@ -54,8 +54,12 @@ type Resolver struct {
 	Logger *slog.Logger
 }
 
-// Resolve matches attributes (normalised, see ParseQuery) to a machine. It
-// returns an error wrapping ErrNoMatch when no group matches. ctx is
+// Resolve matches attributes to a machine. It normalises them first as
+// ParseQuery does (any spelling of a MAC, "MAC" for "mac", …), so a library
+// caller gets the machine the data directory names, never the default
+// group's by accident; a malformed value (a MAC that is not one) is an
+// error wrapping ErrBadRequest. It returns an error wrapping ErrNoMatch
+// when no group matches. ctx is
 // passed to the FactSource (Middleware passes the request's context).
 //
 // The machine's hostname is the request's, else the group's "hostname"
@@ -67,6 +71,24 @@ type Resolver struct {
 // addresses are unmapped). An invalid fact is dropped and logged at level
 // WARN, never rendered.
 func (r *Resolver) Resolve(ctx context.Context, attrs map[string]string, rawQuery string) (*Machine, error) {
+	norm := make(map[string]string, len(attrs))
+	for k, v := range attrs {
+		nk, nv, err := Normalize(k, v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		if _, dup := norm[nk]; dup {
+			return nil, fmt.Errorf("%w: parameter %q given twice", ErrBadRequest, nk)
+		}
+		if nv != "" {
+			norm[nk] = nv
+		}
+	}
+	return r.resolve(ctx, norm, rawQuery)
+}
+
+// resolve is Resolve for attributes already normalised (ParseQuery's).
+func (r *Resolver) resolve(ctx context.Context, attrs map[string]string, rawQuery string) (*Machine, error) {
 	inv := r.Store.Inventory()
 	g, p, err := inv.Match(attrs)
 	if err != nil {
@@ -174,7 +196,7 @@ func (r *Resolver) Middleware(next http.Handler) http.Handler {
 			Error(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		m, err := r.Resolve(req.Context(), attrs, req.URL.RawQuery)
+		m, err := r.resolve(req.Context(), attrs, req.URL.RawQuery)
 		if errors.Is(err, ErrNoMatch) {
 			Error(w, http.StatusNotFound, err.Error())
 			return

@@ -111,12 +111,20 @@ func LoadFS(fsys fs.FS) (*Inventory, error) {
 			d.Generic = m
 		}
 	}
+	// A failed load says what was ignored too: a typo'd key ("selecter")
+	// is often why groups end up equally specific.
+	withWarnings := func(err error) error {
+		for _, w := range warns {
+			err = fmt.Errorf("%w\n(warning) %s", err, w)
+		}
+		return err
+	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, withWarnings(errors.Join(errs...))
 	}
 	inv, err := New(d)
 	if err != nil {
-		return nil, err
+		return nil, withWarnings(err)
 	}
 	inv.warnings = append(warns, inv.warnings...)
 	sort.SliceStable(inv.warnings, func(i, j int) bool { return inv.warnings[i].File < inv.warnings[j].File })

@@ -180,3 +180,18 @@ func TestLoadBoundsRead(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedLoadShowsWarnings: the warning that explains a failed load (a
+// typo'd "selecter" makes two groups equally specific) comes with the
+// error, not only in a log nobody reads after a failure (issue #16).
+func TestFailedLoadShowsWarnings(t *testing.T) {
+	fsys := fstest.MapFS{
+		"profiles/p.json": {Data: []byte(`{"id": "p", "boot": {"kernel": "/k"}}`)},
+		"groups/a.json":   {Data: []byte(`{"id": "a", "profile": "p", "selecter": {"mac": "52:54:00:00:00:01"}}`)},
+		"groups/b.json":   {Data: []byte(`{"id": "b", "profile": "p"}`)},
+	}
+	_, err := profile.LoadFS(fsys)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "equally specific")
+	assert.Contains(t, err.Error(), `groups/a.json: ignored: unknown field "selecter"`)
+}
