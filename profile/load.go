@@ -353,7 +353,12 @@ func (s *FSStore) Reload() error {
 		err = s.Check(inv)
 	}
 	if err != nil {
-		log.Error("inventory not loaded; keeping the previous one", "err", err)
+		if s.cur.Load() == nil {
+			// The first load: there is no previous inventory to keep; the
+			// caller reports the error (labserver exits with it).
+			return err
+		}
+		log.Error("inventory not loaded; still serving the previous one", "err", err)
 		return err
 	}
 	for _, w := range inv.Warnings() {
