@@ -55,7 +55,8 @@ type ReservedIPs interface {
 
 // StaticReservations is a fixed ReservationSource (it also implements
 // ReservedIPs). [Server.Validate] checks its entries: each IP must be an
-// IPv4 address inside one of the server's subnets, each host name valid.
+// IPv4 address inside one of the server's subnets. A host name that fails
+// ValidHostname is left out of the lease and logged, as from any source.
 type StaticReservations map[hwaddr.MAC]Reservation
 
 // Reservation implements ReservationSource; it never fails.

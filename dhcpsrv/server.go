@@ -172,18 +172,20 @@ type Server struct {
 	// the lease store's fsync returns; many workers let a slow fsync be
 	// shared by many ACKs while DISCOVERs keep being answered.
 	Workers int
-	// Handler, if set, may change each reply before it is sent.
+	// Handler, if set, may change each reply before it is sent (nil: none).
 	Handler Handler
 	// Clock returns the current time (nil: time.Now). Tests set a fake.
 	Clock func() time.Time
 	// Logger receives the server's log lines (nil: discarded).
 	Logger *slog.Logger
-	// OnDiscover is called for each DISCOVER answered or not. Hooks run
-	// synchronously on the packet path: keep them fast.
+	// OnDiscover (nil: none) is called for each DISCOVER answered or
+	// not. Hooks run synchronously on the packet path: keep them fast.
 	OnDiscover func(Event)
-	// OnLease is called after a lease is stored and before its ACK is sent.
+	// OnLease (nil: none) is called after a lease is stored and before
+	// its ACK is sent.
 	OnLease func(Lease)
-	// OnRelease is called after a client released its lease.
+	// OnRelease (nil: none) is called after a client released its
+	// lease.
 	OnRelease func(Lease)
 
 	initOnce sync.Once
@@ -306,11 +308,9 @@ func (s *Server) Validate() error {
 			case !s.ProxyDHCP && !s.inSomeSubnet(r.IP):
 				bad(f+".IP", "%v is in no subnet served", r.IP)
 			}
-			if r.Hostname != "" {
-				if _, ok := ValidHostname(r.Hostname); !ok {
-					bad(f+".Hostname", "%s is not a valid host name", quoteForLog(r.Hostname))
-				}
-			}
+			// A host name that fails ValidHostname is no reason to
+			// stop DHCP: like any source's, it is left out (and logged)
+			// when the machine asks.
 		}
 	}
 	if b := s.Boot.HTTPBase; b != "" {

@@ -2,28 +2,42 @@
 // (names of machines from the inventory, of DHCP clients while they hold a
 // lease, and static records), a caching forwarder for everything else.
 //
-// Records come from a RecordSource. Table is the mutable one: static
-// records from configuration in one Table, DHCP clients in another (Set or
-// SetExpiring when a client gets its lease, Remove when it ends), combined
-// with the inventory by First (the first source that knows a name answers,
-// so a DHCP client naming itself "deploy" cannot take over deploy.lab) or
-// Multi (the union of all):
+// Records come from a RecordSource, whose lookups take the serving
+// context and may fail (a failure is SERVFAIL, never NXDOMAIN). Table is
+// the mutable one, for static records from configuration; Swap replaces a
+// whole source at once (an inventory reloaded); LeaseNames keeps the names
+// of DHCP clients while their leases last (Bind from the DHCP server's
+// OnLease, Unbind from OnRelease: one line each, without this package
+// knowing about DHCP). First combines them by precedence (the first source
+// that knows a name answers, so a DHCP client naming itself "deploy"
+// cannot take over deploy.lab), Multi as a union:
 //
-//	leases := new(dnssrv.Table)
+//	var inventory dnssrv.Swap // inventory.Store(table) on every reload
+//	leases := &dnssrv.LeaseNames{Zone: "lab."}
 //	srv := &dnssrv.Server{
-//		Addr:       ":53",
+//		Addr:       "10.99.0.1:53",
 //		Zones:      []string{"lab."},
-//		ReverseFor: []netip.Prefix{netip.MustParsePrefix("172.22.10.0/24")},
-//		Records:    dnssrv.First(static, inventory, leases),
+//		ReverseFor: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/24")},
+//		Records:    dnssrv.First(static, &inventory, leases),
 //		Upstreams:  []string{"192.0.2.53"},
 //	}
-//	go srv.ListenAndServe(ctx)
-//	if name, ok := dnssrv.QualifyHost(lease.Hostname, "lab."); ok { // option 12
-//		leases.SetExpiring(name, lease.Addr, lease.Expires)
-//	}
+//	pc, l, err := srv.Listen(ctx) // configuration and bind errors, synchronously
+//	go srv.Serve(ctx, pc, l)      // or: err = srv.ListenAndServe(ctx)
+//	// with dhcpsrv: OnLease: func(l dhcpsrv.Lease) { leases.Bind(l.Hostname, l.IP, l.Expires) }
 //
 // RecordFuncs adapts plain functions (an inventory's lookups) to a
 // RecordSource.
+//
+// The Server follows the contract shared with dhcpsrv and tftpsrv, written
+// down once in the documentation of package [github.com/metalboot/metalboot]
+// ("One server contract"): the address is a field (Addr, [DefaultAddr]),
+// [Server.Validate] reports every configuration mistake before anything
+// binds, [Server.Listen] binds UDP and TCP, [Server.Serve] serves sockets
+// it never closes, [Server.ListenAndServe] is both and closes what it
+// opened, every DefaultX constant is what the zero value of field X does
+// ([DefaultAllow] for Allow), a nil Logger discards, and [Server.Stats]
+// uses the shared counter names (Malformed, SendErrors, RecordErrors).
+//
 // Behaviour:
 //
 //   - Names in Zones are answered from Records only: A and AAAA for a name

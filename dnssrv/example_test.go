@@ -6,27 +6,40 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/metalboot/metalboot/dnssrv"
 	"github.com/miekg/dns"
+
+	"github.com/metalboot/metalboot/dnssrv"
 )
 
-// The demo lab: static names plus a DHCP client that appears with its lease.
+// The demo lab: configured names (swapped whole on a reload) first, then
+// the names DHCP clients hold while their leases last. Listen binds (a
+// bind error shows here, before anything runs); Serve serves until the
+// context ends and leaves closing the sockets to its caller.
 func Example() {
 	static := new(dnssrv.Table)
 	static.Set("deploy.lab", netip.MustParseAddr("172.22.10.2"))
 	static.Set("mp.lab", netip.MustParseAddr("172.22.10.50"))
-	leases := new(dnssrv.Table)
+	var inventory dnssrv.Swap // replaced whole when the inventory is reloaded
+	inventory.Store(static)
+	leases := &dnssrv.LeaseNames{Zone: "lab."} // fed by the DHCP server's OnLease/OnRelease
 
 	srv := &dnssrv.Server{
+		Addr:       "127.0.0.1:0", // "" is dnssrv.DefaultAddr, ":53"
 		Zones:      []string{"lab."},
 		ReverseFor: []netip.Prefix{netip.MustParsePrefix("172.22.10.0/24")},
-		Records:    dnssrv.Multi(static, leases),
+		// Configured names win: a DHCP client calling itself "deploy"
+		// cannot take over deploy.lab.
+		Records: dnssrv.First(&inventory, leases),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	pc, l, err := dnssrv.ListenUDPTCP(ctx, "127.0.0.1:0")
+	pc, l, err := srv.Listen(ctx) // validates the configuration, then binds
 	if err != nil {
-		panic(err)
+		fmt.Println(err)
+		cancel()
+		return
 	}
+	defer pc.Close()
+	defer l.Close()
 	done := make(chan error)
 	go func() { done <- srv.Serve(ctx, pc, l) }()
 
@@ -52,8 +65,11 @@ func Example() {
 	ask("50.10.22.172.in-addr.arpa.", dns.TypePTR)
 	ask("mp.lab.", dns.TypeAAAA)
 	ask("smpc.lab.", dns.TypeA)
-	leases.SetExpiring("smpc.lab", netip.MustParseAddr("172.22.10.54"), time.Now().Add(time.Hour))
+	// DHCP leases smpc its address (dhcpsrv's OnLease calls this).
+	leases.Bind("SMPC", netip.MustParseAddr("172.22.10.54"), time.Now().Add(time.Hour))
 	ask("smpc.lab.", dns.TypeA)
+	leases.Bind("deploy", netip.MustParseAddr("172.22.10.66"), time.Now().Add(time.Hour))
+	ask("deploy.lab.", dns.TypeA)
 	ask("example.com.", dns.TypeA)
 
 	cancel()
@@ -64,6 +80,7 @@ func Example() {
 	// mp.lab. AAAA: NOERROR
 	// smpc.lab. A: NXDOMAIN
 	// smpc.lab. A: NOERROR 172.22.10.54
+	// deploy.lab. A: NOERROR 172.22.10.2
 	// example.com. A: REFUSED
 	// serve: <nil>
 }

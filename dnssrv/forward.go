@@ -43,16 +43,21 @@ func newForwarder(ups []string, timeout time.Duration, cacheSize, udpSize int) (
 		tcp:     &dns.Client{Net: "tcp", Timeout: timeout},
 		udpSize: udpSize,
 	}
-	for _, u := range ups {
+	var errs []error
+	for i, u := range ups {
 		ap, err := netip.ParseAddrPort(u)
 		if err != nil {
 			a, err2 := netip.ParseAddr(strings.Trim(u, "[]"))
 			if err2 != nil {
-				return nil, fmt.Errorf("%w: upstream %q is not an IP address or IP:port: %w", ErrConfig, u, err)
+				errs = append(errs, fmt.Errorf("%w: Upstreams[%d]: %q is not an IP address or IP:port: %w", ErrConfig, i, u, err))
+				continue
 			}
 			ap = netip.AddrPortFrom(a, defaultDNSPort)
 		}
 		f.upstreams = append(f.upstreams, ap.String())
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	switch {
 	case cacheSize == 0:

@@ -53,7 +53,7 @@ func FuzzHandlePacket(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, in []byte, udp bool) {
-		out, fwd := s.handlePacket(in, nil, labHost, udp)
+		out, fwd := s.handlePacket(context.Background(), in, nil, labHost, udp)
 		if fwd != nil {
 			t.Fatal("no upstreams configured, yet a query went upstream")
 		}
@@ -246,7 +246,7 @@ func FuzzUpstreamReply(f *testing.F) {
 			req.SetEdns0(4096, true)
 		}
 		udp := mode&8 == 0
-		resp, fwd := s.respond(req, udp)
+		resp, fwd := s.respond(context.Background(), req, udp)
 		if resp != nil || fwd == nil {
 			t.Fatal("a fresh server did not forward")
 		}
@@ -308,7 +308,7 @@ func FuzzUpstreamReply(f *testing.F) {
 			}
 		}
 		check("the answer", out)
-		if cached, fwd := s.respond(req, udp); fwd == nil && cached != nil {
+		if cached, fwd := s.respond(context.Background(), req, udp); fwd == nil && cached != nil {
 			b := s.pack(cached, req, udp, nil)
 			if b == nil {
 				t.Fatal("a cached answer does not pack")

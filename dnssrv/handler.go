@@ -2,6 +2,7 @@ package dnssrv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -53,19 +54,16 @@ func (s semaphore) TryAcquire() bool {
 
 func (s semaphore) Release() { <-s }
 
-type discardHandler struct{}
-
-func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
-func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
-func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discardHandler) WithGroup(string) slog.Handler           { return d }
-
 func (s *Server) setup() error {
 	s.once.Do(func() { s.cfg, s.err = s.compile() })
 	return s.err
 }
 
 func (s *Server) compile() (*config, error) {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...)))
+	}
 	c := &config{
 		log:      s.Logger,
 		zones:    map[string]*zone{},
@@ -75,27 +73,34 @@ func (s *Server) compile() (*config, error) {
 		fwdSlots: make(semaphore, DefaultMaxForwards),
 	}
 	if c.log == nil {
-		c.log = slog.New(discardHandler{})
+		c.log = slog.New(slog.DiscardHandler)
 	}
 	if c.records == nil {
 		c.records = Multi()
 	}
-	if s.TTL < 0 {
-		return nil, fmt.Errorf("%w: negative TTL %v", ErrConfig, s.TTL)
+	if s.Addr != "" {
+		if _, port, err := net.SplitHostPort(s.Addr); err != nil {
+			bad("Addr", "%q: %v", s.Addr, err)
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			bad("Addr", "%q: port %q is not a number from 0 to 65535", s.Addr, port)
+		}
 	}
-	if s.TTL > 0 {
+	switch {
+	case s.TTL < 0:
+		bad("TTL", "negative (%v)", s.TTL)
+	case s.TTL > 0:
 		c.ttl = uint32(max(1, s.TTL/time.Second))
 	}
 	c.tcpIdle, c.maxTCPConns, c.maxTCPPerClient = DefaultTCPIdleTimeout, DefaultMaxTCPConns, DefaultMaxTCPConnsPerClient
 	switch {
 	case s.TCPIdleTimeout < 0:
-		return nil, fmt.Errorf("%w: negative TCPIdleTimeout %v", ErrConfig, s.TCPIdleTimeout)
+		bad("TCPIdleTimeout", "negative (%v)", s.TCPIdleTimeout)
 	case s.TCPIdleTimeout > 0:
 		c.tcpIdle = s.TCPIdleTimeout
 	}
 	switch {
 	case s.MaxTCPConns < 0:
-		return nil, fmt.Errorf("%w: negative MaxTCPConns %d", ErrConfig, s.MaxTCPConns)
+		bad("MaxTCPConns", "negative (%d)", s.MaxTCPConns)
 	case s.MaxTCPConns > 0:
 		c.maxTCPConns = s.MaxTCPConns
 	}
@@ -107,15 +112,20 @@ func (s *Server) compile() (*config, error) {
 	}
 	if s.UDPSize != 0 {
 		if s.UDPSize < dns.MinMsgSize || s.UDPSize > dns.MaxMsgSize {
-			return nil, fmt.Errorf("%w: UDPSize %d outside [512, 65535]", ErrConfig, s.UDPSize)
+			bad("UDPSize", "%d outside [512, 65535]", s.UDPSize)
+		} else {
+			c.udpSize = s.UDPSize
 		}
-		c.udpSize = s.UDPSize
+	}
+	if s.UpstreamTimeout < 0 {
+		bad("UpstreamTimeout", "negative (%v)", s.UpstreamTimeout)
 	}
 	var forward []string
-	for _, z := range s.Zones {
+	for i, z := range s.Zones {
 		apex := CanonicalName(z)
 		if _, ok := dns.IsDomainName(apex); !ok || apex == "." {
-			return nil, fmt.Errorf("%w: zone %q", ErrConfig, z)
+			bad(fmt.Sprintf("Zones[%d]", i), "%q is not a zone name", z)
+			continue
 		}
 		forward = append(forward, apex)
 	}
@@ -126,7 +136,7 @@ func (s *Server) compile() (*config, error) {
 			c.hostname = "ns." + forward[0]
 		}
 	} else if _, ok := dns.IsDomainName(c.hostname); !ok {
-		return nil, fmt.Errorf("%w: hostname %q", ErrConfig, s.Hostname)
+		bad("Hostname", "%q is not a domain name", s.Hostname)
 	}
 	serial := uint32(time.Now().Unix())
 	mbox := "hostmaster." + c.hostname
@@ -154,9 +164,10 @@ func (s *Server) compile() (*config, error) {
 	for _, apex := range forward {
 		add(apex, false)
 	}
-	for _, p := range s.ReverseFor {
+	for i, p := range s.ReverseFor {
 		if !p.IsValid() {
-			return nil, fmt.Errorf("%w: reverse prefix %v", ErrConfig, p)
+			bad(fmt.Sprintf("ReverseFor[%d]", i), "%v is not a network", p)
+			continue
 		}
 		for _, apex := range ReverseZones(p) {
 			add(apex, true)
@@ -164,13 +175,14 @@ func (s *Server) compile() (*config, error) {
 	}
 	c.allow = slices.Clone(s.Allow)
 	if len(c.allow) == 0 {
-		c.allow = append([]netip.Prefix{
-			netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"),
-		}, s.ReverseFor...)
+		c.allow = DefaultAllow(s.ReverseFor)
 	}
 	for i, p := range c.allow {
 		if !p.IsValid() {
-			return nil, fmt.Errorf("%w: allow prefix %v", ErrConfig, p)
+			if len(s.Allow) > 0 {
+				bad(fmt.Sprintf("Allow[%d]", i), "%v is not a network", p)
+			}
+			continue
 		}
 		c.allow[i] = p.Masked()
 	}
@@ -183,12 +195,27 @@ func (s *Server) compile() (*config, error) {
 	if len(s.Upstreams) > 0 {
 		f, err := newForwarder(s.Upstreams, s.UpstreamTimeout, s.CacheSize, c.udpSize)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
 		}
 		c.fwd = f
 		c.recursion = true
 	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	return c, nil
+}
+
+// DefaultAllow is the client list a Server with an empty Allow serves:
+// loopback (127.0.0.0/8, ::1) plus the lab subnets reverseFor (its
+// ReverseFor). A caller that adds to the default (another management
+// network) starts from it:
+//
+//	srv.Allow = append(dnssrv.DefaultAllow(srv.ReverseFor), mgmt)
+func DefaultAllow(reverseFor []netip.Prefix) []netip.Prefix {
+	return append([]netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"),
+	}, reverseFor...)
 }
 
 // ReverseZones returns the reverse-lookup zone apexes covering exactly
@@ -336,7 +363,7 @@ type pending struct {
 
 // handlePacket turns one received packet into the wire response (appended
 // to out), or nil to send nothing, or a pending forward.
-func (s *Server) handlePacket(in, out []byte, from netip.Addr, udp bool) ([]byte, *pending) {
+func (s *Server) handlePacket(ctx context.Context, in, out []byte, from netip.Addr, udp bool) ([]byte, *pending) {
 	c := s.cfg
 	if !c.allowed(from) {
 		s.stats.denied.Add(1)
@@ -362,7 +389,7 @@ func (s *Server) handlePacket(in, out []byte, from netip.Addr, udp bool) ([]byte
 		}
 	}
 	s.stats.queries.Add(1)
-	resp, fwd := s.respond(req, udp)
+	resp, fwd := s.respond(ctx, req, udp)
 	if fwd != nil {
 		return nil, fwd
 	}
@@ -407,7 +434,7 @@ func (s *Server) pack(resp, req *dns.Msg, udp bool, out []byte) []byte {
 
 // respond answers req locally, or returns it as pending when it needs an
 // upstream and no cached answer exists.
-func (s *Server) respond(req *dns.Msg, udp bool) (*dns.Msg, *pending) {
+func (s *Server) respond(ctx context.Context, req *dns.Msg, udp bool) (*dns.Msg, *pending) {
 	c := s.cfg
 	m := new(dns.Msg)
 	m.SetReply(req)
@@ -437,15 +464,21 @@ func (s *Server) respond(req *dns.Msg, udp bool) (*dns.Msg, *pending) {
 		return m, nil
 	}
 	if z != nil {
+		if err := s.authoritative(ctx, m, z, name, q); err != nil {
+			return s.recordsFailed(m, q, err), nil
+		}
 		s.stats.answered.Add(1)
 		m.Authoritative = true
-		s.authoritative(m, z, name, q)
 		return m, nil
 	}
 	// PTR for an address outside the lab subnets that Records knows anyway.
 	if q.Qtype == dns.TypePTR && q.Qclass == dns.ClassINET {
 		if a, partial, ok := parseReverse(name); ok && !partial {
-			if names := c.records.LookupAddr(a); len(names) > 0 {
+			names, err := c.records.LookupAddr(ctx, a)
+			if err != nil {
+				return s.recordsFailed(m, q, err), nil
+			}
+			if len(names) > 0 {
 				s.stats.answered.Add(1)
 				m.Authoritative = true
 				for _, n := range names {
@@ -471,9 +504,20 @@ func (c *config) hdr(name string, t uint16) dns.RR_Header {
 	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: c.ttl}
 }
 
+// recordsFailed turns m into the SERVFAIL answer for a query the
+// RecordSource could not answer, and counts it.
+func (s *Server) recordsFailed(m *dns.Msg, q dns.Question, err error) *dns.Msg {
+	s.stats.recordErrors.Add(1)
+	s.cfg.log.Warn("dns: record source failed; answered SERVFAIL", "name", q.Name, "type", dns.TypeToString[q.Qtype], "err", err)
+	m.Rcode = dns.RcodeServerFailure
+	m.Authoritative = false
+	m.Answer, m.Ns, m.Extra = nil, nil, nil
+	return m
+}
+
 // authoritative fills m with the answer for q in zone z. name is q.Name in
-// lower case.
-func (s *Server) authoritative(m *dns.Msg, z *zone, name string, q dns.Question) {
+// lower case. It returns the RecordSource's error, if any.
+func (s *Server) authoritative(ctx context.Context, m *dns.Msg, z *zone, name string, q dns.Question) error {
 	c := s.cfg
 	exists := name == z.apex
 	qt := q.Qtype
@@ -484,7 +528,7 @@ func (s *Server) authoritative(m *dns.Msg, z *zone, name string, q dns.Question)
 		if qt == dns.TypeNS || qt == dns.TypeANY {
 			m.Answer = append(m.Answer, z.ns)
 			if c.findZone(c.hostname) != nil {
-				m.Extra = append(m.Extra, c.addrRRs(c.hostname)...)
+				m.Extra = append(m.Extra, c.addrRRs(ctx, c.hostname)...)
 			}
 		}
 	}
@@ -495,7 +539,10 @@ func (s *Server) authoritative(m *dns.Msg, z *zone, name string, q dns.Question)
 		case partial:
 			exists = true // a zone cut or empty non-terminal above hosts
 		default:
-			names := c.records.LookupAddr(a)
+			names, err := c.records.LookupAddr(ctx, a)
+			if err != nil {
+				return err
+			}
 			exists = exists || len(names) > 0
 			if qt == dns.TypePTR || qt == dns.TypeANY {
 				for _, n := range names {
@@ -504,7 +551,10 @@ func (s *Server) authoritative(m *dns.Msg, z *zone, name string, q dns.Question)
 			}
 		}
 	} else {
-		addrs := c.records.LookupHost(name)
+		addrs, err := c.records.LookupHost(ctx, name)
+		if err != nil {
+			return err
+		}
 		exists = exists || len(addrs) > 0
 		for _, a := range addrs {
 			if a.Is4() && (qt == dns.TypeA || qt == dns.TypeANY) {
@@ -520,12 +570,15 @@ func (s *Server) authoritative(m *dns.Msg, z *zone, name string, q dns.Question)
 	if len(m.Answer) == 0 {
 		m.Ns = append(m.Ns, z.soa) // NXDOMAIN or NODATA: SOA for negative caching
 	}
+	return nil
 }
 
-// addrRRs returns the A/AAAA records of name (canonical), for glue.
-func (c *config) addrRRs(name string) []dns.RR {
+// addrRRs returns the A/AAAA records of name (canonical), for glue; none
+// when the RecordSource fails (glue is optional).
+func (c *config) addrRRs(ctx context.Context, name string) []dns.RR {
 	var out []dns.RR
-	for _, a := range c.records.LookupHost(name) {
+	addrs, _ := c.records.LookupHost(ctx, name)
+	for _, a := range addrs {
 		if a.Is4() {
 			out = append(out, &dns.A{Hdr: c.hdr(name, dns.TypeA), A: a.AsSlice()})
 		} else {
@@ -554,7 +607,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	s.stats.queries.Add(1)
-	resp, fwd := s.respond(req, udp)
+	resp, fwd := s.respond(context.Background(), req, udp)
 	var b []byte
 	if fwd != nil {
 		b = s.finishForward(context.Background(), fwd, nil)

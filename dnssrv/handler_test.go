@@ -36,7 +36,7 @@ func wire(t testing.TB, m *dns.Msg) []byte {
 func ask(t *testing.T, s *Server, from netip.Addr, m *dns.Msg) *dns.Msg {
 	t.Helper()
 	require.NoError(t, s.setup())
-	b, fwd := s.handlePacket(wire(t, m), nil, from, true)
+	b, fwd := s.handlePacket(context.Background(), wire(t, m), nil, from, true)
 	require.Nil(t, fwd)
 	if b == nil {
 		return nil
@@ -293,7 +293,7 @@ func BenchmarkHandlePacket(b *testing.B) {
 			out := make([]byte, 0, 4096)
 			b.ReportAllocs()
 			for b.Loop() {
-				if r, _ := s.handlePacket(in, out[:cap(out)], loopback, true); r == nil {
+				if r, _ := s.handlePacket(context.Background(), in, out[:cap(out)], loopback, true); r == nil {
 					b.Fatal("no answer")
 				}
 			}

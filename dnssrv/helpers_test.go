@@ -58,6 +58,7 @@ func start(t *testing.T, s *Server) netip.AddrPort {
 	ctx, cancel := context.WithCancel(context.Background())
 	pc, l, err := ListenUDPTCP(ctx, "127.0.0.1:0")
 	require.NoError(t, err)
+	t.Cleanup(func() { pc.Close(); l.Close() }) // after Serve returned: Serve leaves them open
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, pc, l) }()
 	t.Cleanup(func() {

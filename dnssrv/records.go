@@ -1,10 +1,12 @@
 package dnssrv
 
 import (
+	"context"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,16 +14,20 @@ import (
 // server asks: which addresses does a name have, and which names does an
 // address have. Names are fully qualified and lower case ("mp.lab.").
 // Implementations must be safe for concurrent use and should return quickly:
-// they are called on the query path.
+// they are called on the query path, with the context of the Serve call
+// (or of the query, when one is known), so a networked source can honour
+// its cancellation.
 //
 // A nil or empty result means "no such record". The server decides between
 // NXDOMAIN and NODATA from LookupHost: a name with any address (A or AAAA)
-// exists, so a query for the other type is answered NODATA.
+// exists, so a query for the other type is answered NODATA. An error
+// means "cannot tell": the server answers SERVFAIL (never NXDOMAIN, which
+// clients cache) and counts it in Stats.RecordErrors.
 type RecordSource interface {
 	// LookupHost returns the addresses (IPv4 and IPv6) of name.
-	LookupHost(name string) []netip.Addr
+	LookupHost(ctx context.Context, name string) ([]netip.Addr, error)
 	// LookupAddr returns the names of addr, for PTR answers.
-	LookupAddr(addr netip.Addr) []string
+	LookupAddr(ctx context.Context, addr netip.Addr) ([]string, error)
 }
 
 // RecordFuncs adapts two functions to a RecordSource, the way
@@ -29,24 +35,24 @@ type RecordSource interface {
 //
 //	dnssrv.RecordFuncs{Host: inv.AddrsOf, Addr: inv.NamesOf}
 type RecordFuncs struct {
-	Host func(name string) []netip.Addr
-	Addr func(addr netip.Addr) []string
+	Host func(ctx context.Context, name string) ([]netip.Addr, error)
+	Addr func(ctx context.Context, addr netip.Addr) ([]string, error)
 }
 
 // LookupHost implements RecordSource.
-func (f RecordFuncs) LookupHost(name string) []netip.Addr {
+func (f RecordFuncs) LookupHost(ctx context.Context, name string) ([]netip.Addr, error) {
 	if f.Host == nil {
-		return nil
+		return nil, nil
 	}
-	return f.Host(name)
+	return f.Host(ctx, name)
 }
 
 // LookupAddr implements RecordSource.
-func (f RecordFuncs) LookupAddr(addr netip.Addr) []string {
+func (f RecordFuncs) LookupAddr(ctx context.Context, addr netip.Addr) ([]string, error) {
 	if f.Addr == nil {
-		return nil
+		return nil, nil
 	}
-	return f.Addr(addr)
+	return f.Addr(ctx, addr)
 }
 
 // CanonicalName returns name lower-cased and fully qualified, the form
@@ -243,8 +249,12 @@ func (t *Table) purgeLocked() {
 	}
 }
 
-// LookupHost implements RecordSource.
-func (t *Table) LookupHost(name string) []netip.Addr {
+// LookupHost implements RecordSource; it never fails.
+func (t *Table) LookupHost(_ context.Context, name string) ([]netip.Addr, error) {
+	return t.lookupHost(name), nil
+}
+
+func (t *Table) lookupHost(name string) []netip.Addr {
 	name = CanonicalName(name)
 	now := t.clock()
 	t.mu.RLock()
@@ -265,8 +275,12 @@ func (t *Table) LookupHost(name string) []netip.Addr {
 	return out
 }
 
-// LookupAddr implements RecordSource.
-func (t *Table) LookupAddr(addr netip.Addr) []string {
+// LookupAddr implements RecordSource; it never fails.
+func (t *Table) LookupAddr(_ context.Context, addr netip.Addr) ([]string, error) {
+	return t.lookupAddr(addr), nil
+}
+
+func (t *Table) lookupAddr(addr netip.Addr) []string {
 	addr = addr.Unmap()
 	now := t.clock()
 	t.mu.RLock()
@@ -289,6 +303,8 @@ func (t *Table) LookupAddr(addr netip.Addr) []string {
 
 // Multi combines sources into one RecordSource: lookups ask every source in
 // order and return the union, without duplicates. Nil sources are skipped.
+// An error of any source is the lookup's error: a partial union would be
+// a wrong answer.
 func Multi(sources ...RecordSource) RecordSource { return multi(nonNil(sources)) }
 
 // nonNil returns sources without its nil entries.
@@ -304,55 +320,155 @@ func nonNil(sources []RecordSource) []RecordSource {
 
 type multi []RecordSource
 
-func (m multi) LookupHost(name string) []netip.Addr {
+func (m multi) LookupHost(ctx context.Context, name string) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, s := range m {
-		for _, a := range s.LookupHost(name) {
+		as, err := s.LookupHost(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range as {
 			if !slices.Contains(out, a) {
 				out = append(out, a)
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
-func (m multi) LookupAddr(addr netip.Addr) []string {
+func (m multi) LookupAddr(ctx context.Context, addr netip.Addr) ([]string, error) {
 	var out []string
 	for _, s := range m {
-		for _, n := range s.LookupAddr(addr) {
+		ns, err := s.LookupAddr(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range ns {
 			if !slices.Contains(out, n) {
 				out = append(out, n)
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // First combines sources by precedence: a lookup returns the answer of the
 // first source that has one. Use it so that names a DHCP client picks for
 // itself cannot shadow configured ones: with First(static, inventory,
 // leases), a client calling itself "deploy" does not add its address to
-// deploy.lab. Nil sources are skipped.
+// deploy.lab. Nil sources are skipped. A source that fails before one has
+// answered makes the lookup fail: asking the next one could let exactly
+// such a lower-precedence name through.
 func First(sources ...RecordSource) RecordSource { return first(nonNil(sources)) }
 
 type first []RecordSource
 
-func (f first) LookupHost(name string) []netip.Addr {
+func (f first) LookupHost(ctx context.Context, name string) ([]netip.Addr, error) {
 	for _, s := range f {
-		if as := s.LookupHost(name); len(as) > 0 {
-			return as
+		as, err := s.LookupHost(ctx, name)
+		if err != nil || len(as) > 0 {
+			return as, err
 		}
+	}
+	return nil, nil
+}
+
+func (f first) LookupAddr(ctx context.Context, addr netip.Addr) ([]string, error) {
+	for _, s := range f {
+		ns, err := s.LookupAddr(ctx, addr)
+		if err != nil || len(ns) > 0 {
+			return ns, err
+		}
+	}
+	return nil, nil
+}
+
+// Swap is a RecordSource whose underlying source is replaced whole, at
+// once, by Store: a server's inventory or configured records, rebuilt on a
+// reload while queries keep being answered from the old one until the new
+// one is in place. The zero value (and a Swap holding nil) finds nothing.
+// It is safe for concurrent use.
+type Swap struct{ p atomic.Pointer[swapped] }
+
+type swapped struct{ src RecordSource }
+
+// Store makes src the source of every lookup from now on (nil: none).
+func (s *Swap) Store(src RecordSource) { s.p.Store(&swapped{src}) }
+
+// Load returns the current source (nil when none was stored).
+func (s *Swap) Load() RecordSource {
+	if w := s.p.Load(); w != nil {
+		return w.src
 	}
 	return nil
 }
 
-func (f first) LookupAddr(addr netip.Addr) []string {
-	for _, s := range f {
-		if ns := s.LookupAddr(addr); len(ns) > 0 {
-			return ns
-		}
+// LookupHost implements RecordSource with the current source.
+func (s *Swap) LookupHost(ctx context.Context, name string) ([]netip.Addr, error) {
+	if src := s.Load(); src != nil {
+		return src.LookupHost(ctx, name)
 	}
-	return nil
+	return nil, nil
+}
+
+// LookupAddr implements RecordSource with the current source.
+func (s *Swap) LookupAddr(ctx context.Context, addr netip.Addr) ([]string, error) {
+	if src := s.Load(); src != nil {
+		return src.LookupAddr(ctx, addr)
+	}
+	return nil, nil
+}
+
+// LeaseNames keeps the names of DHCP clients in a Table while they hold
+// their leases: the records a lab serves from its leases, for any DHCP
+// server's hooks without this package knowing about DHCP. With dhcpsrv:
+//
+//	names := &dnssrv.LeaseNames{Zone: "lab."}
+//	dhcp := &dhcpsrv.Server{
+//		OnLease:   func(l dhcpsrv.Lease) { names.Bind(l.Hostname, l.IP, l.Expires) },
+//		OnRelease: func(l dhcpsrv.Lease) { names.Unbind(l.Hostname, l.IP) },
+//		…
+//	}
+//	dns := &dnssrv.Server{Zones: []string{"lab."}, Records: dnssrv.First(inventory, names), …}
+//
+// Put it after configured sources in First, so a client calling itself
+// "deploy" cannot take over deploy.lab. A LeaseNames is a RecordSource
+// (through its Table) and is safe for concurrent use; the zero Zone is
+// the root, which QualifyHost then only accepts single labels for.
+type LeaseNames struct {
+	// Zone is the zone client names are placed in, e.g. "lab.".
+	Zone string
+	// Table holds the names; records expire with their leases.
+	Table
+}
+
+// Bind records hostname (a client's option 12 or a reservation's name,
+// qualified in Zone by QualifyHost) → addr until expires, replacing the
+// name's earlier address. It reports the name, or false (and records
+// nothing) for a host name QualifyHost refuses: a client cannot place
+// names outside Zone.
+func (n *LeaseNames) Bind(hostname string, addr netip.Addr, expires time.Time) (string, bool) {
+	name, ok := QualifyHost(hostname, n.zone())
+	if !ok {
+		return "", false
+	}
+	n.SetExpiring(name, addr, expires)
+	return name, true
+}
+
+// Unbind removes hostname → addr (a lease released), leaving the name
+// alone if it has moved to another address meanwhile.
+func (n *LeaseNames) Unbind(hostname string, addr netip.Addr) {
+	if name, ok := QualifyHost(hostname, n.zone()); ok {
+		n.Remove(name, addr)
+	}
+}
+
+func (n *LeaseNames) zone() string {
+	if n.Zone == "" {
+		return "."
+	}
+	return n.Zone
 }
 
 // QualifyHost turns a hostname a DHCP client sent (option 12) into a name

@@ -1,6 +1,7 @@
 package dnssrv
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
@@ -25,30 +26,30 @@ func TestCanonicalName(t *testing.T) {
 
 func TestTableSetDeleteRemove(t *testing.T) {
 	var tab Table
-	assert.Nil(t, tab.LookupHost("mp.lab."))
+	assert.Nil(t, hosts(t, &tab, "mp.lab."))
 	tab.Set("MP.lab", ip50, ip6db, netip.Addr{})
-	assert.Equal(t, []netip.Addr{ip50, ip6db}, tab.LookupHost("mp.lab."))
-	assert.Equal(t, []string{"mp.lab."}, tab.LookupAddr(ip50))
-	assert.Equal(t, []string{"mp.lab."}, tab.LookupAddr(netip.AddrFrom16(ip50.As16())), "v4-mapped")
+	assert.Equal(t, []netip.Addr{ip50, ip6db}, hosts(t, &tab, "mp.lab."))
+	assert.Equal(t, []string{"mp.lab."}, names(t, &tab, ip50))
+	assert.Equal(t, []string{"mp.lab."}, names(t, &tab, netip.AddrFrom16(ip50.As16())), "v4-mapped")
 	tab.Set("alias.lab", ip50)
-	assert.ElementsMatch(t, []string{"mp.lab.", "alias.lab."}, tab.LookupAddr(ip50))
+	assert.ElementsMatch(t, []string{"mp.lab.", "alias.lab."}, names(t, &tab, ip50))
 
 	tab.Set("mp.lab", ip51) // replaces
-	assert.Equal(t, []netip.Addr{ip51}, tab.LookupHost("mp.lab."))
-	assert.Equal(t, []string{"alias.lab."}, tab.LookupAddr(ip50))
-	assert.Nil(t, tab.LookupAddr(ip6db))
+	assert.Equal(t, []netip.Addr{ip51}, hosts(t, &tab, "mp.lab."))
+	assert.Equal(t, []string{"alias.lab."}, names(t, &tab, ip50))
+	assert.Nil(t, names(t, &tab, ip6db))
 
 	tab.Add("mp.lab", ip6db, time.Time{})
-	assert.Equal(t, []netip.Addr{ip51, ip6db}, tab.LookupHost("mp.lab."))
+	assert.Equal(t, []netip.Addr{ip51, ip6db}, hosts(t, &tab, "mp.lab."))
 	tab.Remove("mp.lab", ip50) // not its address: no-op
-	assert.Len(t, tab.LookupHost("mp.lab."), 2)
+	assert.Len(t, hosts(t, &tab, "mp.lab."), 2)
 	tab.Remove("mp.lab", ip51)
-	assert.Equal(t, []netip.Addr{ip6db}, tab.LookupHost("mp.lab."))
+	assert.Equal(t, []netip.Addr{ip6db}, hosts(t, &tab, "mp.lab."))
 	assert.Equal(t, 2, tab.Len())
 
 	tab.Delete("alias.lab")
-	assert.Nil(t, tab.LookupHost("alias.lab."))
-	assert.Nil(t, tab.LookupAddr(ip50))
+	assert.Nil(t, hosts(t, &tab, "alias.lab."))
+	assert.Nil(t, names(t, &tab, ip50))
 	tab.Set("mp.lab") // no addresses deletes
 	assert.Zero(t, tab.Len())
 }
@@ -59,14 +60,14 @@ func TestTableExpiry(t *testing.T) {
 	tab.SetExpiring("a.lab", ip50, clock.Now().Add(time.Minute))
 	tab.SetExpiring("b.lab", ip51, clock.Now().Add(time.Hour))
 	tab.SetExpiring("c.lab", ip51, clock.Now().Add(-time.Second)) // already over
-	assert.Nil(t, tab.LookupHost("c.lab."))
-	assert.Equal(t, []string{"b.lab."}, tab.LookupAddr(ip51))
+	assert.Nil(t, hosts(t, tab, "c.lab."))
+	assert.Equal(t, []string{"b.lab."}, names(t, tab, ip51))
 	assert.Equal(t, 2, tab.Len())
 
 	clock.Advance(time.Minute)
-	assert.Nil(t, tab.LookupHost("a.lab."), "expired at exactly its expiry")
-	assert.Nil(t, tab.LookupAddr(ip50))
-	assert.Equal(t, []netip.Addr{ip51}, tab.LookupHost("b.lab."))
+	assert.Nil(t, hosts(t, tab, "a.lab."), "expired at exactly its expiry")
+	assert.Nil(t, names(t, tab, ip50))
+	assert.Equal(t, []netip.Addr{ip51}, hosts(t, tab, "b.lab."))
 	assert.Equal(t, 1, tab.Len())
 
 	// A write purges expired entries from memory.
@@ -81,7 +82,7 @@ func TestTableExpiry(t *testing.T) {
 	// Renewal moves the expiry.
 	tab.SetExpiring("b.lab", ip51, clock.Now().Add(2*time.Hour))
 	clock.Advance(90 * time.Minute)
-	assert.Equal(t, []netip.Addr{ip51}, tab.LookupHost("b.lab."))
+	assert.Equal(t, []netip.Addr{ip51}, hosts(t, tab, "b.lab."))
 }
 
 func TestMulti(t *testing.T) {
@@ -90,9 +91,9 @@ func TestMulti(t *testing.T) {
 	b.Set("mp.lab", ip50, ip6db)
 	b.Set("other.lab", ip50)
 	m := Multi(a, nil, b)
-	assert.Equal(t, []netip.Addr{ip50, ip6db}, m.LookupHost("mp.lab."))
-	assert.Equal(t, []string{"mp.lab.", "other.lab."}, m.LookupAddr(ip50))
-	assert.Nil(t, Multi().LookupHost("mp.lab."))
+	assert.Equal(t, []netip.Addr{ip50, ip6db}, hosts(t, m, "mp.lab."))
+	assert.Equal(t, []string{"mp.lab.", "other.lab."}, names(t, m, ip50))
+	assert.Nil(t, hosts(t, Multi(), "mp.lab."))
 }
 
 func TestReverseZones(t *testing.T) {
@@ -151,11 +152,11 @@ func TestFirst(t *testing.T) {
 	leases.Set("deploy.lab", ip51) // a DHCP client calling itself "deploy"
 	leases.Set("smpc.lab", ip50)
 	f := First(static, nil, leases)
-	assert.Equal(t, []netip.Addr{netip.MustParseAddr("172.22.10.2")}, f.LookupHost("deploy.lab."))
-	assert.Equal(t, []netip.Addr{ip50}, f.LookupHost("smpc.lab."))
-	assert.Equal(t, []string{"deploy.lab."}, f.LookupAddr(ip51), "reverse still comes from the lease")
-	assert.Nil(t, f.LookupHost("nosuch.lab."))
-	assert.Nil(t, First().LookupAddr(ip50))
+	assert.Equal(t, []netip.Addr{netip.MustParseAddr("172.22.10.2")}, hosts(t, f, "deploy.lab."))
+	assert.Equal(t, []netip.Addr{ip50}, hosts(t, f, "smpc.lab."))
+	assert.Equal(t, []string{"deploy.lab."}, names(t, f, ip51), "reverse still comes from the lease")
+	assert.Nil(t, hosts(t, f, "nosuch.lab."))
+	assert.Nil(t, names(t, First(), ip50))
 }
 
 func TestQualifyHost(t *testing.T) {
@@ -175,16 +176,32 @@ func TestQualifyHost(t *testing.T) {
 }
 
 func TestRecordFuncs(t *testing.T) {
-	src := RecordFuncs{Host: func(name string) []netip.Addr {
+	src := RecordFuncs{Host: func(_ context.Context, name string) ([]netip.Addr, error) {
 		if name == "mp.lab." {
-			return []netip.Addr{ip50}
+			return []netip.Addr{ip50}, nil
 		}
-		return nil
+		return nil, nil
 	}}
-	assert.Equal(t, []netip.Addr{ip50}, src.LookupHost("mp.lab."))
-	assert.Nil(t, src.LookupAddr(ip50), "nil Addr func finds nothing")
+	assert.Equal(t, []netip.Addr{ip50}, hosts(t, src, "mp.lab."))
+	assert.Nil(t, names(t, src, ip50), "nil Addr func finds nothing")
 	s := demoServer(Multi(src))
 	require.NoError(t, s.setup())
 	r := ask(t, s, loopback, query("MP.lab.", dns.TypeA))
 	require.Len(t, r.Answer, 1)
+}
+
+// hosts is src.LookupHost for a source that must not fail.
+func hosts(t *testing.T, src RecordSource, name string) []netip.Addr {
+	t.Helper()
+	as, err := src.LookupHost(context.Background(), name)
+	require.NoError(t, err)
+	return as
+}
+
+// names is src.LookupAddr for a source that must not fail.
+func names(t *testing.T, src RecordSource, addr netip.Addr) []string {
+	t.Helper()
+	ns, err := src.LookupAddr(context.Background(), addr)
+	require.NoError(t, err)
+	return ns
 }

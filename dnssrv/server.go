@@ -18,9 +18,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Defaults used when the corresponding Server field is zero.
+// Defaults: what the zero value of the Server field of the same name does.
 const (
-	// DefaultAddr is the listen address of ListenAndServe.
+	// DefaultAddr is the UDP and TCP address Listen and ListenAndServe
+	// use when Server.Addr is empty.
 	DefaultAddr = ":53"
 	// DefaultTTL is the TTL of authoritative answers and of negative answers.
 	DefaultTTL = 60 * time.Second
@@ -52,8 +53,8 @@ const (
 
 // Sentinel errors.
 var (
-	// ErrConfig wraps every configuration error returned by Serve and
-	// ListenAndServe.
+	// ErrConfig wraps every error [Server.Validate] reports (and so every
+	// configuration error Listen, Serve and ListenAndServe return).
 	ErrConfig = errors.New("dnssrv: invalid configuration")
 	// ErrNoListener is returned by Serve when given neither a PacketConn
 	// nor a Listener.
@@ -64,9 +65,15 @@ var (
 // (forward names from Records and the reverse zones of ReverseFor), a
 // forwarder with a cache for everything else.
 //
-// Configure the exported fields, then call ListenAndServe or Serve; do not
-// change them afterwards. A Server is also a dns.Handler (ServeDNS), so it can
-// be mounted in a github.com/miekg/dns server or wrapped in middleware.
+// Configure the exported fields, then call ListenAndServe, or Listen and
+// Serve; do not change them afterwards. A Server is also a dns.Handler
+// (ServeDNS), so it can be mounted in a github.com/miekg/dns server or
+// wrapped in middleware. It follows the metalboot server contract (see
+// the documentation of package github.com/metalboot/metalboot): Validate
+// reports every configuration mistake, Listen binds, Serve serves sockets
+// it does not close, the zero value of a field means its DefaultX, a nil
+// Logger discards. The zero Server is valid: it answers loopback clients
+// on DefaultAddr, knows no names and forwards nothing.
 //
 // # Amplification
 //
@@ -80,8 +87,9 @@ var (
 // TCP). Setting Allow to 0.0.0.0/0 and ::/0 makes it an open resolver: do that
 // only behind a firewall.
 type Server struct {
-	// Addr is the UDP and TCP address ListenAndServe listens on;
-	// "" means DefaultAddr.
+	// Addr is the UDP and TCP address Listen and ListenAndServe bind (the
+	// same port for both, also when its port is 0); "" means DefaultAddr.
+	// Serve ignores it.
 	Addr string
 	// Zones are the forward zones the server is authoritative for, e.g.
 	// "lab.". Names below them are answered from Records only, never
@@ -93,7 +101,8 @@ type Server struct {
 	// addresses are answered when Records knows the address, forwarded
 	// otherwise.
 	ReverseFor []netip.Prefix
-	// Records provides A, AAAA and PTR data; nil means none.
+	// Records provides A, AAAA and PTR data; nil means none. A lookup
+	// error is answered SERVFAIL (Stats.RecordErrors).
 	Records RecordSource
 	// Hostname is the server's own name, used as SOA MNAME and NS target;
 	// "" means "ns." plus the first zone (or "ns.lab." without zones). If
@@ -104,13 +113,16 @@ type Server struct {
 	// outside the zones, tried in order, over UDP with a retry over TCP when
 	// the answer is truncated. With none, such queries are REFUSED.
 	Upstreams []string
-	// Allow lists the client networks served; nil or empty means loopback
-	// plus ReverseFor. See the type documentation about amplification.
+	// Allow lists the client networks served; nil or empty means
+	// DefaultAllow(ReverseFor): loopback plus the lab subnets. See the type
+	// documentation about amplification.
 	Allow []netip.Prefix
 	// TTL of authoritative answers, and SOA minimum (negative caching TTL);
-	// 0 means DefaultTTL.
+	// 0 means DefaultTTL; negative is a configuration error.
 	TTL time.Duration
-	// UDPSize is the EDNS0 payload size advertised; 0 means DefaultUDPSize.
+	// UDPSize is the EDNS0 payload size advertised; 0 means
+	// DefaultUDPSize; anything outside 512 to 65535 is a configuration
+	// error.
 	UDPSize int
 	// RateLimit is the number of UDP responses per second per client
 	// network (/24, /56); 0 means DefaultRateLimit, negative disables it.
@@ -122,7 +134,7 @@ type Server struct {
 	// DefaultCacheSize, negative disables the cache.
 	CacheSize int
 	// UpstreamTimeout bounds one exchange with one upstream; 0 means
-	// DefaultUpstreamTimeout.
+	// DefaultUpstreamTimeout; negative is a configuration error.
 	UpstreamTimeout time.Duration
 	// TCPIdleTimeout closes a TCP connection with no query in flight after
 	// this long; a query must also arrive whole within it. 0 means
@@ -141,7 +153,7 @@ type Server struct {
 	// longest is closed. 0 means DefaultMaxTCPConnsPerClient; negative
 	// means no per-client bound (MaxTCPConns still applies).
 	MaxTCPConnsPerClient int
-	// Logger receives logs; nil discards them.
+	// Logger receives the server's log lines; nil discards them.
 	Logger *slog.Logger
 
 	once  sync.Once
@@ -150,7 +162,10 @@ type Server struct {
 	stats counters
 }
 
-// Stats are counters of a running Server, from Server.Stats.
+// Stats are counters of a running Server, from Server.Stats. Malformed,
+// SendErrors and RecordErrors mean what the same names mean in dhcpsrv and
+// tftpsrv (see the server contract in the documentation of package
+// github.com/metalboot/metalboot).
 type Stats struct {
 	// Queries counts well-formed queries received from allowed clients.
 	Queries uint64
@@ -181,11 +196,18 @@ type Stats struct {
 	// TCPRefused counts TCP connections closed at once because every
 	// connection that could make room had a query in flight.
 	TCPRefused uint64
+	// SendErrors counts answers the socket would not send.
+	SendErrors uint64
+	// RecordErrors counts queries answered SERVFAIL because the
+	// RecordSource failed: a name it could not look up is never
+	// answered NXDOMAIN.
+	RecordErrors uint64
 }
 
 type counters struct {
 	queries, answered, forwarded, cacheHits, refused, failed,
-	denied, rateLimited, malformed, tcpShed, tcpRefused atomic.Uint64
+	denied, rateLimited, malformed, tcpShed, tcpRefused,
+	sendErrors, recordErrors atomic.Uint64
 }
 
 // Stats returns a snapshot of the server's counters.
@@ -196,24 +218,45 @@ func (s *Server) Stats() Stats {
 		CacheHits: c.cacheHits.Load(), Refused: c.refused.Load(), Failed: c.failed.Load(),
 		Denied: c.denied.Load(), RateLimited: c.rateLimited.Load(), Malformed: c.malformed.Load(),
 		TCPShed: c.tcpShed.Load(), TCPRefused: c.tcpRefused.Load(),
+		SendErrors: c.sendErrors.Load(), RecordErrors: c.recordErrors.Load(),
 	}
 }
 
-// ListenAndServe listens on Addr over UDP and TCP (the same port, also when
-// Addr's port is 0) and serves until ctx ends; it then closes both and
-// returns nil.
-func (s *Server) ListenAndServe(ctx context.Context) error {
+// Validate reports every configuration mistake of s, each naming its
+// field, joined in one error (errors.Join) whose parts wrap [ErrConfig];
+// nil means the configuration is usable. It binds nothing. Listen, Serve
+// and ListenAndServe call it first and return its error.
+func (s *Server) Validate() error {
+	_, err := s.compile()
+	return err
+}
+
+// Listen validates the configuration and opens what Serve takes: a UDP
+// socket and a TCP listener on Addr (DefaultAddr when empty), the same
+// port for both. A bind error is returned here, before anything is
+// served, and nothing stays open. The caller owns both: Serve does not
+// close them.
+func (s *Server) Listen(ctx context.Context) (net.PacketConn, net.Listener, error) {
 	if err := s.setup(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	addr := s.Addr
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	pc, l, err := ListenUDPTCP(ctx, addr)
+	return ListenUDPTCP(ctx, addr)
+}
+
+// ListenAndServe is Listen then Serve: it serves until ctx ends, then
+// closes the socket and listener it opened and returns nil.
+// Configuration and bind errors are returned at once.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	pc, l, err := s.Listen(ctx)
 	if err != nil {
 		return err
 	}
+	defer pc.Close()
+	defer l.Close()
 	return s.Serve(ctx, pc, l)
 }
 
@@ -248,18 +291,19 @@ func ListenUDPTCP(ctx context.Context, addr string) (net.PacketConn, net.Listene
 	return nil, nil, fmt.Errorf("dnssrv: listen tcp %s: %w", addr, lastErr)
 }
 
-// Serve answers DNS queries arriving on pc (UDP) and l (TCP); either may be
-// nil, not both. It returns nil when ctx ends, after closing pc and l and
-// waiting for its goroutines; if reading either fails it stops both and
-// returns that error.
+// Serve answers DNS queries arriving on pc (UDP) and l (TCP), which the
+// caller opened (with Listen or otherwise); either may be nil, not both
+// (ErrNoListener). It returns nil when ctx ends, after waiting for its
+// goroutines, and never closes pc or l: reads are interrupted with
+// deadlines, which are cleared again before Serve returns. (A Listener
+// without a SetDeadline method, unlike *net.TCPListener, cannot be
+// interrupted: Serve then returns without waiting for its pending Accept,
+// which ends when the caller closes l.) The TCP connections Serve
+// accepted are its own and are closed. If reading either fails Serve stops
+// both and returns that error. It returns the configuration error of
+// Validate without serving.
 func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) error {
 	if err := s.setup(); err != nil {
-		if pc != nil {
-			pc.Close()
-		}
-		if l != nil {
-			l.Close()
-		}
 		return err
 	}
 	if pc == nil && l == nil {
@@ -283,12 +327,6 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 	case first = <-errs: // one side failed: stop the other
 	}
 	cancel()
-	if pc != nil {
-		pc.Close()
-	}
-	if l != nil {
-		l.Close()
-	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -302,7 +340,9 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 // serveUDP runs one reader per CPU on pc; authoritative and cached answers
 // are computed inline, upstream exchanges in their own goroutines.
 func (s *Server) serveUDP(ctx context.Context, pc net.PacketConn, wg *sync.WaitGroup) error {
-	defer context.AfterFunc(ctx, func() { pc.Close() })()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer interruptReads(ctx, pc.SetReadDeadline)()
 	n := runtime.GOMAXPROCS(0)
 	errs := make(chan error, n)
 	var readers sync.WaitGroup
@@ -311,14 +351,14 @@ func (s *Server) serveUDP(ctx context.Context, pc net.PacketConn, wg *sync.WaitG
 			err := s.udpReader(ctx, pc, wg)
 			errs <- err
 			if err != nil {
-				pc.Close() // stop the other readers too
+				stop() // stop the other readers too
 			}
 		})
 	}
 	readers.Wait()
 	close(errs)
 	for err := range errs {
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			return fmt.Errorf("dnssrv: udp: %w", err)
 		}
 	}
@@ -343,7 +383,7 @@ func (s *Server) udpReader(ctx context.Context, pc net.PacketConn, wg *sync.Wait
 			from = addrPortOf(a)
 		}
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if ctx.Err() != nil {
 				return nil
 			}
 			var ne net.Error
@@ -352,7 +392,7 @@ func (s *Server) udpReader(ctx context.Context, pc net.PacketConn, wg *sync.Wait
 			}
 			return err
 		}
-		resp, fwd := s.handlePacket(in[:n], out[:cap(out)], from.Addr(), true)
+		resp, fwd := s.handlePacket(ctx, in[:n], out[:cap(out)], from.Addr(), true)
 		if fwd != nil {
 			if !s.cfg.fwdSlots.TryAcquire() {
 				s.stats.failed.Add(1)
@@ -361,24 +401,56 @@ func (s *Server) udpReader(ctx context.Context, pc net.PacketConn, wg *sync.Wait
 			wg.Go(func() {
 				defer s.cfg.fwdSlots.Release()
 				if b := s.finishForward(ctx, fwd, nil); b != nil {
-					writeUDP(pc, udp, b, from)
+					s.writeUDP(pc, udp, b, from)
 				}
 			})
 			continue
 		}
 		if resp != nil {
-			writeUDP(pc, udp, resp, from)
+			s.writeUDP(pc, udp, resp, from)
 			out = resp[:0]
 		}
 	}
 }
 
-func writeUDP(pc net.PacketConn, udp *net.UDPConn, b []byte, to netip.AddrPort) {
-	if udp != nil {
-		udp.WriteToUDPAddrPort(b, to)
-		return
+// interruptReads makes reads on a socket return once ctx ends, by setting
+// a read deadline in the past with setDeadline. The function it returns
+// undoes that (clears the deadline, after the deadline was set if it is
+// being set), so the socket is left as the caller gave it.
+func interruptReads(ctx context.Context, setDeadline func(time.Time) error) (restore func()) {
+	var (
+		mu          sync.Mutex
+		fired, done bool
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			fired = true
+			_ = setDeadline(time.Unix(1, 0))
+		}
+	})
+	return func() {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		if fired {
+			_ = setDeadline(time.Time{})
+		}
 	}
-	pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
+}
+
+func (s *Server) writeUDP(pc net.PacketConn, udp *net.UDPConn, b []byte, to netip.AddrPort) {
+	var err error
+	if udp != nil {
+		_, err = udp.WriteToUDPAddrPort(b, to)
+	} else {
+		_, err = pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
+	}
+	if err != nil {
+		s.stats.sendErrors.Add(1)
+	}
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {
@@ -395,19 +467,55 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	}
 }
 
+// accepted is one result of Accept.
+type accepted struct {
+	c   net.Conn
+	err error
+}
+
 func (s *Server) serveTCP(ctx context.Context, l net.Listener, wg *sync.WaitGroup) error {
-	defer context.AfterFunc(ctx, func() { l.Close() })()
 	conns := newTCPConns(s.cfg.maxTCPConns, s.cfg.maxTCPPerClient)
 	stop := context.AfterFunc(ctx, conns.closeAll)
 	defer stop()
+	// Accept runs in a goroutine of its own, so Serve can return when ctx
+	// ends even for a Listener it cannot interrupt; with SetDeadline (a
+	// *net.TCPListener) it is interrupted and waited for.
+	accepts := make(chan accepted)
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		for {
+			c, err := l.Accept()
+			select {
+			case accepts <- accepted{c, err}:
+			case <-ctx.Done():
+				if c != nil {
+					c.Close()
+				}
+				return
+			}
+			if err != nil && !isTimeout(err) {
+				return
+			}
+		}
+	}()
+	if dl, ok := l.(interface{ SetDeadline(time.Time) error }); ok {
+		restore := interruptReads(ctx, dl.SetDeadline)
+		defer func() { <-acceptDone; restore() }()
+	}
 	for {
-		c, err := l.Accept()
+		var a accepted
+		select {
+		case <-ctx.Done():
+			return nil
+		case a = <-accepts:
+		}
+		c, err := a.c, a.err
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if isTimeout(err) {
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
@@ -439,6 +547,11 @@ func (s *Server) serveTCP(ctx context.Context, l net.Listener, wg *sync.WaitGrou
 	}
 }
 
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 func (s *Server) serveTCPConn(ctx context.Context, conns *tcpConns, tc *tcpConn) {
 	c, from, idle := tc.c, tc.from, s.cfg.tcpIdle
 	in := make([]byte, dns.MaxMsgSize)
@@ -455,7 +568,7 @@ func (s *Server) serveTCPConn(ctx context.Context, conns *tcpConns, tc *tcpConn)
 			return
 		}
 		conns.setBusy(tc, true, time.Time{})
-		resp, fwd := s.handlePacket(in[:n], out[:cap(out)], from, false)
+		resp, fwd := s.handlePacket(ctx, in[:n], out[:cap(out)], from, false)
 		if fwd != nil {
 			resp = s.finishForward(ctx, fwd, out[:cap(out)])
 		}
@@ -464,6 +577,7 @@ func (s *Server) serveTCPConn(ctx context.Context, conns *tcpConns, tc *tcpConn)
 			bufs := net.Buffers{hdr[:], resp}
 			c.SetWriteDeadline(time.Now().Add(idle))
 			if _, err := bufs.WriteTo(c); err != nil {
+				s.stats.sendErrors.Add(1)
 				return
 			}
 			if cap(resp) > cap(out) {

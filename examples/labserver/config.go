@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/metalboot/metalboot/dhcpsrv"
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
@@ -388,12 +389,8 @@ func (c *Config) resolveDHCP() (*dhcpSettings, error) {
 		}
 		d.Reservations[m] = r
 	}
-	for k := range in.BootFiles {
-		switch k {
-		case "bios", "efi64", "arm64", "http":
-		default:
-			return nil, c.errorf("dhcp.boot_files", "%q: keys are bios, efi64, arm64, http", k)
-		}
+	if _, err := dhcpsrv.BootFilesByName(in.BootFiles); err != nil {
+		return nil, c.errorf("dhcp.boot_files", "%v", err)
 	}
 	return d, nil
 }

@@ -43,8 +43,8 @@ type lab struct {
 	metrics  *metrics
 	demo     bool
 
-	dnsStatic swapSource    // inventory hosts + config records, replaced on reload
-	dnsLeases *dnssrv.Table // DHCP clients, expiring with their leases
+	dnsStatic dnssrv.Swap        // inventory hosts + config records, replaced on reload
+	dnsLeases *dnssrv.LeaseNames // DHCP clients, expiring with their leases
 
 	ignition *ignition.Handler
 
@@ -59,7 +59,7 @@ type lab struct {
 
 func newLab(s *settings, log *slog.Logger) (*lab, error) {
 	l := &lab{s: s, log: log, timeline: newTimeline(), metrics: newMetrics(),
-		dnsLeases: &dnssrv.Table{}, addrs: map[string]string{}}
+		dnsLeases: &dnssrv.LeaseNames{Zone: s.Domain}, addrs: map[string]string{}}
 	var data fs.FS
 	if s.Data == "" {
 		data, l.demo = demo.FS(), true
@@ -128,7 +128,7 @@ func (l *lab) refreshInventory() {
 			l.log.Warn("inventory and DHCP disagree", "problem", w)
 		}
 	}
-	l.dnsStatic.p.Store(t)
+	l.dnsStatic.Store(t)
 }
 
 // checkAgainstDHCP says, for each inventory host whose "ip" DHCP cannot
@@ -156,13 +156,6 @@ func (l *lab) checkAgainstDHCP(hosts []profile.Host) []string {
 	}
 	return out
 }
-
-// swapSource is a dnssrv.RecordSource whose table is replaced whole when
-// the inventory is reloaded.
-type swapSource struct{ p atomic.Pointer[dnssrv.Table] }
-
-func (s *swapSource) LookupHost(name string) []netip.Addr { return s.p.Load().LookupHost(name) }
-func (s *swapSource) LookupAddr(a netip.Addr) []string    { return s.p.Load().LookupAddr(a) }
 
 func (l *lab) fqdn(name string) string {
 	name = strings.TrimSuffix(strings.ToLower(name), ".")

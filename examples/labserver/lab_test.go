@@ -490,7 +490,9 @@ func TestInventoryCheckedAgainstDHCP(t *testing.T) {
 		"ip 172.22.10.54 of 00:30:48:fb:e2:44 is outside dhcp.subnet"} {
 		assert.Contains(t, logs.String(), want)
 	}
-	assert.Equal(t, []netip.Addr{netip.MustParseAddr("10.99.0.10")}, l.dnsStatic.LookupHost("switch1.lab."))
+	addrs, err := l.dnsStatic.LookupHost(context.Background(), "switch1.lab.")
+	require.NoError(t, err)
+	assert.Equal(t, []netip.Addr{netip.MustParseAddr("10.99.0.10")}, addrs)
 }
 
 // TestCorruptLeaseJournal: labserver refuses to start on a corrupt lease

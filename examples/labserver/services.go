@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/netip"
 	"slices"
 	"testing/fstest"
@@ -30,18 +29,22 @@ func (l *lab) startTFTP(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("first stage: %w", err)
 	}
-	pc, err := net.ListenPacket("udp", l.s.TFTP)
-	if err != nil {
-		return err
-	}
-	l.setAddr("tftp", pc.LocalAddr().String())
 	srv := &tftpsrv.Server{
+		Addr:       l.s.TFTP,
 		FS:         root,
 		Handler:    first,
 		Logger:     l.log.With("component", "tftp"),
 		OnTransfer: l.onTransfer,
 	}
-	l.serve("tftp", func() error { return srv.Serve(ctx, pc) })
+	pc, err := srv.Listen(ctx) // bind errors stop the start
+	if err != nil {
+		return err
+	}
+	l.setAddr("tftp", pc.LocalAddr().String())
+	l.serve("tftp", func() error {
+		defer pc.Close()
+		return srv.Serve(ctx, pc)
+	})
 	return nil
 }
 
@@ -61,11 +64,6 @@ func (l *lab) onTransfer(t tftpsrv.Transfer) {
 // startDNS serves the lab zone from the inventory, config records and DHCP
 // leases, and forwards the rest to the configured upstreams.
 func (l *lab) startDNS(ctx context.Context) error {
-	pc, ln, err := dnssrv.ListenUDPTCP(ctx, l.s.DNS)
-	if err != nil {
-		return err
-	}
-	l.setAddr("dns", pc.LocalAddr().String())
 	var reverse []netip.Prefix
 	if l.demo {
 		reverse = append(reverse, netip.MustParsePrefix("172.22.10.0/24"))
@@ -81,11 +79,8 @@ func (l *lab) startDNS(ctx context.Context) error {
 			}
 		}
 	}
-	allow := l.s.DNSAllow
-	if len(allow) == 0 {
-		allow = append([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, reverse...)
-	}
 	srv := &dnssrv.Server{
+		Addr:       l.s.DNS,
 		Zones:      []string{l.s.Domain + "."},
 		ReverseFor: reverse,
 		// Inventory and config names first: a DHCP client calling itself
@@ -93,10 +88,19 @@ func (l *lab) startDNS(ctx context.Context) error {
 		Records:   dnssrv.First(&l.dnsStatic, l.dnsLeases),
 		Hostname:  l.serverName(),
 		Upstreams: l.s.Upstreams,
-		Allow:     allow,
+		Allow:     l.s.DNSAllow, // empty: dnssrv.DefaultAllow(reverse), loopback and the lab
 		Logger:    l.log.With("component", "dns"),
 	}
-	l.serve("dns", func() error { return srv.Serve(ctx, pc, ln) })
+	pc, ln, err := srv.Listen(ctx) // configuration and bind errors stop the start
+	if err != nil {
+		return err
+	}
+	l.setAddr("dns", pc.LocalAddr().String())
+	l.serve("dns", func() error {
+		defer pc.Close()
+		defer ln.Close()
+		return srv.Serve(ctx, pc, ln)
+	})
 	return nil
 }
 

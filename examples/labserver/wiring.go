@@ -11,7 +11,6 @@ import (
 
 	"github.com/metalboot/metalboot/dhcpsrv"
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
-	"github.com/metalboot/metalboot/dnssrv"
 	"github.com/metalboot/metalboot/grubcfg"
 	"github.com/metalboot/metalboot/ignition"
 	"github.com/metalboot/metalboot/profile"
@@ -186,21 +185,9 @@ func (l *lab) startDHCP(ctx context.Context) error {
 			}
 		}
 	}
-	files := map[dhcpsrv.Arch]string{}
-	for k, v := range dhcpsrv.DefaultBootFiles {
-		files[k] = v
-	}
-	for k, v := range d.BootFiles {
-		switch k {
-		case "bios":
-			files[dhcpsrv.ArchBIOS] = v
-		case "efi64":
-			files[dhcpsrv.ArchEFIx64], files[dhcpsrv.ArchEFIBC] = v, v
-		case "arm64":
-			files[dhcpsrv.ArchEFIARM64] = v
-		case "http":
-			files[dhcpsrv.ArchEFIx64HTTP] = v
-		}
+	files, err := dhcpsrv.BootFilesByName(d.BootFiles)
+	if err != nil {
+		return fmt.Errorf("boot_files: %w", err)
 	}
 	srv := &dhcpsrv.Server{
 		Interface:    d.Interface,
@@ -216,32 +203,26 @@ func (l *lab) startDHCP(ctx context.Context) error {
 		},
 		OnLease: func(le dhcpsrv.Lease) {
 			l.event(le.MAC, le.IP, stageLease, fmt.Sprintf("%s until %s", le.IP, le.Expires.Format(time.TimeOnly)))
-			if name, ok := dnssrv.QualifyHost(le.Hostname, l.s.Domain); ok {
-				l.dnsLeases.SetExpiring(name, le.IP, le.Expires)
-			}
+			l.dnsLeases.Bind(le.Hostname, le.IP, le.Expires)
 		},
-		OnRelease: func(le dhcpsrv.Lease) {
-			if name, ok := dnssrv.QualifyHost(le.Hostname, l.s.Domain); ok {
-				l.dnsLeases.Remove(name, le.IP)
-			}
-		},
+		OnRelease: func(le dhcpsrv.Lease) { l.dnsLeases.Unbind(le.Hostname, le.IP) },
+	}
+	// Fail fast on configuration and bind errors (wrong interface, port
+	// in use): Listen reports them before anything is served.
+	conns, err := srv.Listen(ctx)
+	if err != nil {
+		return err
 	}
 	l.dhcp.Store(srv)
 	l.setAddr("dhcp", d.Interface)
-	errc := make(chan error, 1)
 	l.serve("dhcp", func() error {
-		err := srv.ListenAndServe(ctx)
-		errc <- err
-		return err
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		return srv.Serve(ctx, conns...)
 	})
-	// Fail fast on bind errors (wrong interface, port in use).
-	select {
-	case err := <-errc:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-	case <-time.After(300 * time.Millisecond):
-	}
 	return nil
 }
 

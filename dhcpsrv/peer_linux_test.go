@@ -567,3 +567,33 @@ func TestListenThenServe(t *testing.T) {
 	}))
 	require.NoError(t, conns[0].Close())
 }
+
+// The same attack with real programs: perfdhcp DISCOVERs from 40 MACs and
+// never REQUESTs (-i), so offers hold the whole 10-address pool; busybox
+// udhcpc on another machine of the link still gets an address at once.
+func TestOfferFloodWithPerfdhcp(t *testing.T) {
+	netns.Need(t, "perfdhcp", "busybox")
+	l := newLab(t)
+	s := labServer(func(s *dhcpsrv.Server) {
+		s.Subnets[0].Ranges = []dhcpsrv.Range{{From: netip.MustParseAddr("10.99.0.100"), To: netip.MustParseAddr("10.99.0.109")}}
+	})
+	l.serve(s)
+	relay := l.client("", "10.99.0.2/24")
+	pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// perfdhcp exits with status 3 when requests went unanswered: expected.
+	out, _ := relay.Command(pctx, "perfdhcp", "-4", "-l", "eth0", "-i", "-r", "100", "-R", "40", "-p", "2", "-W", "500000", "10.99.0.1").CombinedOutput()
+	require.Contains(t, string(out), "DISCOVER-OFFER", "perfdhcp did not run: %s", out)
+	st := s.Stats()
+	require.GreaterOrEqual(t, st.Offers, uint64(10), "the flood got the whole pool offered: %+v", st)
+	require.Zero(t, st.Acks, "perfdhcp -i never REQUESTs")
+	t.Logf("after the flood: %+v", st)
+
+	env := udhcpc(t, l.client("52:54:00:aa:00:0b", ""))
+	ip := netip.MustParseAddr(env["ip"])
+	assert.True(t, s.Subnets[0].Ranges[0].From.Compare(ip) <= 0 && ip.Compare(s.Subnets[0].Ranges[0].To) <= 0, ip)
+	lease, ok, _ := s.Lease(context.Background(), hwaddr.MustParse("52:54:00:aa:00:0b"))
+	require.True(t, ok)
+	assert.Equal(t, ip, lease.IP)
+	assert.Positive(t, s.Stats().OffersReclaimed)
+}
