@@ -93,13 +93,14 @@ type Server struct {
 	Addr string
 	// Zones are the forward zones the server is authoritative for, e.g.
 	// "lab.". Names below them are answered from Records only, never
-	// forwarded: a name Records does not know is NXDOMAIN.
+	// forwarded: a name Records does not know is NXDOMAIN. Empty: no
+	// forward zone.
 	Zones []string
 	// ReverseFor lists the lab subnets: the server is authoritative for
 	// their in-addr.arpa / ip6.arpa zones (rounded to whole octets or
 	// nibbles, split into several zones when needed). PTR queries for other
 	// addresses are answered when Records knows the address, forwarded
-	// otherwise.
+	// otherwise. Empty: no reverse zone.
 	ReverseFor []netip.Prefix
 	// Records provides A, AAAA and PTR data; nil means none. A lookup
 	// error is answered SERVFAIL (Stats.RecordErrors).

@@ -195,16 +195,17 @@ type Server struct {
 	// FS is the served tree. Use DirFS for a directory on disk: it never
 	// follows a symbolic link out of the directory. Other file systems that
 	// implement fs.ReadLinkFS (os.DirFS, fstest.MapFS) are checked link by
-	// link before a file is opened.
+	// link before a file is opened. Nil: no files (only Handler answers).
 	FS fs.FS
 	// Handler, if set, is asked first for every request; see Handler.
+	// Nil: every request goes to FS.
 	Handler Handler
 	// Logger receives one line per refused request and per failed transfer
 	// (Warn), and per completed transfer (Debug). Nil discards them.
 	Logger *slog.Logger
-	// OnTransfer, if set, is called once per read request when it ends.
-	// It runs on the transfer's goroutine (for a request refused as busy,
-	// on the listening loop) and must not block for long.
+	// OnTransfer, if set (nil: none), is called once per read request
+	// when it ends. It runs on the transfer's goroutine (for a request
+	// refused as busy, on the listening loop) and must not block for long.
 	OnTransfer func(Transfer)
 	// Timeout is how long the server waits for an acknowledgement before
 	// retransmitting, unless the client negotiates the RFC 2349 "timeout"
