@@ -21,10 +21,14 @@ import (
 //     (hostname, a label…) cannot be encoded for the kernel command line
 //     (white space, '"', control characters: it would add a kernel
 //     parameter; see profile.Machine.Render);
-//   - 404 with a reason: no group matches, or the matched profile has no
-//     kernel to boot (e.g. an "installed" profile);
-//   - 500 "cannot render…": the profile's kernel or initrd location cannot
-//     be loaded by GRUB or its template fails; the detail goes to Logger;
+//   - 404 with a reason: no group matches, the matched profile has no
+//     kernel to boot (e.g. an "installed" profile), or GRUB cannot boot
+//     it: a kernel or initrd location GRUB cannot load (https, a relative
+//     path) or an initrd entry it has no form for. Check reports such
+//     profiles when the inventory loads, so this is never a surprise at
+//     boot;
+//   - 500 "cannot render…": anything else (the profile's templates are
+//     checked when the inventory loads); the detail goes to Logger;
 //   - 200: the configuration, from Render, or from RenderLocal when
 //     LocalBoot says the machine is installed.
 //
@@ -147,6 +151,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, ErrNoKernel) {
 			profile.Error(w, http.StatusNotFound, "no network boot for "+describe(m)+": the profile has no boot.kernel")
+			return
+		}
+		if errors.Is(err, ErrBadPath) || errors.Is(err, ErrUnsupportedURL) || errors.Is(err, profile.ErrBadInitrd) {
+			h.logger().Warn("grub config not served: GRUB cannot boot the profile", "machine", describe(m), "err", err)
+			profile.Error(w, http.StatusNotFound, "no GRUB boot for "+describe(m)+": "+err.Error())
 			return
 		}
 		var ve *profile.ValueError

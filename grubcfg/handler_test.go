@@ -122,8 +122,9 @@ func TestHandlerBadInput(t *testing.T) {
 	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
 }
 
-// TestHandlerRenderError: a profile GRUB cannot load (https kernel) is a
-// server-side problem: 500 with a short reason, the detail in the log.
+// TestHandlerRenderError: a profile GRUB cannot load (https kernel) is
+// found by Check when the inventory loads; at boot the machine gets 404
+// with the reason (there is no GRUB boot for it), never a 500.
 func TestHandlerRenderError(t *testing.T) {
 	inv, err := profile.New(profile.Data{
 		Profiles: []profile.Profile{{ID: "p", Boot: profile.Boot{Kernel: "https://x/k"}}},
@@ -132,11 +133,16 @@ func TestHandlerRenderError(t *testing.T) {
 	require.NoError(t, err)
 	var log bytes.Buffer
 	h := &Handler{Resolver: &profile.Resolver{Store: inv}, Logger: slog.New(slog.NewTextHandler(&log, nil))}
+	problems := Check(inv)
+	require.Len(t, problems, 1)
+	assert.ErrorIs(t, problems[0], ErrUnsupportedURL)
+	assert.Contains(t, problems[0].Error(), `profile "p" (group "g") cannot be booted with GRUB`)
 	rec := get(t, h, "mac=52:54:00:00:00:01")
-	assert.Equal(t, http.StatusInternalServerError, rec.Code)
-	assert.Contains(t, rec.Body.String(), "cannot render")
-	assert.NotContains(t, rec.Body.String(), "https://x/k", "detail only in the log")
+	assert.Equal(t, http.StatusNotFound, rec.Code)
+	assert.Contains(t, rec.Body.String(), "no GRUB boot for machine 52:54:00:00:00:01")
+	assert.Contains(t, rec.Body.String(), "no TLS")
 	assert.Contains(t, log.String(), "no TLS")
+	assert.NotContains(t, log.String(), "level=ERROR", "not a server error")
 
 	rec = get(t, &Handler{}, "mac=52:54:00:00:00:01")
 	assert.Equal(t, http.StatusInternalServerError, rec.Code, "a Handler without Resolver is a programming error")

@@ -93,10 +93,15 @@ func validDevice(s string) bool {
 // one for BIOS, the default chosen by $grub_platform when GRUB runs. Each
 // loads the profile's kernel with the kernel arguments rendered on the
 // server (profile.Machine.RenderBoot) and its initrds. Kernel and initrd
-// locations go through FilePath; every value through Quote. It returns an
-// error wrapping ErrNoKernel when the profile has no kernel, ErrBadPath or
-// ErrUnsupportedURL for a location GRUB cannot load, ErrBadOption for bad
-// opts, or a template error from the profile; nothing is written then.
+// locations go through FilePath; every value through Quote. An initrd
+// entry in iPXE's form "--name NAME LOCATION" (matchbox's Fedora CoreOS
+// profiles) loads LOCATION, and "initrd=NAME" kernel arguments are left
+// out: GRUB hands the initrds to the kernel itself (see dropInitrdArgs).
+// It returns an error wrapping ErrNoKernel when the profile has no
+// kernel, ErrBadPath or ErrUnsupportedURL for a location GRUB cannot
+// load, profile.ErrBadInitrd for an initrd entry it cannot read,
+// ErrBadOption for bad opts, or a template error from the profile;
+// nothing is written then.
 func Render(w io.Writer, m *profile.Machine, opts Options) error {
 	b, err := AppendConfig(nil, m, opts)
 	if err != nil {
@@ -133,12 +138,17 @@ func AppendConfig(dst []byte, m *profile.Machine, opts Options) ([]byte, error) 
 		initrds = make([]string, 0, len(boot.Initrd))
 	}
 	for _, s := range boot.Initrd {
-		f, err := FilePath(s)
+		in, err := profile.ParseInitrd(s)
+		if err != nil {
+			return dst, fmt.Errorf("profile %q: initrd: %w", m.Profile.ID, err)
+		}
+		f, err := FilePath(in.Path)
 		if err != nil {
 			return dst, fmt.Errorf("profile %q: initrd: %w", m.Profile.ID, err)
 		}
 		initrds = append(initrds, f)
 	}
+	boot.Args = dropInitrdArgs(boot.Args)
 	title := m.Profile.Name
 	if title == "" {
 		title = m.Profile.ID
@@ -178,6 +188,28 @@ func AppendConfig(dst []byte, m *profile.Machine, opts Options) ([]byte, error) 
 		b = append(b, "}\n"...)
 	}
 	return b, nil
+}
+
+// dropInitrdArgs removes "initrd=NAME" kernel arguments (matchbox's
+// Flatcar and Fedora CoreOS profiles carry them for iPXE under UEFI):
+// GRUB loads the initrds itself and hands them to the kernel, by the EFI
+// handover protocol or the boot parameters, never as files the EFI stub
+// could open by name. Left in, the argument makes a kernel started
+// through its PE entry point (as GRUB 2.12 may do) look for a file
+// "NAME" on GRUB's device and fail.
+func dropInitrdArgs(args []string) []string {
+	for i, a := range args {
+		if _, ok := profile.InitrdArg(a); ok {
+			out := append([]string(nil), args[:i]...)
+			for _, a := range args[i+1:] {
+				if _, ok := profile.InitrdArg(a); !ok {
+					out = append(out, a)
+				}
+			}
+			return out
+		}
+	}
+	return args
 }
 
 // RenderLocal writes a configuration that boots m from its local disk, for

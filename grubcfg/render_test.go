@@ -199,7 +199,7 @@ func TestRenderHostileProfile(t *testing.T) {
 	inv, err := profile.New(profile.Data{
 		Profiles: []profile.Profile{{ID: "evil", Name: "evil'; reboot; '", Boot: profile.Boot{
 			Kernel: "http://10.0.0.1:8080/k';reboot;'",
-			Initrd: []string{"/i\n reboot", "/j"},
+			Initrd: []string{"/i';reboot;'$x", "--name main /j"},
 			Args:   hostile,
 		}}},
 		Groups: []profile.Group{{ID: "g", Profile: "evil"}},
@@ -218,7 +218,7 @@ func TestRenderHostileProfile(t *testing.T) {
 			assert.Equal(t, append([]string{"linux", "(http,10.0.0.1:8080)/k';reboot;'"}, hostile...), c)
 		}
 		if c[0] == "initrd" {
-			assert.Equal(t, []string{"initrd", "/i\n reboot", "/j"}, c)
+			assert.Equal(t, []string{"initrd", "/i';reboot;'$x", "/j"}, c)
 		}
 	}
 	assert.NotContains(t, names, "reboot")

@@ -258,6 +258,11 @@ func (b *builder) addProfile(p *Profile) {
 		}
 	}
 	for _, s := range p.Boot.strings() {
+		for _, v := range bootVar.FindAllString(s, -1) {
+			if _, known := bootVars[strings.Trim(v, "${}")]; !known && strings.HasPrefix(v, "${") {
+				b.warn(p.Source, "profile %q: %s is not a variable metalboot renders: iPXE expands it on the machine, GRUB gets it as written", p.ID, v)
+			}
+		}
 		bt, err := inv.compile(s, func(v string) {
 			b.warn(p.Source, "boot-loader variable %s is rendered by the server from the matched machine", v)
 		})
@@ -380,22 +385,88 @@ func union(a, b map[string]string) map[string]string {
 // checkRender renders every group's profile once against a sample machine,
 // so a template that refers to a missing metadata key fails at load time,
 // not when the machine boots.
+//
+// Each rendered initrd entry must parse (ParseInitrd: a location, or
+// iPXE's "--name NAME location"); an "initrd=NAME" kernel argument that
+// names none of the profile's initrds is a warning (a boot loader that
+// hands initrds to the kernel by name could not honour it).
 func (b *builder) checkRender() {
+	warned := map[string]bool{}
 	for _, g := range b.inv.groups {
 		p := b.inv.profiles[g.Profile]
-		m := &Machine{
-			MAC:      hwaddr.MAC{0x02, 0, 0, 0, 0, 1},
-			Attrs:    maps.Clone(g.Selector),
-			Group:    g,
-			Profile:  p,
-			BaseURL:  "http://metalboot.invalid",
-			inv:      b.inv,
-			Hostname: "sample",
-		}
-		if _, err := m.RenderBoot(); err != nil {
+		boot, err := b.inv.SampleMachine(g).RenderBoot()
+		if err != nil {
 			b.errorf(g.Source, g.ID, "group %q with profile %q: %v", g.ID, p.ID, err)
+			continue
+		}
+		names := map[string]bool{}
+		for _, s := range boot.Initrd {
+			in, err := ParseInitrd(s)
+			if err != nil {
+				b.errorf(p.Source, p.ID, "profile %q (group %q): initrd: %v", p.ID, g.ID, err)
+				continue
+			}
+			names[strings.ToLower(in.FileName())] = true
+		}
+		for _, a := range boot.Args {
+			if name, ok := InitrdArg(a); ok && !names[strings.ToLower(name)] && !warned[p.ID+"\x00"+a] {
+				warned[p.ID+"\x00"+a] = true
+				b.warn(p.Source, "profile %q: kernel argument %q names no initrd of the profile (its initrds are named %s): metalboot renders initrd= for each loader itself, so this argument is dropped", p.ID, a, describeNames(names))
+			}
 		}
 	}
+}
+
+func describeNames(names map[string]bool) string {
+	if len(names) == 0 {
+		return "nothing: it has none"
+	}
+	return strings.Join(slices.Sorted(maps.Keys(names)), ", ")
+}
+
+// SampleHostname is the hostname of a SampleMachine whose group names
+// none.
+const SampleHostname = "sample"
+
+// SampleMAC is the MAC of a SampleMachine whose group's selector names
+// none.
+var SampleMAC = hwaddr.MAC{0x02, 0, 0, 0, 0, 1}
+
+// SampleMachine returns a machine group g of this inventory could match,
+// for renderers that check at load time that every group's profile
+// renders (New does for templates; grubcfg and its ipxe package for
+// what each boot loader can load): the selector's attributes, its MAC or
+// SampleMAC, the group's "hostname" metadata or SampleHostname, BaseURL
+// "http://metalboot.invalid". g must be one of the inventory's groups.
+func (inv *Inventory) SampleMachine(g *Group) *Machine {
+	m := &Machine{
+		MAC:      SampleMAC,
+		Attrs:    maps.Clone(g.Selector),
+		Group:    g,
+		Profile:  inv.profiles[g.Profile],
+		BaseURL:  "http://metalboot.invalid",
+		inv:      inv,
+		Hostname: SampleHostname,
+	}
+	if m.Attrs == nil {
+		m.Attrs = map[string]string{}
+	}
+	if s, ok := g.Selector[KeyMAC]; ok {
+		if mac, err := hwaddr.Parse(s); err == nil {
+			m.MAC = mac
+		}
+	}
+	m.Attrs[KeyMAC] = m.MAC.String()
+	if s, ok := g.Selector[KeyUUID]; ok {
+		m.UUID = s
+	}
+	if s, ok := g.Metadata["hostname"].(string); ok && s != "" {
+		m.Hostname = s
+	}
+	if s, ok := g.Selector[KeyHostname]; ok {
+		m.Hostname = s
+	}
+	return m
 }
 
 func (b *builder) collectHosts() {

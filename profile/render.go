@@ -112,12 +112,36 @@ func (m *Machine) Render(s string) (string, error) {
 // RenderBoot renders the profile's kernel, initrds and args (see Render);
 // arguments that render empty are dropped.
 func (m *Machine) RenderBoot() (Boot, error) {
+	return m.RenderBootFor(Format{})
+}
+
+// Format is what rendered profile strings end up in besides the kernel
+// command line, for a renderer whose syntax gives some bytes a meaning
+// the kernel's check does not cover (iPXE expands "${…}" in every word,
+// with no escape). The zero Format adds nothing.
+type Format struct {
+	// Name names the format in a ValueError, e.g. "iPXE script".
+	Name string
+	// Reason, when set, returns why a value from the network cannot be
+	// carried in the format, or "" when it can. It is asked after the
+	// kernel command line's check, for every value a string places.
+	Reason func(value string) string
+}
+
+// RenderBootFor is RenderBoot for a boot loader whose syntax refuses more
+// than the kernel command line does: every value from the network must
+// also pass f.Reason, or the render fails with a *ValueError naming
+// f.Name.
+func (m *Machine) RenderBootFor(f Format) (Boot, error) {
 	var out Boot
 	if m.Profile == nil {
 		return out, nil
 	}
 	in := m.Profile.Boot
 	r := m.renderer(in.strings()...)
+	if f.Reason != nil {
+		r.format = &f
+	}
 	var err error
 	if out.Kernel, err = r.render(in.Kernel); err != nil {
 		return Boot{}, err
@@ -158,6 +182,7 @@ type bootRenderer struct {
 	prefix  string
 	scalars [6]placed // MAC … IP, by their index in rootNames
 	labels  []placed
+	format  *Format // an extra check for every value, or nil
 }
 
 // placed is a value a placeholder stands for.
@@ -265,17 +290,31 @@ func checkKernel(field, v string) error {
 	return nil
 }
 
+// check runs the kernel command line's check on a value, then the
+// format's.
+func (r *bootRenderer) check(field, v string) error {
+	if err := checkKernel(field, v); err != nil {
+		return err
+	}
+	if r.format != nil {
+		if reason := r.format.Reason(v); reason != "" {
+			return &ValueError{Field: field, Value: v, Format: r.format.Name, Reason: reason}
+		}
+	}
+	return nil
+}
+
 // strict checks every value of a root that a string uses in logic.
 func (r *bootRenderer) strict(root string) error {
 	if root == "Labels" {
 		for _, k := range slices.Sorted(maps.Keys(r.data.Labels)) {
-			if err := checkKernel("Labels."+k, r.data.Labels[k]); err != nil {
+			if err := r.check("Labels."+k, r.data.Labels[k]); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return checkKernel(root, *r.data.field(root))
+	return r.check(root, *r.data.field(root))
 }
 
 // field returns the scalar field of d with that name.
@@ -372,7 +411,7 @@ func (r *bootRenderer) substitute(out string) (string, string, error) {
 			out = rest
 			continue
 		}
-		if err := checkKernel(p.field, p.value); err != nil {
+		if err := r.check(p.field, p.value); err != nil {
 			return "", "", err
 		}
 		b.WriteString(out[:i])
