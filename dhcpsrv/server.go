@@ -380,13 +380,13 @@ func (s *Server) reportRecovery(r JournalRecovery) {
 // resolves the server identifier.
 func (s *Server) prepare() error {
 	s.init()
-	if err := s.Validate(); err != nil {
-		return err
-	}
 	s.prepMu.Lock()
 	defer s.prepMu.Unlock()
 	if s.sid.IsValid() {
-		return nil
+		return nil // validated before: the fields do not change once serving
+	}
+	if err := s.Validate(); err != nil {
+		return err
 	}
 	ip := s.ServerIP
 	if !ip.IsValid() {
@@ -929,29 +929,27 @@ func (s *Server) pick(ctx context.Context, mac hwaddr.MAC, sn *subnet, r Reserva
 		free, err := s.freeFor(ctx, r.IP, mac, now)
 		return r.IP, free, err
 	}
-	try := func(ip netip.Addr) (bool, error) {
-		if !sn.inRanges(ip) {
-			return false, nil
-		}
-		return s.freeFor(ctx, ip, mac, now)
-	}
 	l, err := s.store.ByMAC(ctx, mac)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return netip.Addr{}, false, err
 	}
-	candidates := []netip.Addr{requested}
-	if ip, ok := s.offerByMAC[mac]; ok {
-		candidates = append([]netip.Addr{ip}, candidates...)
-	}
+	// In order: its previous address, the one already offered to it, the
+	// one it asks for (invalid entries are skipped).
+	var candidates [3]netip.Addr
 	if err == nil {
-		candidates = append([]netip.Addr{l.IP}, candidates...)
+		candidates[0] = l.IP
 	}
+	candidates[1] = s.offerByMAC[mac]
+	candidates[2] = requested
 	for _, ip := range candidates {
-		ok, err := try(ip)
+		if !sn.inRanges(ip) {
+			continue
+		}
+		free, err := s.freeFor(ctx, ip, mac, now)
 		if err != nil {
 			return netip.Addr{}, false, err
 		}
-		if ok {
+		if free {
 			return ip, true, nil
 		}
 	}
