@@ -536,3 +536,51 @@ func TestCorruptLeaseJournal(t *testing.T) {
 		assert.Equal(t, garbage, b, "the evidence is kept")
 	}
 }
+
+// TestReservationsFollowReload: DHCP reservations come from the current
+// inventory, so a SIGHUP reload reaches DHCP at once (they were copied once
+// at start); dhcp.reservations in the config win over the inventory.
+func TestReservationsFollowReload(t *testing.T) {
+	data := t.TempDir()
+	write := func(ip string) {
+		for name, body := range map[string]string{
+			"profiles/p.json": `{"id": "p", "boot": {"kernel": "/k"}}`,
+			"groups/n.json":   `{"id": "n", "profile": "p", "selector": {"mac": "52:54:00:00:00:01"}, "metadata": {"hostname": "n1", "ip": "` + ip + `"}}`,
+		} {
+			require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(data, name)), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(data, name), []byte(body), 0o644))
+		}
+	}
+	write("10.99.0.10")
+	empty := ""
+	l := buildLab(t, &Config{TFTP: &empty, DNS: &empty, Data: data, DHCP: &DHCP{Interface: "br0", ServerIP: "10.99.0.1",
+		Subnet: "10.99.0.0/24", Range: []string{"10.99.0.100", "10.99.0.200"},
+		Reservations: []Reservation{{MAC: "52:54:00:00:00:02", IP: "10.99.0.20", Hostname: "sw"}}}}, nil)
+	r := labReservations{l}
+	ctx := context.Background()
+	res, ok, err := r.Reservation(ctx, mustMAC("52:54:00:00:00:01"))
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "10.99.0.10", res.IP.String())
+	assert.Equal(t, "n1", res.Hostname)
+
+	write("10.99.0.11")
+	require.NoError(t, l.store.Reload())
+	res, ok, _ = r.Reservation(ctx, mustMAC("52:54:00:00:00:01"))
+	require.True(t, ok)
+	assert.Equal(t, "10.99.0.11", res.IP.String(), "the reload reached DHCP")
+	mac, ok, _ := r.ReservedFor(ctx, netip.MustParseAddr("10.99.0.11"))
+	assert.True(t, ok)
+	assert.Equal(t, "52:54:00:00:00:01", mac.String())
+	_, ok, _ = r.ReservedFor(ctx, netip.MustParseAddr("10.99.0.10"))
+	assert.False(t, ok, "the old address is free again")
+
+	res, ok, _ = r.Reservation(ctx, mustMAC("52:54:00:00:00:02"))
+	require.True(t, ok)
+	assert.Equal(t, "10.99.0.20", res.IP.String(), "config reservation")
+
+	write("172.16.0.1") // outside the DHCP subnet: not a reservation
+	require.NoError(t, l.store.Reload())
+	_, ok, _ = r.Reservation(ctx, mustMAC("52:54:00:00:00:01"))
+	assert.False(t, ok)
+}

@@ -173,18 +173,6 @@ func (l *lab) startDHCP(ctx context.Context) error {
 		}
 		leases = j
 	}
-	res := dhcpsrv.StaticReservations{}
-	for mac, r := range d.Reservations {
-		ip, _ := netip.ParseAddr(r.IP)
-		res[mac] = dhcpsrv.Reservation{IP: ip, Hostname: r.Hostname}
-	}
-	for _, h := range l.store.Inventory().Hosts() {
-		if h.IP.IsValid() && d.Subnet.Contains(h.IP) {
-			if _, set := res[h.MAC]; !set {
-				res[h.MAC] = dhcpsrv.Reservation{IP: h.IP, Hostname: h.Hostname}
-			}
-		}
-	}
 	files, err := dhcpsrv.BootFilesByName(d.BootFiles)
 	if err != nil {
 		return fmt.Errorf("boot_files: %w", err)
@@ -193,7 +181,7 @@ func (l *lab) startDHCP(ctx context.Context) error {
 		Interface:    d.Interface,
 		ServerIP:     d.ServerIP,
 		Subnets:      []dhcpsrv.Subnet{{Prefix: d.Subnet, Ranges: []dhcpsrv.Range{{From: d.Range[0], To: d.Range[1]}}, Router: d.Router, DNS: d.DNS, Domain: d.Domain, LeaseTime: d.LeaseTime}},
-		Reservations: res,
+		Reservations: labReservations{l},
 		Boot:         dhcpsrv.BootPolicy{Files: files, HTTPBase: l.s.BaseURL.String()},
 		Leases:       leases,
 		ProxyDHCP:    d.Proxy,
@@ -224,6 +212,39 @@ func (l *lab) startDHCP(ctx context.Context) error {
 		return srv.Serve(ctx, conns...)
 	})
 	return nil
+}
+
+// labReservations are the fixed addresses DHCP hands out: dhcp.reservations
+// from the config first, then every inventory host whose "ip" lies in the
+// DHCP subnet, read from the current inventory on each request (a SIGHUP
+// reload reaches DHCP at once).
+type labReservations struct{ l *lab }
+
+func (r labReservations) Reservation(_ context.Context, mac hwaddr.MAC) (dhcpsrv.Reservation, bool, error) {
+	d := r.l.s.DHCP
+	if c, ok := d.Reservations[mac]; ok {
+		ip, _ := netip.ParseAddr(c.IP) // validated at load
+		return dhcpsrv.Reservation{IP: ip, Hostname: c.Hostname}, true, nil
+	}
+	if h, ok := r.l.store.Inventory().Host(mac); ok && h.IP.IsValid() && d.Subnet.Contains(h.IP) {
+		return dhcpsrv.Reservation{IP: h.IP, Hostname: h.Hostname}, true, nil
+	}
+	return dhcpsrv.Reservation{}, false, nil
+}
+
+func (r labReservations) ReservedFor(_ context.Context, ip netip.Addr) (hwaddr.MAC, bool, error) {
+	d := r.l.s.DHCP
+	for mac, c := range d.Reservations {
+		if c.IP == ip.String() {
+			return mac, true, nil
+		}
+	}
+	if h, ok := r.l.store.Inventory().HostByIP(ip); ok && d.Subnet.Contains(ip) {
+		if _, overridden := d.Reservations[h.MAC]; !overridden {
+			return h.MAC, true, nil
+		}
+	}
+	return hwaddr.MAC{}, false, nil
 }
 
 // leaseFacts tells the profile resolver what DHCP knows about a MAC.
