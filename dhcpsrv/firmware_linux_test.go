@@ -33,7 +33,7 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 	}
 	t.Parallel() // ~25 s of firmware under TCG: overlap with the other tests
 	e2e.NeedFirmware(t, e2e.UEFI)
-	el := e2e.NewLab(t) // br0 with 10.99.0.1/24, router advertisements on it
+	el := e2e.NewLab(t) // br0 with 10.99.0.1/24
 	l := &lab{t: t, srv: el.NS}
 	el.Tap("tapefi")
 	el.Tap("tapbios")
@@ -68,6 +68,18 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- tsrv.Serve(ctx, tftp) }()
 	defer func() { cancel(); <-served }()
+	// The BIOS machine's iPXE waits ~15 s for an IPv6 router unless
+	// someone answers its router solicitations.
+	ra := &dhcpsrv.RouterAdvertiser{Interface: e2e.BridgeName}
+	var raConn net.PacketConn
+	require.NoError(t, l.srv.Do(func() error {
+		var err error
+		raConn, err = ra.Listen(ctx)
+		return err
+	}))
+	raDone := make(chan error, 1)
+	go func() { raDone <- ra.Serve(ctx, raConn) }()
+	defer func() { cancel(); assert.NoError(t, <-raDone); raConn.Close(); t.Logf("router advertiser: %+v", ra.Stats()) }()
 
 	dir := t.TempDir()
 	want := map[string]string{

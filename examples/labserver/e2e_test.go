@@ -65,6 +65,19 @@ func startE2ELab(t *testing.T, machines []e2e.Machine) *e2eLab {
 	}
 	assets := e2e.Prepare(t, makeNetDir)
 	lab := e2e.NewLab(t)
+	// METALBOOT_E2E_IPV6 says what answers iPXE's IPv6 router
+	// solicitations, to compare boot times (internal/bench/README.md):
+	// "" labserver itself (what a lab gets), "router" a router on the
+	// segment (labserver falls silent), "none" nobody (iPXE waits).
+	mode := os.Getenv("METALBOOT_E2E_IPV6")
+	switch mode {
+	case "":
+	case "router":
+		lab.SendRouterAdvertisements()
+	case "none":
+	default:
+		t.Fatalf("METALBOOT_E2E_IPV6=%q: want router or none", mode)
+	}
 	netns.Need(t, "go")
 	bin := buildLabserver(t, t.TempDir())
 
@@ -76,6 +89,7 @@ func startE2ELab(t *testing.T, machines []e2e.Machine) *e2eLab {
 	cfg := filepath.Join(dir, "lab.yaml")
 	yaml := e2e.LabserverYAML(e2e.LabserverConfig{
 		Data: data, Assets: assets.Dir, TFTPRoot: assets.TFTPRoot, State: filepath.Join(dir, "state"),
+		KeepIPv6Wait: mode == "none",
 	})
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)

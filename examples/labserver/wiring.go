@@ -211,7 +211,28 @@ func (l *lab) startDHCP(ctx context.Context) error {
 		}()
 		return srv.Serve(ctx, conns...)
 	})
+	if d.EndIPv6Wait {
+		l.startRouterAdvertiser(ctx, d.Interface)
+	}
 	return nil
+}
+
+// startRouterAdvertiser answers IPv6 router solicitations on the DHCP
+// interface (dhcpsrv.RouterAdvertiser), so iPXE does not wait ~15 s for an
+// IPv6 router before it boots over DHCPv4. It is an optimisation: when the
+// socket cannot be opened the lab still boots, slower, and the log says why.
+func (l *lab) startRouterAdvertiser(ctx context.Context, iface string) {
+	ra := &dhcpsrv.RouterAdvertiser{Interface: iface, Logger: l.log.With("component", "ra")}
+	conn, err := ra.Listen(ctx)
+	if err != nil {
+		l.log.Warn("not answering IPv6 router solicitations: iPXE clients will wait ~15 s for an IPv6 router before booting "+
+			"(needs CAP_NET_RAW; set dhcp.end_ipv6_wait: false to silence this)", "err", err)
+		return
+	}
+	l.serve("ra", func() error {
+		defer conn.Close()
+		return ra.Serve(ctx, conn)
+	})
 }
 
 // labReservations are the fixed addresses DHCP hands out: dhcp.reservations

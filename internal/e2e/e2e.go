@@ -144,35 +144,45 @@ type Lab struct {
 	t   testing.TB
 }
 
-// NewLab creates the namespace (skipping unless root), the bridge
-// [BridgeName] with [ServerCIDR], and starts router advertisements on it for
-// the rest of the test. The namespace and everything in it is removed by
-// t.Cleanup.
+// NewLab creates the namespace (skipping unless root) and the bridge
+// [BridgeName] with [ServerCIDR]. The namespace and everything in it is
+// removed by t.Cleanup. Nothing in the harness sends IPv6 router
+// advertisements: the servers under test must end iPXE's IPv6 router wait
+// themselves (dhcpsrv.RouterAdvertiser), so the boot times a test measures
+// are those a lab without an IPv6 router gets. [Lab.SendRouterAdvertisements]
+// adds a router, for comparisons.
 func NewLab(t testing.TB) *Lab {
 	t.Helper()
 	ns := netns.New(t)
 	ns.Bridge(BridgeName, ServerCIDR)
 	l := &Lab{NS: ns, Dir: t.TempDir(), t: t}
 	// No duplicate address detection: the bridge's link-local address is
-	// usable as soon as the first tap comes up, so RAs go out at once.
+	// usable as soon as the first tap comes up, so neighbour discovery
+	// answers go out at once.
 	if out, err := exec.Command("ip", "netns", "exec", ns.Name, "sh", "-c",
 		"echo 0 > /proc/sys/net/ipv6/conf/"+BridgeName+"/accept_dad").CombinedOutput(); err != nil {
 		t.Logf("e2e: disabling DAD on %s: %v: %s", BridgeName, err, out)
 	}
+	return l
+}
+
+// SendRouterAdvertisements makes the lab look like a segment with an IPv6
+// router: router advertisements (lifetime 0) on the bridge every 500 ms
+// for the rest of the test.
+func (l *Lab) SendRouterAdvertisements() {
+	l.t.Helper()
 	var s RASocket
-	if err := ns.Do(func() error {
+	if err := l.NS.Do(func() error {
 		var err error
 		s, err = OpenRASocket(BridgeName)
 		return err
 	}); err != nil {
-		t.Logf("e2e: no router advertisements (iPXE will wait ~15 s for IPv6): %v", err)
-		return l
+		l.t.Fatalf("e2e: router advertisements: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { SendRouterAdvertisements(ctx, s, 500*time.Millisecond); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return l
+	l.t.Cleanup(func() { cancel(); <-done })
 }
 
 // Tap creates tap device name on the bridge.

@@ -150,6 +150,9 @@ func writeFile(path string, b []byte) error {
 // LabserverConfig is what [WriteLabserverConfig] puts into lab.yaml.
 type LabserverConfig struct {
 	Data, Assets, TFTPRoot, State string
+	// KeepIPv6Wait turns labserver's router advertisements off
+	// (dhcp.end_ipv6_wait: false), to measure what they save.
+	KeepIPv6Wait bool
 }
 
 // LabserverYAML renders examples/labserver's config file for the lab
@@ -178,6 +181,7 @@ dhcp:
   dns: [` + ServerIP + `]
   domain: lab
   lease_time: 1h
+  end_ipv6_wait: ` + fmt.Sprint(!c.KeepIPv6Wait) + `
 `
 }
 
