@@ -30,6 +30,11 @@
 // machine that is already installed can get a configuration that boots its
 // local disk instead (RenderLocal, Handler.LocalBoot).
 //
+// Machines that boot through iPXE instead (matchbox's /boot.ipxe and
+// /ipxe, from the same inventory) get their scripts from the subpackage
+// grubcfg/ipxe, which renders iPXE's language with the same selection,
+// status codes and server-side values.
+//
 // # Quoting
 //
 // Every value that enters a rendered script — paths, URLs, kernel
