@@ -16,6 +16,15 @@
 //     machine boots.
 //   - [Handler], the /ignition HTTP endpoint.
 //
+// matchbox's two other provisioning endpoints live here too, because they
+// render from the same template data: [GenericHandler] (/generic, a
+// profile's generic_id template; its output format is the author's, so
+// values from the network are validated strictly instead of encoded, see
+// [RenderGeneric]) and [MetadataHandler] (/metadata, the group's metadata
+// as an env file, [AppendEnv] quoting what a shell would misread).
+// [MatchboxData] is matchbox's variable set; [Data], which Ignition and
+// generic templates get, is its superset.
+//
 // Values from the network (the machine's MAC, UUID, hostname, IP address,
 // request labels and query) never change a config's structure: templates
 // run with placeholders, and each value is put into the translated

@@ -93,6 +93,7 @@ type Template struct {
 	// Name is the file name under ignition/.
 	Name string
 
+	file    string // "ignition/<name>" or "generic/<name>", for errors
 	tmpl    *template.Template
 	query   []string // keys of .request.query the template reads
 	needMAC bool     // reads .MAC, .MACHyphen or .MACRaw
@@ -104,12 +105,17 @@ type Template struct {
 
 // Compile parses src, the content of ignition/<name>.
 func Compile(name string, src []byte) (*Template, error) {
-	file := "ignition/" + name
+	return compileFile("ignition/"+name, name, src)
+}
+
+// compileFile parses src, the content of file (ignition/<name> or
+// generic/<name>).
+func compileFile(file, name string, src []byte) (*Template, error) {
 	t, err := template.New(file).Option("missingkey=error").Parse(string(src))
 	if err != nil {
 		return nil, tmplError(file, StageParse, err, nil)
 	}
-	tp := &Template{Name: name, tmpl: t, size: len(src), src: string(src)}
+	tp := &Template{Name: name, file: file, tmpl: t, size: len(src), src: string(src)}
 	tp.uses = profile.FindLogicUses(t, netLeaf)
 	for _, u := range tp.uses {
 		if u.Root == "" {
@@ -210,7 +216,7 @@ func (t *Template) Execute(data map[string]any) ([]byte, error) {
 
 // execute runs the template on data as it is.
 func (t *Template) execute(data map[string]any) ([]byte, error) {
-	file := "ignition/" + t.Name
+	file := t.file
 	if mac, _ := data["MAC"].(string); t.needMAC && mac == "" {
 		return nil, &TemplateError{File: file, Stage: StageExecute,
 			Err: fmt.Errorf("%w %q (the template uses the machine's MAC)", ErrMissingParam, profile.KeyMAC)}
@@ -603,8 +609,10 @@ func sampleMachine(g *profile.Group, p *profile.Profile, t *Template) *profile.M
 // Check compiles every template a profile of inv references and, for each
 // group using such a profile, renders it against a sample machine of the
 // group (its selector's MAC, UUID and attributes or placeholders, its
-// metadata), translates and validates the result. Every problem is
-// reported, each naming the group, profile and template file and line.
+// metadata), translates and validates the result; generic templates
+// (generic_id) are compiled and rendered too (CheckGeneric). Every
+// problem is reported, each naming the group, profile and template file
+// and line.
 // Pass it as profile.FSStore.Check so a broken template fails the load,
 // not a machine's boot.
 func Check(inv *profile.Inventory) error {
@@ -646,6 +654,9 @@ func check(inv *profile.Inventory) (*compiledSet, []string, error) {
 		for _, w := range out.Warnings {
 			warns = append(warns, fmt.Sprintf("group %q, profile %q, ignition/%s: %s", g.ID, p.ID, t.Name, w))
 		}
+	}
+	if _, err := checkGeneric(inv); err != nil {
+		errs = append(errs, err)
 	}
 	return s, warns, errors.Join(errs...)
 }
