@@ -32,7 +32,7 @@ func matchboxDocInventory(t testing.TB) *profile.Inventory {
 		Groups: []profile.Group{
 			{ID: "node1", Profile: "etcd", Selector: map[string]string{"mac": "52:54:00:a1:9c:ae"}, Metadata: map[string]any{
 				"meta": "data", "etcd_name": "node1", "fleet_metadata": "role=etcd,name=node1",
-				"some": map[string]any{"nested": map[string]any{"data": "some-value"}},
+				"some":  map[string]any{"nested": map[string]any{"data": "some-value"}},
 				"count": float64(3), "gate": true, "list": []any{"a"}, "nothing": nil,
 				"ssh_key": "ssh-ed25519 AAAA it's me", "request": "overwritten",
 			}},
