@@ -3,7 +3,6 @@ package profile
 import (
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 )
 
@@ -91,7 +90,7 @@ func (in Initrd) FileName() string {
 			p = ""
 		}
 	}
-	base := path.Base(p)
+	base := p[strings.LastIndexByte(p, '/')+1:] // iPXE's basename: "" after a trailing '/'
 	if !ValidInitrdName(base) {
 		return ""
 	}
