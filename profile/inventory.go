@@ -187,6 +187,9 @@ func New(d Data) (*Inventory, error) {
 type builder struct {
 	inv  *Inventory
 	errs []error
+	// selectors holds every group's selector (project over its own sorted
+	// keys), for shadowed.
+	selectors map[string]bool
 }
 
 func (b *builder) errorf(src, id, format string, args ...any) {
@@ -335,6 +338,7 @@ func (b *builder) addGroup(g *Group) {
 // checkTies reports pairs of equally specific groups that one request can
 // satisfy both: the winner would be arbitrary.
 func (b *builder) checkTies() {
+	// Most specific first, then by ID: the order Match tries them in.
 	gs := b.inv.groups
 	sort.SliceStable(gs, func(i, j int) bool {
 		if len(gs[i].Selector) != len(gs[j].Selector) {
@@ -342,25 +346,134 @@ func (b *builder) checkTies() {
 		}
 		return gs[i].ID < gs[j].ID
 	})
-	for i := 0; i < len(gs); i++ {
-		for j := i + 1; j < len(gs) && len(gs[j].Selector) == len(gs[i].Selector); j++ {
-			if compatible(gs[i].Selector, gs[j].Selector) && !b.shadowed(gs[i].Selector, gs[j].Selector) {
-				b.errs = append(b.errs, fmt.Errorf("%w: groups %q (%s) and %q (%s) are equally specific and can match the same request (%s); make one selector more specific",
-					ErrInvalid, gs[i].ID, orGo(gs[i].Source), gs[j].ID, orGo(gs[j].Source), describe(union(gs[i].Selector, gs[j].Selector))))
+	// Groups by size, then by key set: two groups of one key set can tie
+	// only when their selectors are equal; groups of two key sets only
+	// when they agree on the keys they share, found through an index on
+	// those keys. So a lab of 100 000 per-MAC groups costs a map lookup
+	// per group, not a comparison per pair.
+	type keySet struct {
+		keys   []string
+		groups []*Group
+	}
+	bySize := map[int]map[string]*keySet{}
+	b.selectors = map[string]bool{}
+	for _, g := range b.inv.groups {
+		keys := slices.Sorted(maps.Keys(g.Selector))
+		name := strings.Join(keys, "\x00")
+		if bySize[len(keys)] == nil {
+			bySize[len(keys)] = map[string]*keySet{}
+		}
+		ks := bySize[len(keys)][name]
+		if ks == nil {
+			ks = &keySet{keys: keys}
+			bySize[len(keys)][name] = ks
+		}
+		ks.groups = append(ks.groups, g)
+		b.selectors[project(g.Selector, keys)] = true
+	}
+	type tie struct{ x, y *Group }
+	var ties []tie
+	report := func(x, y *Group) {
+		if !b.shadowed(x.Selector, y.Selector) {
+			if y.ID < x.ID {
+				x, y = y, x
+			}
+			ties = append(ties, tie{x, y})
+		}
+	}
+	const maxTies = 100 // a broken layout ties everything: name the first
+	for _, sets := range bySize {
+		all := slices.SortedFunc(maps.Values(sets), func(a, b *keySet) int { return slices.Compare(a.keys, b.keys) })
+		for i, s1 := range all {
+			same := map[string]*Group{}
+			for _, g := range s1.groups {
+				k := project(g.Selector, s1.keys)
+				if h, dup := same[k]; dup {
+					report(h, g)
+				} else {
+					same[k] = g
+				}
+			}
+			for _, s2 := range all[i+1:] {
+				common := intersect(s1.keys, s2.keys)
+				idx := map[string][]*Group{}
+				for _, g := range s2.groups {
+					k := project(g.Selector, common)
+					idx[k] = append(idx[k], g)
+				}
+				for _, g := range s1.groups {
+					for _, h := range idx[project(g.Selector, common)] {
+						report(g, h)
+						if len(ties) >= maxTies {
+							break
+						}
+					}
+				}
 			}
 		}
 	}
+	slices.SortFunc(ties, func(a, c tie) int {
+		if d := len(c.x.Selector) - len(a.x.Selector); d != 0 {
+			return d
+		}
+		if d := strings.Compare(a.x.ID, c.x.ID); d != 0 {
+			return d
+		}
+		return strings.Compare(a.y.ID, c.y.ID)
+	})
+	for _, t := range ties {
+		b.errs = append(b.errs, fmt.Errorf("%w: groups %q (%s) and %q (%s) are equally specific and can match the same request (%s); make one selector more specific",
+			ErrInvalid, t.x.ID, orGo(t.x.Source), t.y.ID, orGo(t.y.Source), describe(union(t.x.Selector, t.y.Selector))))
+	}
+}
+
+// project renders sel's values for keys (sorted) as one map key.
+func project(sel map[string]string, keys []string) string {
+	var sb strings.Builder
+	for _, k := range keys {
+		sb.WriteString(k)
+		sb.WriteByte(0)
+		sb.WriteString(sel[k])
+		sb.WriteByte(0)
+	}
+	return sb.String()
+}
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, k := range a {
+		if slices.Contains(b, k) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // shadowed reports whether a more specific group wins every request that
-// both a and b match: any such request carries a∪b, so a group whose
-// selector is a subset of a∪b and has more keys than a (and b) matches it
+// both x and y match: any such request carries x∪y, so a group whose
+// selector is a subset of x∪y and has more keys than x (and y) matches it
 // too and beats both. mac+os beats mac and os alone, for example, which
-// lets a default "os=installed" group live beside per-MAC groups.
+// lets a default "os=installed" group live beside per-MAC groups. It looks
+// the candidate subsets up in the index of selectors checkTies built.
 func (b *builder) shadowed(x, y map[string]string) bool {
 	u := union(x, y)
-	for _, g := range b.inv.groups {
-		if len(g.Selector) > len(x) && len(g.Selector) <= len(u) && selects(g.Selector, u) {
+	keys := slices.Sorted(maps.Keys(u))
+	if len(keys) > 16 {
+		for _, g := range b.inv.groups {
+			if len(g.Selector) > len(x) && len(g.Selector) <= len(u) && selects(g.Selector, u) {
+				return true
+			}
+		}
+		return false
+	}
+	for mask := 1; mask < 1<<len(keys); mask++ {
+		var sub []string
+		for i, k := range keys {
+			if mask&(1<<i) != 0 {
+				sub = append(sub, k)
+			}
+		}
+		if len(sub) > len(x) && b.selectors[project(u, sub)] {
 			return true
 		}
 	}
