@@ -98,13 +98,13 @@ func (l *lab) instrument(name string, h http.Handler) http.Handler {
 		if rec.code >= 500 {
 			l.metrics.errors.WithLabelValues(name).Inc()
 		}
-		if rec.code >= 400 && (name == "grub" || name == "ignition") {
+		if rec.code >= 400 && recordsFailures(name) {
 			l.recordFailure(r, name, rec)
 		}
 	})
 }
 
-// recordFailure puts a failed /grub or /ignition answer on the timeline of
+// recordFailure puts a failed /grub, /ipxe or /ignition answer on the timeline of
 // the machine the request names (a malformed MAC names none), with the
 // reason the machine was given.
 func (l *lab) recordFailure(r *http.Request, name string, rec *statusRecorder) {
@@ -162,6 +162,11 @@ func (l *lab) routes() http.Handler {
 	mux.Handle("GET /grub.cfg", l.instrument("grub.cfg", l.firstStageHTTP()))
 	mux.Handle("GET /grub/", l.instrument("grub-files", grubcfg.CloseAfterResponse(l.tftpOverHTTP())))
 	mux.Handle("GET /ignition", l.instrument("ignition", l.ignition))
+	mux.Handle("GET /boot.ipxe", l.instrument("boot.ipxe", l.bootIPXEHandler()))
+	mux.Handle("GET /boot.ipxe.0", l.instrument("boot.ipxe", l.bootIPXEHandler()))
+	mux.Handle("GET /ipxe", l.instrument("ipxe", l.ipxeHandler()))
+	mux.Handle("GET /generic", l.instrument("generic", l.genericHandler()))
+	mux.Handle("GET /metadata", l.instrument("metadata", l.metadataHandler()))
 	mux.Handle("GET /assets/", l.instrument("assets", l.assetsHandler()))
 	mux.Handle("GET /machines", l.instrument("machines", l.timeline))
 	mux.Handle("POST /machines/{mac}/{action}", l.instrument("machine-action", http.HandlerFunc(l.machineAction)))

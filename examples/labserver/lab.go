@@ -71,7 +71,7 @@ func newLab(s *settings, log *slog.Logger) (*lab, error) {
 		data = root.FS()
 	}
 	l.ignition = l.newIgnitionHandler()
-	store, err := profile.OpenFS(data, l.ignition.Check, log.With("component", "inventory"))
+	store, err := profile.OpenFS(data, l.checkInventory, log.With("component", "inventory"))
 	if err != nil {
 		where := s.Data
 		if where == "" {
@@ -233,7 +233,7 @@ func (l *lab) banner() string {
 		inv = "embedded demo inventory (mp.lab 00:23:32:2f:40:3c UEFI, smpc.lab 00:30:48:fb:e2:44 BIOS)"
 	}
 	fmt.Fprintf(&b, "metalboot labserver: serving the %s\n", inv)
-	fmt.Fprintf(&b, "  HTTP  http://%s  (/grub /ignition /assets/ /machines /metrics /healthz); machines are told %s\n", l.addrs["http"], l.s.BaseURL)
+	fmt.Fprintf(&b, "  HTTP  http://%s  (/grub /boot.ipxe /ipxe /ignition /generic /metadata /assets/ /machines /metrics /healthz); machines are told %s\n", l.addrs["http"], l.s.BaseURL)
 	if a := l.addrs["tftp"]; a != "" {
 		files := "files from " + l.s.TFTPRoot
 		if l.s.TFTPRoot == "" {

@@ -13,8 +13,8 @@ var steps = []struct {
 	stages []string
 }{
 	{"DHCP", []string{stageDiscover, stageLease}},
-	{"TFTP", []string{stageTFTP, stageHTTPBoot}},
-	{"GRUB", []string{stageGrub, stageLocalBoot}},
+	{"TFTP", []string{stageTFTP, stageHTTPBoot, stageIPXEBoot}},
+	{"GRUB", []string{stageGrub, stageIPXE, stageLocalBoot}},
 	{"kernel", []string{stageKernel, stageInitrd}},
 	{"Ignition", []string{stageIgnition, stageInstalling}},
 	{"installed", []string{stageInstalled}},
