@@ -32,7 +32,7 @@ var fcosData = map[string]string{
 		"kernel": "/assets/fedora-coreos/kernel",
 		"initrd": ["--name main /assets/fedora-coreos/initramfs.img"],
 		"args": ["initrd=main", "ignition.config.url=http://matchbox.example.com:8080/ignition?uuid=${uuid}&mac=${mac:hexhyp}"]}}`,
-	"groups/node1.json": `{"id": "node1", "profile": "fcos", "selector": {"mac": "52:54:00:a1:9c:ae"}, "metadata": {"etcd_name": "node1", "pxe": {"loader": "any"}}}`,
+	"groups/node1.json":  `{"id": "node1", "profile": "fcos", "selector": {"mac": "52:54:00:a1:9c:ae"}, "metadata": {"etcd_name": "node1", "pxe": {"loader": "any"}}}`,
 	"generic/setup.tmpl": "name={{.etcd_name}} mac={{.mac}} foo={{.request.query.foo}}\n",
 }
 
