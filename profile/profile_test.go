@@ -394,7 +394,10 @@ func FuzzLoadFS(f *testing.F) {
 			return
 		}
 		for _, grp := range inv.Groups() {
-			attrs := map[string]string{}
+			// A request for some machine: the group's selector, and a MAC
+			// when the selector has none (a profile may use the MAC, and a
+			// request naming no machine is refused at render time).
+			attrs := map[string]string{profile.KeyMAC: profile.SampleMAC.String()}
 			for k, v := range grp.Selector {
 				attrs[k] = v
 			}
