@@ -6,7 +6,7 @@
 # file as four range requests, as resuming or parallel downloaders do.
 #
 #   internal/bench/assets.sh                 # 100 clients, 256 MiB
-#   CLIENTS=20 SIZE_MIB=64 ROUNDS=1 internal/bench/assets.sh
+#   CLIENTS=20 SIZE_MIB=64 ASSETS_ROUNDS=2 internal/bench/assets.sh
 #
 # Reports per server: aggregate MB/s, p99 time to first byte, failures (a
 # wrong status or a wrong byte count), and peak RSS (VmHWM); prints RESULT
@@ -17,7 +17,7 @@ set -euo pipefail
 
 CLIENTS=${CLIENTS:-100}
 SIZE_MIB=${SIZE_MIB:-256}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ASSETS_ROUNDS:-1}
 PORT_MB=${PORT_MB:-18680}
 PORT_NG=${PORT_NG:-18681}
 PORT_MX=${PORT_MX:-18682}
