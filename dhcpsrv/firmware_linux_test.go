@@ -79,7 +79,12 @@ func TestFirmwareAsksForItsBootFile(t *testing.T) {
 	}))
 	raDone := make(chan error, 1)
 	go func() { raDone <- ra.Serve(ctx, raConn) }()
-	defer func() { cancel(); assert.NoError(t, <-raDone); raConn.Close(); t.Logf("router advertiser: %+v", ra.Stats()) }()
+	defer func() {
+		cancel()
+		assert.NoError(t, <-raDone)
+		raConn.Close()
+		t.Logf("router advertiser: %+v", ra.Stats())
+	}()
 
 	dir := t.TempDir()
 	want := map[string]string{

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv6"
+
+	"github.com/metalboot/metalboot/internal/sockets"
 )
 
 // RouterAdvertiser ends network-boot firmware's wait for an IPv6 router on
@@ -178,9 +180,7 @@ func (a *RouterAdvertiser) Serve(ctx context.Context, conn net.PacketConn) error
 	if err := p.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagSrc, true); err != nil {
 		return fmt.Errorf("dhcpsrv: router advertisements: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
-	defer stop()
-	defer func() { _ = conn.SetReadDeadline(time.Time{}) }()
+	defer sockets.InterruptReads(ctx, conn.SetReadDeadline)()
 	buf := make([]byte, 1500)
 	for {
 		n, cm, src, err := p.ReadFrom(buf)

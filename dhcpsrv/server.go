@@ -17,6 +17,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
+	"github.com/metalboot/metalboot/internal/sockets"
 )
 
 // Ports used by the server.
@@ -621,7 +622,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.PacketConn) error {
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		port = ua.Port
 	}
-	defer interruptReads(ctx, conn.SetReadDeadline)()
+	defer sockets.InterruptReads(ctx, conn.SetReadDeadline)()
 	workers := s.Workers
 	if workers <= 0 {
 		workers = DefaultWorkers
@@ -664,34 +665,6 @@ func (s *Server) serveConn(ctx context.Context, conn net.PacketConn) error {
 		}
 		s.stats.packetsIn.Add(1)
 		jobs <- packet{buf[:n], peer}
-	}
-}
-
-// interruptReads makes reads on a socket return once ctx ends, by setting
-// a read deadline in the past with setDeadline. The function it returns
-// undoes that (clears the deadline, after the deadline was set if it is
-// being set), so the socket is left as the caller gave it.
-func interruptReads(ctx context.Context, setDeadline func(time.Time) error) (restore func()) {
-	var (
-		mu          sync.Mutex
-		fired, done bool
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !done {
-			fired = true
-			_ = setDeadline(time.Unix(1, 0))
-		}
-	})
-	return func() {
-		stop()
-		mu.Lock()
-		defer mu.Unlock()
-		done = true
-		if fired {
-			_ = setDeadline(time.Time{})
-		}
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/metalboot/metalboot/internal/sockets"
 )
 
 // Defaults: what the zero value of the Server field of the same name does.
@@ -343,7 +345,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 func (s *Server) serveUDP(ctx context.Context, pc net.PacketConn, wg *sync.WaitGroup) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	defer interruptReads(ctx, pc.SetReadDeadline)()
+	defer sockets.InterruptReads(ctx, pc.SetReadDeadline)()
 	n := runtime.GOMAXPROCS(0)
 	errs := make(chan error, n)
 	var readers sync.WaitGroup
@@ -414,34 +416,6 @@ func (s *Server) udpReader(ctx context.Context, pc net.PacketConn, wg *sync.Wait
 	}
 }
 
-// interruptReads makes reads on a socket return once ctx ends, by setting
-// a read deadline in the past with setDeadline. The function it returns
-// undoes that (clears the deadline, after the deadline was set if it is
-// being set), so the socket is left as the caller gave it.
-func interruptReads(ctx context.Context, setDeadline func(time.Time) error) (restore func()) {
-	var (
-		mu          sync.Mutex
-		fired, done bool
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !done {
-			fired = true
-			_ = setDeadline(time.Unix(1, 0))
-		}
-	})
-	return func() {
-		stop()
-		mu.Lock()
-		defer mu.Unlock()
-		done = true
-		if fired {
-			_ = setDeadline(time.Time{})
-		}
-	}
-}
-
 func (s *Server) writeUDP(pc net.PacketConn, udp *net.UDPConn, b []byte, to netip.AddrPort) {
 	var err error
 	if udp != nil {
@@ -501,7 +475,7 @@ func (s *Server) serveTCP(ctx context.Context, l net.Listener, wg *sync.WaitGrou
 		}
 	}()
 	if dl, ok := l.(interface{ SetDeadline(time.Time) error }); ok {
-		restore := interruptReads(ctx, dl.SetDeadline)
+		restore := sockets.InterruptReads(ctx, dl.SetDeadline)
 		defer func() { <-acceptDone; restore() }()
 	}
 	for {

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/metalboot/metalboot/internal/sockets"
 )
 
 // Sentinel errors. Errors returned by the package wrap one of these (or an
@@ -495,7 +497,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	if s.SinglePort || l.uc == nil {
 		mux = &portMux{l: l}
 	}
-	defer interruptReads(ctx, conn.SetReadDeadline)()
+	defer sockets.InterruptReads(ctx, conn.SetReadDeadline)()
 
 	var serveErr error
 	buf := make([]byte, 4096)
@@ -568,34 +570,6 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		return fmt.Errorf("tftpsrv: serve: %w", serveErr)
 	}
 	return nil
-}
-
-// interruptReads makes reads on a socket return once ctx ends, by setting
-// a read deadline in the past with setDeadline. The function it returns
-// undoes that (clears the deadline, after the deadline was set if it is
-// being set), so the socket is left as the caller gave it.
-func interruptReads(ctx context.Context, setDeadline func(time.Time) error) (restore func()) {
-	var (
-		mu          sync.Mutex
-		fired, done bool
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !done {
-			fired = true
-			_ = setDeadline(time.Unix(1, 0))
-		}
-	})
-	return func() {
-		stop()
-		mu.Lock()
-		defer mu.Unlock()
-		done = true
-		if fired {
-			_ = setDeadline(time.Time{})
-		}
-	}
 }
 
 // countSendErrors counts the failed sends of a transport.
