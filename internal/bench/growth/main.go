@@ -82,7 +82,9 @@ func heapInUse() float64 {
 	return float64(m.HeapInuse)
 }
 
-func mac(i int) hwaddr.MAC { return hwaddr.MAC{0x02, 0, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)} }
+func mac(i int) hwaddr.MAC {
+	return hwaddr.MAC{0x02, 0, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
+}
 
 type result struct {
 	load, reload time.Duration
