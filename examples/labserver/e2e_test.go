@@ -57,8 +57,9 @@ type e2eLab struct {
 }
 
 // startE2ELab prepares the assets, the namespace and the data directory and
-// starts labserver inside the namespace with DHCP on the bridge.
-func startE2ELab(t *testing.T, machines []e2e.Machine) *e2eLab {
+// starts labserver inside the namespace with DHCP on the bridge; bootFiles
+// is its dhcp.boot_files (nil: GRUB's images).
+func startE2ELab(t *testing.T, machines []e2e.Machine, bootFiles map[string]string) *e2eLab {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: boots QEMU machines; skipped with -short")
@@ -89,7 +90,7 @@ func startE2ELab(t *testing.T, machines []e2e.Machine) *e2eLab {
 	cfg := filepath.Join(dir, "lab.yaml")
 	yaml := e2e.LabserverYAML(e2e.LabserverConfig{
 		Data: data, Assets: assets.Dir, TFTPRoot: assets.TFTPRoot, State: filepath.Join(dir, "state"),
-		KeepIPv6Wait: mode == "none",
+		KeepIPv6Wait: mode == "none", BootFiles: bootFiles,
 	})
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
@@ -129,8 +130,8 @@ func (l *e2eLab) boot(t *testing.T, round string, machines ...e2e.Machine) []e2e
 			t.Errorf("%s (%s, %s): %v", m.Name, m.Firmware, m.MAC, r.Err)
 			continue
 		}
-		t.Logf("%s%s (%s): power-on → Ignition printed %.1fs, → powered off %.1fs",
-			m.Name, round, m.Firmware, r.Printed.Seconds(), r.Exited.Seconds())
+		t.Logf("%s%s (%s, profile %s): power-on → Ignition printed %.1fs, → powered off %.1fs",
+			m.Name, round, m.Firmware, m.ProfileName(), r.Printed.Seconds(), r.Exited.Seconds())
 	}
 	return res
 }
@@ -198,7 +199,7 @@ func (l *e2eLab) checkTimeline(t *testing.T, since time.Time, machines ...e2e.Ma
 	grubIP := map[string]string{}
 	for _, r := range ms {
 		for _, e := range r.Events {
-			if e.Stage == e2e.StageGrub && !e.Time.Before(since) {
+			if (e.Stage == e2e.StageGrub || e.Stage == e2e.StageIPXE) && !e.Time.Before(since) {
 				grubIP[r.MAC] = e.IP
 			}
 		}
@@ -219,10 +220,18 @@ func (l *e2eLab) checkTimeline(t *testing.T, since time.Time, machines ...e2e.Ma
 // again, so the second boot presents the 4-tuple of the first boot's
 // connection; a server that leaves that connection in TIME_WAIT makes the
 // second boot's /grub fetch fail.
+//
+// The UEFI and BIOS machines boot the profile in the form of matchbox's
+// Fedora CoreOS profiles (initrd "--name main …", argument initrd=main),
+// which GRUB must boot on both platforms; the HTTP-boot machine the plain
+// one.
 func TestE2EFirmwareBoot(t *testing.T) {
 	machines := e2e.DefaultMachines()
+	for i := range machines {
+		machines[i].Profile = e2e.ProfileNamedID
+	}
 	httpBoot := e2e.HTTPBootMachine()
-	l := startE2ELab(t, append(slices.Clone(machines), httpBoot))
+	l := startE2ELab(t, append(slices.Clone(machines), httpBoot), nil)
 	var firstIP map[string]string
 	for _, round := range []string{"1", "2"} {
 		name := map[string]string{"1": "first-boot", "2": "same-MACs-again"}[round]
@@ -281,6 +290,55 @@ func TestE2EFirmwareBoot(t *testing.T) {
 		t.Logf("console: %s", strings.SplitN(vm.Serial()[i:], "\n", 2)[0])
 	})
 	checkTFTPLog(t, l.server.Log)
+}
+
+// TestE2EIPXEBoot boots, through labserver alone (its DHCP hands iPXE
+// clients the URL of /boot.ipxe, as a matchbox lab's dnsmasq does), one
+// SeaBIOS machine whose NIC option ROM is iPXE and one OVMF machine running
+// the NIC's iPXE EFI driver, twice in a row: boot.ipxe reports each
+// machine's attributes to /ipxe, whose script loads the kernel and the
+// initrd, which fetches /ignition?mac=<MAC> and prints it. The BIOS
+// machine boots the profile with matchbox's --name initrd form, the UEFI
+// machine the plain profile, which has no initrd= argument: UEFI iPXE
+// hands the initrd to the kernel only by name, so without the one /ipxe
+// adds, its kernel would panic ("Unable to mount root fs"). /machines
+// must show every stage, iPXE's included.
+func TestE2EIPXEBoot(t *testing.T) {
+	machines := e2e.IPXEMachines()
+	l := startE2ELab(t, machines, map[string]string{"bios": e2e.IPXEBootURL, "efi64": e2e.IPXEBootURL})
+	var firstIP map[string]string
+	for _, round := range []string{"1", "2"} {
+		name := map[string]string{"1": "first-boot", "2": "same-MACs-again"}[round]
+		ok := t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			res := l.boot(t, round, machines...)
+			if t.Failed() {
+				t.FailNow()
+			}
+			ips := l.checkTimeline(t, start, machines...)
+			l.checkIgnition(t, res, machines...)
+			for i, r := range res {
+				console := e2e.StripANSI(r.VM.Serial())
+				for _, want := range []string{"metalboot: machine " + machines[i].MAC.String(), "metalboot: loading initrd"} {
+					if !strings.Contains(console, want) {
+						t.Errorf("%s: the console never showed %q (the /ipxe script's echo)", machines[i].Name, want)
+					}
+				}
+			}
+			if firstIP == nil {
+				firstIP = ips
+				return
+			}
+			for _, m := range machines {
+				if mac := m.MAC.String(); ips[mac] == "" || ips[mac] != firstIP[mac] {
+					t.Errorf("%s fetched /ipxe from %q, first boot from %q", mac, ips[mac], firstIP[mac])
+				}
+			}
+		})
+		if !ok {
+			break
+		}
+	}
 }
 
 // checkTFTPLog reads labserver's debug log: every TFTP transfer the firmware

@@ -327,3 +327,39 @@ func TestFailurePatterns(t *testing.T) {
 		assert.ErrorIs(t, e2e.ConsoleFailure(s), e2e.ErrBootFailed, "%q", s)
 	}
 }
+
+// TestIPXEMachines: an iPXE machine's timeline has /boot.ipxe and /ipxe
+// where a GRUB machine's has its TFTP image and /grub; the data directory
+// gives each machine its profile, both load without warnings, and the
+// lab's DHCP hands iPXE clients the boot script's URL.
+func TestIPXEMachines(t *testing.T) {
+	ms := e2e.IPXEMachines()
+	m := ms[0]
+	ev := func(stage, detail string) e2e.TimelineEvent { return e2e.TimelineEvent{Stage: stage, Detail: detail} }
+	full := []e2e.TimelineEvent{
+		ev(e2e.StageDHCPLease, "10.99.0.100"), ev(e2e.StageIPXEBoot, "/boot.ipxe"), ev(e2e.StageIPXE, "profile e2e-named"),
+		ev(e2e.StageKernel, "/assets/vmlinuz"), ev(e2e.StageInitrd, "/assets/initrd.cpio"), ev(e2e.StageIgnition, ""),
+	}
+	assert.Empty(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: m.MAC.String(), Events: full}}, m, bootFiles))
+	grub := slices.Clone(full)
+	grub[2] = ev(e2e.StageGrub, "")
+	assert.Len(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: m.MAC.String(), Events: grub}}, m, bootFiles), 1, "no ipxe event")
+	assert.Contains(t, strings.Join(e2e.QEMUArgs(m.VMConfig(), "tcg", "/s", "/v"), " "), "-machine graphics=off")
+	assert.NotContains(t, strings.Join(e2e.QEMUArgs(ms[1].VMConfig(), "tcg", "/s", "/v"), " "), "romfile=", "OVMF runs the NIC's iPXE")
+
+	dir := t.TempDir()
+	require.NoError(t, e2e.WriteDataDir(dir, append(ms, e2e.DefaultMachines()...)))
+	inv, err := profile.LoadFS(os.DirFS(dir))
+	require.NoError(t, err)
+	assert.Empty(t, inv.Warnings())
+	for _, m := range ms {
+		_, p, err := inv.Match(map[string]string{"mac": m.MAC.String()})
+		require.NoError(t, err)
+		assert.Equal(t, m.ProfileName(), p.ID)
+	}
+
+	y := e2e.LabserverYAML(e2e.LabserverConfig{Data: "/d", BootFiles: map[string]string{"bios": e2e.IPXEBootURL, "efi64": e2e.IPXEBootURL}})
+	var v map[string]any
+	require.NoError(t, yaml.Unmarshal([]byte(y), &v))
+	assert.Equal(t, map[string]any{"bios": e2e.IPXEBootURL, "efi64": e2e.IPXEBootURL}, v["dhcp"].(map[string]any)["boot_files"])
+}

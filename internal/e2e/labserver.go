@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -38,21 +39,67 @@ type Machine struct {
 	// HTTPBoot boots a UEFI machine with UEFI HTTP boot: GRUB comes over
 	// HTTP from labserver's /grub/ tree instead of TFTP.
 	HTTPBoot bool
+	// IPXE marks a machine that boots through iPXE, the NIC's option ROM
+	// (SeaBIOS) or its EFI driver (OVMF), into labserver's /boot.ipxe
+	// (DHCP hands it the URL, see LabserverConfig.BootFiles) and /ipxe,
+	// instead of GRUB.
+	IPXE bool
+	// Profile is the profile its group boots ([ProfileID] when empty).
+	Profile string
 }
 
 // VMConfig is the machine's QEMU configuration (Dir, Tap and Timeout are
 // left for the caller).
 func (m Machine) VMConfig() VMConfig {
-	return VMConfig{Name: m.Name, Firmware: m.Firmware, MAC: m.MAC, UseOVMFPXE: m.OVMFPXE, HTTPBoot: m.HTTPBoot}
+	c := VMConfig{Name: m.Name, Firmware: m.Firmware, MAC: m.MAC, UseOVMFPXE: m.OVMFPXE, HTTPBoot: m.HTTPBoot}
+	if m.IPXE && m.Firmware == BIOS {
+		// SeaBIOS's serial console (sercon): the iPXE option ROM prints
+		// through the BIOS, which otherwise shows only on a display.
+		c.ExtraArgs = append(c.ExtraArgs, "-machine", "graphics=off")
+	}
+	return c
 }
 
-// LoaderStage is the timeline stage in which the firmware fetched GRUB:
-// StageTFTP, or StageHTTPBoot for an HTTP-boot machine.
+// LoaderStage is the timeline stage in which the firmware fetched its boot
+// loader: StageTFTP (GRUB), StageHTTPBoot for an HTTP-boot machine,
+// StageIPXEBoot (/boot.ipxe) for an iPXE machine.
 func (m Machine) LoaderStage() string {
-	if m.HTTPBoot {
+	switch {
+	case m.IPXE:
+		return StageIPXEBoot
+	case m.HTTPBoot:
 		return StageHTTPBoot
 	}
 	return StageTFTP
+}
+
+// ConfigStage is the timeline stage in which the boot loader fetched the
+// machine's configuration: StageGrub (/grub), or StageIPXE (/ipxe).
+func (m Machine) ConfigStage() string {
+	if m.IPXE {
+		return StageIPXE
+	}
+	return StageGrub
+}
+
+// ProfileName is the profile the machine's group boots.
+func (m Machine) ProfileName() string {
+	if m.Profile == "" {
+		return ProfileID
+	}
+	return m.Profile
+}
+
+// IPXEMachines are the iPXE machines of the end-to-end test: one BIOS
+// (SeaBIOS, whose NIC option ROM is iPXE) booting [ProfileNamedID], one
+// UEFI (OVMF running the NIC's iPXE EFI driver) booting [ProfileID], which
+// has no initrd= argument: UEFI iPXE hands the initrd to the kernel only
+// by name, so the renderer must add it.
+func IPXEMachines() []Machine {
+	return []Machine{
+		{Name: "ipxebios", Firmware: BIOS, MAC: hwaddr.MustParse("52:54:00:99:00:21"), Hostname: "ipxebios.lab", IPXE: true, Profile: ProfileNamedID},
+		{Name: "ipxeuefi", Firmware: UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:22"), Hostname: "ipxeuefi.lab", IPXE: true},
+	}
 }
 
 // HTTPBootMachine is a UEFI machine (OVMF) that boots with UEFI HTTP boot.
@@ -70,10 +117,11 @@ func DefaultMachines() []Machine {
 	}
 }
 
-// ProfileID, IgnitionTemplate and IgnitionParam name what [WriteDataDir]
-// writes.
+// ProfileID, ProfileNamedID, IgnitionTemplate and IgnitionParam name what
+// [WriteDataDir] writes.
 const (
 	ProfileID        = "e2e-initrd"
+	ProfileNamedID   = "e2e-named"
 	IgnitionTemplate = "e2e.yaml.tmpl"
 	IgnitionParam    = "metalboot.ignition"
 )
@@ -98,14 +146,16 @@ passwd:
     - name: debug
 `
 
-// WriteDataDir writes a matchbox-compatible data directory into dir: one
-// profile ([ProfileID]) that boots /assets/vmlinuz with
-// /assets/initrd.cpio and the kernel arguments
-// metalboot.ignition={{.BaseURL}}/ignition?mac={{.MAC}} and console=ttyS0,
-// one group per machine selecting its MAC (metadata hostname), and the
-// Ignition template [IgnitionTemplate].
+// WriteDataDir writes a matchbox-compatible data directory into dir: two
+// profiles that boot /assets/vmlinuz with /assets/initrd.cpio and the
+// kernel arguments metalboot.ignition={{.BaseURL}}/ignition?mac={{.MAC}}
+// and console=ttyS0, [ProfileID] with the initrd as a plain path and
+// [ProfileNamedID] in the form of matchbox's Fedora CoreOS profiles
+// ("--name main /assets/initrd.cpio" and the argument initrd=main); one
+// group per machine selecting its MAC (metadata hostname) with the
+// machine's profile; and the Ignition template [IgnitionTemplate].
 func WriteDataDir(dir string, machines []Machine) error {
-	profile := map[string]any{
+	plain := map[string]any{
 		"id":   ProfileID,
 		"name": "metalboot e2e: busybox initrd that prints its Ignition config",
 		"boot": map[string]any{
@@ -115,12 +165,25 @@ func WriteDataDir(dir string, machines []Machine) error {
 		},
 		"ignition_id": IgnitionTemplate,
 	}
-	files := map[string]any{filepath.Join("profiles", ProfileID+".json"): profile}
+	named := map[string]any{
+		"id":   ProfileNamedID,
+		"name": "metalboot e2e: the same, with the initrd named as matchbox's Fedora CoreOS profiles name it",
+		"boot": map[string]any{
+			"kernel": "/assets/vmlinuz",
+			"initrd": []string{"--name main /assets/initrd.cpio"},
+			"args":   []string{"initrd=main", IgnitionParam + "={{.BaseURL}}/ignition?mac={{.MAC}}", "console=ttyS0"},
+		},
+		"ignition_id": IgnitionTemplate,
+	}
+	files := map[string]any{
+		filepath.Join("profiles", ProfileID+".json"):      plain,
+		filepath.Join("profiles", ProfileNamedID+".json"): named,
+	}
 	for _, m := range machines {
 		files[filepath.Join("groups", "e2e-"+m.Name+".json")] = map[string]any{
 			"id":       "e2e-" + m.Name,
 			"name":     "e2e " + string(m.Firmware) + " machine",
-			"profile":  ProfileID,
+			"profile":  m.ProfileName(),
 			"selector": map[string]string{"mac": m.MAC.String()},
 			"metadata": map[string]string{"hostname": m.Hostname, "firmware": string(m.Firmware)},
 		}
@@ -147,9 +210,13 @@ func writeFile(path string, b []byte) error {
 	return nil
 }
 
-// LabserverConfig is what [WriteLabserverConfig] puts into lab.yaml.
+// LabserverConfig is what [LabserverYAML] puts into lab.yaml.
 type LabserverConfig struct {
 	Data, Assets, TFTPRoot, State string
+	// BootFiles is dhcp.boot_files (architecture name → boot file), e.g.
+	// {"bios": IPXEBootURL, "efi64": IPXEBootURL} for a lab whose
+	// machines run iPXE already; nil keeps labserver's GRUB images.
+	BootFiles map[string]string
 	// KeepIPv6Wait turns labserver's router advertisements off
 	// (dhcp.end_ipv6_wait: false), to measure what they save.
 	KeepIPv6Wait bool
@@ -182,7 +249,21 @@ dhcp:
   domain: lab
   lease_time: 1h
   end_ipv6_wait: ` + fmt.Sprint(!c.KeepIPv6Wait) + `
-`
+` + bootFilesYAML(c.BootFiles, q)
+}
+
+// IPXEBootURL is labserver's /boot.ipxe in the lab network.
+const IPXEBootURL = "http://" + ServerIP + ":8080/boot.ipxe"
+
+func bootFilesYAML(files map[string]string, q func(string) string) string {
+	if len(files) == 0 {
+		return ""
+	}
+	s := "  boot_files:\n"
+	for _, k := range slices.Sorted(maps.Keys(files)) {
+		s += "    " + k + ": " + q(files[k]) + "\n"
+	}
+	return s
 }
 
 // Timeline stage names of labserver's /machines JSON, in boot order.
@@ -190,7 +271,9 @@ const (
 	StageDHCPLease = "dhcp-lease"
 	StageTFTP      = "tftp"
 	StageHTTPBoot  = "http-boot"
+	StageIPXEBoot  = "ipxe-boot"
 	StageGrub      = "grub"
+	StageIPXE      = "ipxe"
 	StageKernel    = "kernel"
 	StageInitrd    = "initrd"
 	StageIgnition  = "ignition"
@@ -236,7 +319,8 @@ func FetchTimeline(c *http.Client, url string) ([]TimelineMachine, []byte, error
 
 // CheckTimeline verifies that m's timeline shows a complete boot: a DHCP
 // lease, a TFTP transfer of its boot file (files.For(m); an HTTP transfer
-// for an HTTP-boot machine), /grub, the kernel, the initrd and /ignition,
+// for an HTTP-boot machine; /boot.ipxe for an iPXE machine), /grub (/ipxe
+// for an iPXE machine), the kernel, the initrd and /ignition,
 // with each stage first seen no earlier than the one before. It returns
 // every problem found.
 func CheckTimeline(ms []TimelineMachine, m Machine, files BootFiles) []string {
@@ -264,7 +348,7 @@ func CheckTimelineSince(ms []TimelineMachine, m Machine, files BootFiles, since 
 		}
 	}
 	prev, prevStage := -1, ""
-	for _, st := range []string{StageDHCPLease, m.LoaderStage(), StageGrub, StageKernel, StageInitrd, StageIgnition} {
+	for _, st := range []string{StageDHCPLease, m.LoaderStage(), m.ConfigStage(), StageKernel, StageInitrd, StageIgnition} {
 		j, ok := first[st]
 		if !ok {
 			probs = append(probs, fmt.Sprintf("%s: no %q event", m.MAC, st))
@@ -276,6 +360,9 @@ func CheckTimelineSince(ms []TimelineMachine, m Machine, files BootFiles, since 
 		prev, prevStage = j, st
 	}
 	boot := files.For(m)
+	if m.IPXE {
+		boot = IPXEBootURL
+	}
 	if boot == "" {
 		probs = append(probs, fmt.Sprintf("%s: no %s boot file to check for", m.MAC, m.Firmware))
 	} else if !slices.ContainsFunc(r.Events, func(e TimelineEvent) bool {
