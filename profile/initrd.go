@@ -33,6 +33,9 @@ type Initrd struct {
 // equivalent for iPXE's other image options, and its initrd command
 // takes paths only.
 func ParseInitrd(s string) (Initrd, error) {
+	if s != "" && s[0] != '-' && strings.IndexFunc(s, isIPXESpace) < 0 {
+		return Initrd{Path: s}, nil // the usual case: one location
+	}
 	words := strings.FieldsFunc(s, isIPXESpace)
 	var in Initrd
 	for len(words) > 0 && strings.HasPrefix(words[0], "-") {

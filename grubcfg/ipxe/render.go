@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/profile"
 )
 
@@ -163,7 +164,7 @@ func Location(s, base string) (string, error) {
 			return "", fmt.Errorf("%w: %q: want an absolute path (/…) or a URL", ErrBadLocation, s)
 		}
 	}
-	if _, err := Word(s); err != nil {
+	if err := checkWord(s); err != nil {
 		return "", fmt.Errorf("%w: %q: %v", ErrBadLocation, s, err)
 	}
 	return s, nil
@@ -220,11 +221,22 @@ func (s Script) Append(dst []byte, m *profile.Machine) ([]byte, error) {
 		// iPXE joins a command's words with single spaces into the
 		// kernel's command line: an argument with white space (trusted
 		// profile text) becomes its words.
-		for _, w := range strings.FieldsFunc(a, func(r rune) bool { return r < 0x80 && isSpace(byte(r)) }) {
+		for i := 0; i < len(a); {
+			for i < len(a) && isSpace(a[i]) {
+				i++
+			}
+			j := i
+			for j < len(a) && !isSpace(a[j]) {
+				j++
+			}
+			if j == i {
+				break
+			}
 			b = append(b, ' ')
-			if b, err = AppendWord(b, w); err != nil {
+			if b, err = AppendWord(b, a[i:j]); err != nil {
 				return dst, err
 			}
+			i = j
 		}
 	}
 	b = append(b, " || goto "+FailLabel+"\n"...)
@@ -268,9 +280,47 @@ func AppendLocalScript(dst []byte, m *profile.Machine) []byte {
 // appendHeader writes the magic line, a comment and the machine's
 // description.
 func appendHeader(b []byte, m *profile.Machine) []byte {
-	b = append(b, "#!ipxe\n# metalboot: generated for one machine, do not edit\necho "...)
-	b = appendText(b, "metalboot: "+describe(m))
+	b = append(b, "#!ipxe\n# metalboot: generated for one machine, do not edit\necho metalboot: "...)
+	if m != nil && !m.MAC.IsZero() && m.Group != nil && m.Profile != nil && plainText(m.Hostname) && plainText(m.Group.ID) && plainText(m.Profile.ID) {
+		// The usual case, without building the description first.
+		b = append(b, "machine "...)
+		b = appendMAC(b, m.MAC)
+		if m.Hostname != "" {
+			b = append(b, " ("...)
+			b = append(b, m.Hostname...)
+			b = append(b, ')')
+		}
+		b = append(b, ", group "...)
+		b = append(b, m.Group.ID...)
+		b = append(b, ", profile "...)
+		b = append(b, m.Profile.ID...)
+		return append(b, '\n')
+	}
+	b = appendText(b, describe(m))
 	return append(b, '\n')
+}
+
+func appendMAC(b []byte, m hwaddr.MAC) []byte {
+	const hexd = "0123456789abcdef"
+	for i, x := range m {
+		if i > 0 {
+			b = append(b, ':')
+		}
+		b = append(b, hexd[x>>4], hexd[x&0xf])
+	}
+	return b
+}
+
+// plainText reports whether s is written as it is by appendText: letters,
+// digits and . _ - : only.
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == ':') {
+			return false
+		}
+	}
+	return true
 }
 
 func profileID(m *profile.Machine) string {

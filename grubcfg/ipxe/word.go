@@ -39,10 +39,8 @@ func Word(s string) (string, error) {
 
 // AppendWord appends Word(s) to dst; on error dst is returned unchanged.
 func AppendWord(dst []byte, s string) ([]byte, error) {
-	for i := 0; i < len(s); i++ {
-		if isSpace(s[i]) || s[i] == 0 {
-			return dst, fmt.Errorf("%w: %.60q holds %q", ErrUnencodable, s, s[i])
-		}
+	if err := checkWord(s); err != nil {
+		return dst, err
 	}
 	if s == "" || s[0] == '#' || s == "||" || s == "&&" || s == ";" {
 		dst = append(dst, empty...)
@@ -52,6 +50,16 @@ func AppendWord(dst []byte, s string) ([]byte, error) {
 		dst = append(dst, empty...)
 	}
 	return dst, nil
+}
+
+// checkWord returns Word's error for s, if any.
+func checkWord(s string) error {
+	for i := 0; i < len(s); i++ {
+		if isSpace(s[i]) || s[i] == 0 {
+			return fmt.Errorf("%w: %.60q holds %q", ErrUnencodable, s, s[i])
+		}
+	}
+	return nil
 }
 
 // Expands reports whether iPXE would expand something in s: a "${" with
@@ -77,20 +85,40 @@ func Literal(s string) (string, error) {
 // '?', so that iPXE prints the text as it reads, words joined by single
 // spaces.
 func appendText(dst []byte, s string) []byte {
-	s = strings.ReplaceAll(s, "${", "$ {")
+	if strings.Contains(s, "${") {
+		s = strings.ReplaceAll(s, "${", "$ {")
+	}
 	first := true
-	for _, w := range strings.FieldsFunc(s, func(r rune) bool { return r < 0x80 && isSpace(byte(r)) }) {
-		w = strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f {
-				return '?'
-			}
-			return r
-		}, w)
+	for i := 0; i < len(s); {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		j := i
+		for j < len(s) && !isSpace(s[j]) {
+			j++
+		}
+		if j == i {
+			break
+		}
+		w := s[i:j]
+		i = j
 		if !first {
 			dst = append(dst, ' ')
 		}
 		first = false
-		dst, _ = AppendWord(dst, w) // no white space or NUL left
+		if w[0] == '#' || w == "||" || w == "&&" || w == ";" {
+			dst = append(dst, empty...)
+		}
+		for k := 0; k < len(w); k++ {
+			if c := w[k]; c < 0x20 || c == 0x7f {
+				dst = append(dst, '?')
+			} else {
+				dst = append(dst, c)
+			}
+		}
+		if w[len(w)-1] == '\\' {
+			dst = append(dst, empty...)
+		}
 	}
 	return dst
 }

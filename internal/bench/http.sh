@@ -11,6 +11,8 @@
 # Endpoints (all answered 200 by both servers, checked before measuring):
 #   grub_mp        /grub?mac=00:23:32:2f:40:3c        group coreos-install-mp
 #   grub_default   /grub?mac=52:54:00:12:34:56        the default group
+#   ipxe_mp        /ipxe?mac=00:23:32:2f:40:3c        the same machines' iPXE scripts
+#   ipxe_default   /ipxe?mac=52:54:00:12:34:56        (matchbox's /ipxe; RATE_GRUB)
 #   ign_smpc       /ignition?mac=00:30:48:fb:e2:44    Butane template -> Ignition
 #   ign_new_macs   /ignition?mac=52:54:00:RR:0x:yy     4096 default-group machines
 #                  in turn, a new set for every run: every rendered config
@@ -26,7 +28,7 @@
 #   - closed loop (each connection sends its next request when the answer
 #     came): the server's throughput, req/s;
 #   - open loop at a fixed offered rate (RATE_GRUB=1000/s for /grub,
-#     RATE_IGN=100/s for /ignition): p99 latency at that load. A closed loop
+#     and /ipxe, RATE_IGN=100/s for /ignition): p99 latency at that load. A closed loop
 #     at saturation only measures queueing (p99 ~ connections/throughput),
 #     so the latency target is checked at a fixed load instead.
 # The best req/s and the best p99 over the rounds are reported (other work
@@ -132,6 +134,8 @@ wait_up "http://127.0.0.1:$PORT_MX/" "$MX_PID" || { tail -5 "$TMP/matchbox.log" 
 ROWS=(
 	"grub_mp|/grub?mac=00:23:32:2f:40:3c|coreos.config.url=|/grub mp (00:23:32:2f:40:3c)"
 	"grub_default|/grub?mac=52:54:00:12:34:56|coreos.config.url=|/grub default group"
+	"ipxe_mp|/ipxe?mac=00:23:32:2f:40:3c|coreos.config.url=|/ipxe mp (00:23:32:2f:40:3c)"
+	"ipxe_default|/ipxe?mac=52:54:00:12:34:56|coreos.config.url=|/ipxe default group"
 	"ign_smpc|/ignition?mac=00:30:48:fb:e2:44|/opt/installer|/ignition smpc (00:30:48:fb:e2:44)"
 	"ign_new_macs|@macs|/opt/installer|/ignition new machine every request"
 )
@@ -158,7 +162,7 @@ for row in "${ROWS[@]}"; do
 			OK[$name.${srv%%:*}]=1
 			extra=""
 			case $name in
-			grub_*) extra=$(grep -o 'coreos.config.url=[^ ]*' "$TMP/body" | head -1) ;;
+			grub_* | ipxe_*) extra=$(grep -o 'coreos.config.url=[^ ]*' "$TMP/body" | head -1) ;;
 			ign_*) extra=$(grep -o '"version":"[0-9.a-z-]*"' "$TMP/body" | head -1) ;;
 			esac
 			printf '  %-9s %-14s HTTP %s %5d B  %s\n' "${srv%%:*}" "$name" "$code" "$size" "$extra"
@@ -228,7 +232,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 ms() { [ -n "$1" ] && awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }' || echo "n/a"; }
 
 echo
-echo "== /grub and /ignition: metalboot labserver vs matchbox $MATCHBOX_VERSION (best of $ROUNDS runs of ${DUR}s each, $C keep-alive connections)"
+echo "== /grub, /ipxe and /ignition: metalboot labserver vs matchbox $MATCHBOX_VERSION (best of $ROUNDS runs of ${DUR}s each, $C keep-alive connections)"
 echo "   req/s: closed loop (as fast as answers come); p99: open loop at the offered rate shown"
 printf '%-36s | %12s | %12s | %8s | %7s | %9s %9s | %6s\n' endpoint 'metalboot/s' 'matchbox/s' 'x req/s' 'offered' 'p99 ms mb' 'p99 ms mx' 'x p99'
 RESULTS=()
@@ -248,7 +252,7 @@ printf '%-36s | %12s | %12s | %8s |\n' "peak RSS (VmHWM), MiB" "$MB_RSS" "$MX_RS
 RESULTS+=("RESULT name=http_peak_rss_mib metalboot=$MB_RSS peer=matchbox:$MX_RSS ratio=$(ratio "$MB_RSS" "$MX_RSS")")
 echo "(x req/s = metalboot/matchbox, higher is better; x p99 = metalboot/matchbox, lower is better)"
 echo "($(date -u +%FT%TZ); $(nproc) CPUs; $PINNING; load average before the end: $(cut -d' ' -f1-3 /proc/loadavg))"
-for g in grub_mp grub_default; do
+for g in grub_mp grub_default ipxe_mp ipxe_default; do
 	a=${RPS[$g.metalboot]:-} b=${RPS[$g.matchbox]:-} p=${P99[$g.metalboot]:-}
 	[ -n "$a" ] && [ -n "$b" ] && [ -n "$p" ] || continue
 	awk -v a="$a" -v b="$b" -v p="$p" -v g="$g" 'BEGIN {

@@ -1,4 +1,4 @@
-// Package httpbench holds in-process benchmarks of the /grub and /ignition
+// Package httpbench holds in-process benchmarks of the /grub, /ipxe and /ignition
 // handlers over the seed lab, wired as examples/labserver wires them
 // (profile.Resolver + grubcfg.Handler, ignition.Handler with its load-time
 // Check), without the network. They are for profiling what
@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalboot/metalboot/grubcfg"
+	"github.com/metalboot/metalboot/grubcfg/ipxe"
 	"github.com/metalboot/metalboot/ignition"
 	"github.com/metalboot/metalboot/internal/fixtures"
 	"github.com/metalboot/metalboot/profile"
@@ -63,6 +64,24 @@ func BenchmarkGrub(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				serve(b, grub, tc.target, "coreos.config.url=")
+			}
+		})
+	}
+}
+
+func BenchmarkIPXE(b *testing.B) {
+	checker := &ignition.Handler{}
+	store, err := profile.OpenFS(fixtures.SeedLab(), checker.Check, nil)
+	require.NoError(b, err)
+	h := &ipxe.Handler{Resolver: &profile.Resolver{Store: store, BaseURL: "http://deploy.lab:8080"}}
+	for _, tc := range []struct{ name, target string }{
+		{"mp", "/ipxe?mac=00:23:32:2f:40:3c"},
+		{"default", "/ipxe?mac=52:54:00:12:34:56"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				serve(b, h, tc.target, "coreos.config.url=")
 			}
 		})
 	}
