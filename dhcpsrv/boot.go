@@ -1,6 +1,7 @@
 package dhcpsrv
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
 
 // Arch is a client system architecture (RFC 4578 option 93, IANA
@@ -144,8 +147,47 @@ var DefaultBootFiles = map[Arch]string{
 	ArchEFIARM64HTTP: "/grub/arm64-efi/core.efi",
 }
 
+// DefaultIPXEFiles is the iPXE binary per architecture a client that is
+// to boot with iPXE but does not run it yet is handed, when
+// BootPolicy.IPXEFiles is nil: paths relative to the TFTP root, where
+// labserver -make-tftp-root copies Debian's (package ipxe) undionly.kpxe
+// (BIOS: iPXE over the NIC's PXE stack) and ipxe.efi (UEFI x86-64).
+// Architectures without an entry (HTTP boot, ARM64) get their Files entry.
+var DefaultIPXEFiles = map[Arch]string{
+	ArchBIOS:   "ipxe/undionly.kpxe",
+	ArchEFIx64: "ipxe/ipxe.efi",
+	ArchEFIBC:  "ipxe/ipxe.efi",
+}
+
+// Loader is the boot loader a client is to run, as BootPolicy.Loader
+// chooses it.
+type Loader uint8
+
+// Boot loaders.
+const (
+	// LoaderGRUB: the client gets its architecture's Files entry (GRUB's
+	// network images by default), whatever firmware it runs, iPXE
+	// included.
+	LoaderGRUB Loader = iota
+	// LoaderIPXE: a client that runs iPXE already (user class "iPXE" or
+	// option 175: an iPXE option ROM, or the iPXE binary it was handed)
+	// gets IPXEScript; any other gets the iPXE binary for its
+	// architecture (IPXEFiles), which then asks again as iPXE. A client
+	// is never handed the binary it runs, so there is no chainload loop.
+	LoaderIPXE
+)
+
+// String returns "grub" or "ipxe".
+func (l Loader) String() string {
+	if l == LoaderIPXE {
+		return "ipxe"
+	}
+	return "grub"
+}
+
 // BootPolicy chooses the boot file a network-booting client is told to load.
-// The zero value uses DefaultBootFiles and no HTTP boot (HTTPBase empty).
+// The zero value uses DefaultBootFiles and no HTTP boot (HTTPBase empty),
+// for every client (LoaderGRUB).
 type BootPolicy struct {
 	// Files maps a client architecture to its boot file (nil:
 	// DefaultBootFiles). For HTTP-boot architectures a value without
@@ -157,6 +199,24 @@ type BootPolicy struct {
 	HTTPBase string
 	// Disabled turns boot options off: clients only get an address.
 	Disabled bool
+	// Loader, when set, chooses each network-booting client's boot
+	// loader, by its MAC and what it sent (e.g. from the group the
+	// inventory puts it in); nil means LoaderGRUB for every client. It is
+	// called on the packet's goroutine with the packet's context, for
+	// every DISCOVER, REQUEST and INFORM that gets boot options: it must
+	// answer from memory, and be safe for concurrent use. LoaderIPXE
+	// needs IPXEScript (Validate says so).
+	Loader func(ctx context.Context, mac hwaddr.MAC, ci ClientInfo) Loader
+	// IPXEScript is the boot file of a client that runs iPXE and is to
+	// boot with it: the URL of the script it fetches (labserver's
+	// /boot.ipxe, e.g. "http://10.99.0.1:8080/boot.ipxe"), iPXE taking
+	// a URL as its file name.
+	IPXEScript string
+	// IPXEFiles maps an architecture to the iPXE binary a client that is
+	// to boot with iPXE but does not run it yet gets over TFTP (nil:
+	// DefaultIPXEFiles). An architecture without one gets its Files
+	// entry.
+	IPXEFiles map[Arch]string
 }
 
 // BootFile returns the boot file for arch, whether it is an HTTP URL, and
@@ -183,6 +243,26 @@ func (p BootPolicy) BootFile(arch Arch) (file string, http bool, ok bool) {
 		return "", true, false
 	}
 	return strings.TrimSuffix(p.HTTPBase, "/") + "/" + strings.TrimPrefix(f, "/"), true, true
+}
+
+// bootFileFor is BootFile for one client: its Loader's choice first.
+func (p BootPolicy) bootFileFor(ctx context.Context, mac hwaddr.MAC, ci ClientInfo) (file string, http bool, ok bool) {
+	if p.Disabled {
+		return "", false, false
+	}
+	if p.Loader != nil && p.IPXEScript != "" && p.Loader(ctx, mac, ci) == LoaderIPXE {
+		if ci.IPXE {
+			return p.IPXEScript, false, true
+		}
+		files := p.IPXEFiles
+		if files == nil {
+			files = DefaultIPXEFiles
+		}
+		if f := files[ci.Arch]; f != "" {
+			return f, false, true
+		}
+	}
+	return p.BootFile(ci.Arch)
 }
 
 // ClientInfo is what a request says about a network-booting client.

@@ -80,6 +80,15 @@
 // OVMF through it), HTTP boot ARM64 (19) → HTTPBase +
 // /grub/arm64-efi/core.efi. A [Handler] may change every reply.
 //
+// [BootPolicy.Loader] chooses GRUB or iPXE per client (labserver: the lab's
+// boot_loader, overridden by a group's metadata). A client that is to boot
+// with iPXE and runs it already (user class "iPXE" or option 175: an iPXE
+// option ROM, or the binary it was just handed) gets
+// [BootPolicy.IPXEScript], the URL of its script; any other gets the iPXE
+// binary for its architecture over TFTP ([DefaultIPXEFiles]:
+// ipxe/undionly.kpxe, ipxe/ipxe.efi), which then asks again as iPXE. No
+// client is handed the binary it runs, so there is no chainload loop.
+//
 // In proxyDHCP mode only PXE/HTTP clients are answered: an OFFER without
 // address on port 67 and an ACK on port 4011, both with the boot options,
 // as pixiecore and smee do.

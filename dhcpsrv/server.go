@@ -320,6 +320,15 @@ func (s *Server) Validate() error {
 			bad("Boot.HTTPBase", "%s: want an http:// or https:// URL with a host", quoteForLog(b))
 		}
 	}
+	if b := s.Boot.IPXEScript; b != "" {
+		u, err := url.Parse(b)
+		if err != nil || u.Scheme == "" || u.Host == "" || strings.ContainsAny(b, " \t\r\n") || len(b) > 127 {
+			bad("Boot.IPXEScript", "%s: want a URL iPXE fetches, e.g. http://10.99.0.1:8080/boot.ipxe (at most 127 bytes: it goes in the BOOTP file field)", quoteForLog(b))
+		}
+	}
+	if s.Boot.Loader != nil && s.Boot.IPXEScript == "" {
+		bad("Boot.IPXEScript", "required with Boot.Loader: a client running iPXE must be handed its script, not the iPXE binary again")
+	}
 	return errors.Join(errs...)
 }
 
@@ -723,7 +732,7 @@ func (s *Server) reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) *dhcpv
 	}
 	var resp *dhcpv4.DHCPv4
 	if s.ProxyDHCP {
-		resp = s.proxy(req, mac, port)
+		resp = s.proxy(ctx, req, mac, port)
 	} else if port != PXEPort {
 		switch req.MessageType() {
 		case dhcpv4.MessageTypeDiscover:
@@ -740,7 +749,7 @@ func (s *Server) reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) *dhcpv
 			s.decline(ctx, req, mac)
 		case dhcpv4.MessageTypeInform:
 			s.stats.informs.Add(1)
-			resp = s.inform(req, mac)
+			resp = s.inform(ctx, req, mac)
 		default:
 			s.stats.dropped.Add(1)
 		}
@@ -1047,7 +1056,7 @@ func (s *Server) discover(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MA
 	hostname := s.leaseHostname(req, mac, r, reserved, slog.LevelDebug)
 	s.addNetworkOptions(resp, sn, hostname, true)
 	ev.Offered = ip
-	ev.BootFile = s.addBootOptions(req, resp, ci, false)
+	ev.BootFile = s.addBootOptions(ctx, mac, req, resp, ci, false)
 	s.hookDiscover(ev)
 	return resp
 }
@@ -1144,7 +1153,7 @@ func (s *Server) request(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC
 	}
 	resp := newReply(req, dhcpv4.MessageTypeAck, ip)
 	s.addNetworkOptions(resp, sn, hostname, true)
-	s.addBootOptions(req, resp, ci, false)
+	s.addBootOptions(ctx, mac, req, resp, ci, false)
 	if s.OnLease != nil {
 		s.OnLease(l)
 	}
@@ -1261,14 +1270,14 @@ func (s *Server) decline(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC
 	s.log.Warn("dhcpsrv: address declined by client, quarantined", "mac", mac, "ip", ip, "for", d)
 }
 
-func (s *Server) inform(req *dhcpv4.DHCPv4, _ hwaddr.MAC) *dhcpv4.DHCPv4 {
+func (s *Server) inform(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {
 	sn := s.subnetFor(req)
 	if sn == nil {
 		return nil
 	}
 	resp := newReply(req, dhcpv4.MessageTypeAck, netip.Addr{})
 	s.addNetworkOptions(resp, sn, "", false)
-	s.addBootOptions(req, resp, ParseClientInfo(req), false)
+	s.addBootOptions(ctx, mac, req, resp, ParseClientInfo(req), false)
 	return resp
 }
 
@@ -1302,11 +1311,11 @@ func (s *Server) addNetworkOptions(resp *dhcpv4.DHCPv4, sn *subnet, hostname str
 
 // addBootOptions sets siaddr, file, options 66/67/60/97 (and 43 for
 // proxyDHCP) for a network-booting client; it returns the boot file.
-func (s *Server) addBootOptions(req, resp *dhcpv4.DHCPv4, ci ClientInfo, proxy bool) string {
+func (s *Server) addBootOptions(ctx context.Context, mac hwaddr.MAC, req, resp *dhcpv4.DHCPv4, ci ClientInfo, proxy bool) string {
 	if !ci.NetBoot() {
 		return ""
 	}
-	file, isHTTP, ok := s.Boot.BootFile(ci.Arch)
+	file, isHTTP, ok := s.Boot.bootFileFor(ctx, mac, ci)
 	if !ok {
 		return ""
 	}
@@ -1348,7 +1357,7 @@ func (s *Server) addBootOptions(req, resp *dhcpv4.DHCPv4, ci ClientInfo, proxy b
 
 // proxy answers PXE clients in proxyDHCP mode: DISCOVER on port 67 gets an
 // OFFER without address, REQUEST on port 4011 an ACK, both with boot options.
-func (s *Server) proxy(req *dhcpv4.DHCPv4, mac hwaddr.MAC, port int) *dhcpv4.DHCPv4 {
+func (s *Server) proxy(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC, port int) *dhcpv4.DHCPv4 {
 	ci := ParseClientInfo(req)
 	if !ci.PXE && !ci.HTTPClient {
 		s.stats.dropped.Add(1)
@@ -1368,7 +1377,7 @@ func (s *Server) proxy(req *dhcpv4.DHCPv4, mac hwaddr.MAC, port int) *dhcpv4.DHC
 	}
 	resp := newReply(req, mt, netip.Addr{})
 	resp.Options.Update(dhcpv4.OptServerIdentifier(s.sid.AsSlice()))
-	file := s.addBootOptions(req, resp, ci, true)
+	file := s.addBootOptions(ctx, mac, req, resp, ci, true)
 	if mt == dhcpv4.MessageTypeOffer {
 		s.hookDiscover(Event{Time: s.now(), MAC: mac, Arch: ci.Arch, UUID: ci.UUID, VendorClass: ci.VendorClass,
 			Relay: ipOf(req.GatewayIPAddr), BootFile: file})
