@@ -42,9 +42,14 @@ type Config struct {
 	// "leased" (only the address this server's DHCP leased to that MAC, and
 	// admin_allow) or "any". Default: "leased" when labserver runs DHCP
 	// (not proxy), "any" otherwise.
-	IgnitionClients string    `yaml:"ignition_clients"`
-	DNSConfig       DNSConfig `yaml:"dns_zone"`
-	DHCP            *DHCP     `yaml:"dhcp"`
+	IgnitionClients string `yaml:"ignition_clients"`
+	// BootLoader is what machines boot with: "grub" (default: labserver's
+	// DHCP hands GRUB's images) or "ipxe" (firmware gets the iPXE binary,
+	// iPXE gets /boot.ipxe). A group's metadata "boot_loader" overrides it
+	// for its machines.
+	BootLoader string    `yaml:"boot_loader"`
+	DNSConfig  DNSConfig `yaml:"dns_zone"`
+	DHCP       *DHCP     `yaml:"dhcp"`
 
 	file string
 	root *yaml.Node
@@ -173,7 +178,8 @@ type settings struct {
 	Serial              bool
 	SerialSpeed         int
 	AdminAllow          []netip.Prefix
-	IgnitionLeased      bool // only the lease holder (and admin_allow) gets a machine's config
+	IgnitionLeased      bool   // only the lease holder (and admin_allow) gets a machine's config
+	BootLoader          string // loaderGRUB or loaderIPXE: the lab's default
 	Domain              string
 	Upstreams           []string
 	Records             map[string]netip.Addr
@@ -323,6 +329,9 @@ func (c *Config) resolve() (*settings, error) {
 	case "any":
 	default:
 		return nil, c.errorf("ignition_clients", "%q: want leased or any", c.IgnitionClients)
+	}
+	if s.BootLoader, err = parseLoader(c.BootLoader); err != nil {
+		return nil, c.errorf("boot_loader", "%v", err)
 	}
 	s.Domain = c.DNSConfig.Domain
 	if s.Domain == "" && s.DHCP != nil {

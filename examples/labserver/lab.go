@@ -336,6 +336,9 @@ func makeTFTPRoot(dir, httpHost string, out io.Writer) error {
 	if nd.HTTPBootImage != "" {
 		fmt.Fprintf(out, "UEFI HTTP boot image for http://%s: %s\n", nd.HTTPHost, filepath.Join(dir, filepath.FromSlash(nd.HTTPBootImage)))
 	}
+	if err := installIPXE(dir, out); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "serve it with: labserver -tftp-root %s (first-stage grub.cfg is generated)\n", dir)
 	return nil
 }

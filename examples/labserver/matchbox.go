@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
+	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/grubcfg"
 	"github.com/metalboot/metalboot/grubcfg/ipxe"
 	"github.com/metalboot/metalboot/ignition"
@@ -26,8 +30,59 @@ const (
 	loaderIPXE = "iPXE"
 )
 
-// groupLoader is the boot loader machines of g boot with.
-func (l *lab) groupLoader(*profile.Group) string { return loaderGRUB }
+// loaderKey is the group metadata key that chooses its machines' boot
+// loader ("grub" or "ipxe"), overriding the lab's boot_loader.
+const loaderKey = "boot_loader"
+
+// parseLoader reads a boot_loader value: "grub" (or "") or "ipxe".
+func parseLoader(s string) (string, error) {
+	switch s {
+	case "", "grub":
+		return loaderGRUB, nil
+	case "ipxe":
+		return loaderIPXE, nil
+	}
+	return "", fmt.Errorf("%q: want grub or ipxe", s)
+}
+
+// groupLoader is the boot loader machines of g boot with: the group's
+// "boot_loader" metadata, else the lab's (g nil: the lab's). A bad value
+// stops the load (checkInventory), so here it cannot occur.
+func (l *lab) groupLoader(g *profile.Group) string {
+	if g != nil {
+		if v, ok := g.Metadata[loaderKey].(string); ok {
+			if loader, err := parseLoader(v); err == nil {
+				return loader
+			}
+		}
+	}
+	if l.s.BootLoader == "" {
+		return loaderGRUB
+	}
+	return l.s.BootLoader
+}
+
+// bootPolicy is DHCP's boot policy: GRUB's images by architecture (files,
+// dhcp.boot_files over dhcpsrv's defaults) for machines that boot with
+// GRUB; for those that boot with iPXE the iPXE binaries -make-tftp-root
+// copied (dhcpsrv.DefaultIPXEFiles), and /boot.ipxe for iPXE itself.
+func (l *lab) bootPolicy(files map[dhcpsrv.Arch]string) dhcpsrv.BootPolicy {
+	return dhcpsrv.BootPolicy{Files: files, HTTPBase: l.s.BaseURL.String(),
+		Loader: l.dhcpLoader, IPXEScript: l.s.BaseURL.String() + "/boot.ipxe"}
+}
+
+// dhcpLoader is dhcpsrv.BootPolicy.Loader: the loader of the group the
+// MAC alone matches in the current inventory (the lab's when none does).
+func (l *lab) dhcpLoader(_ context.Context, mac hwaddr.MAC, _ dhcpsrv.ClientInfo) dhcpsrv.Loader {
+	g, _, err := l.store.Inventory().Match(map[string]string{profile.KeyMAC: mac.String()})
+	if err != nil {
+		g = nil
+	}
+	if l.groupLoader(g) == loaderIPXE {
+		return dhcpsrv.LoaderIPXE
+	}
+	return dhcpsrv.LoaderGRUB
+}
 
 // checkInventory is the store's check of every newly loaded inventory:
 // Ignition and generic templates (ignition.Handler.Check), then what each
@@ -41,6 +96,14 @@ func (l *lab) checkInventory(inv *profile.Inventory) error {
 		return err
 	}
 	var errs []error
+	for _, g := range inv.Groups() {
+		if v, ok := g.Metadata[loaderKey]; ok {
+			s, _ := v.(string)
+			if _, err := parseLoader(s); err != nil || s == "" {
+				errs = append(errs, fmt.Errorf("%w: %s: group %q: metadata %s: %v: want \"grub\" or \"ipxe\"", profile.ErrInvalid, g.Source, g.ID, loaderKey, v))
+			}
+		}
+	}
 	warned := map[string]bool{}
 	for _, p := range append(grubcfg.Check(inv), ipxe.Check(inv)...) {
 		if l.groupLoader(p.Group) == p.Loader {
@@ -110,6 +173,20 @@ func (l *lab) metadataHandler() http.Handler {
 		OnServe: func(r *http.Request, m *profile.Machine) {
 			l.event(m.MAC, remoteIP(r), stageMetadata, "group "+m.Group.ID)
 		}}
+}
+
+// installIPXE copies Debian's iPXE binaries into the TFTP root dir, where
+// DHCP points firmware that is to boot with iPXE (boot_loader: ipxe),
+// saying what it made and skipped.
+func installIPXE(dir string, out io.Writer) error {
+	made, skipped, err := ipxe.InstallBinaries(dir, "")
+	for _, s := range skipped {
+		fmt.Fprintf(out, "skip %s (only machines that boot with iPXE need it)\n", s)
+	}
+	for _, p := range made {
+		fmt.Fprintf(out, "%s: made (iPXE, for machines whose boot_loader is ipxe)\n", p)
+	}
+	return err
 }
 
 // recordsFailures lists the handlers whose error answers go on the

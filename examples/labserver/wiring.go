@@ -182,7 +182,7 @@ func (l *lab) startDHCP(ctx context.Context) error {
 		ServerIP:     d.ServerIP,
 		Subnets:      []dhcpsrv.Subnet{{Prefix: d.Subnet, Ranges: []dhcpsrv.Range{{From: d.Range[0], To: d.Range[1]}}, Router: d.Router, DNS: d.DNS, Domain: d.Domain, LeaseTime: d.LeaseTime}},
 		Reservations: labReservations{l},
-		Boot:         dhcpsrv.BootPolicy{Files: files, HTTPBase: l.s.BaseURL.String()},
+		Boot:         l.bootPolicy(files),
 		Leases:       leases,
 		ProxyDHCP:    d.Proxy,
 		Logger:       l.log.With("component", "dhcp"),

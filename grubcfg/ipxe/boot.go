@@ -2,9 +2,17 @@ package ipxe
 
 import (
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/metalboot/metalboot/dhcpsrv"
 )
 
 // BootParams are the iPXE settings the boot script reports to /ipxe, as
@@ -96,4 +104,67 @@ func writeScript(w http.ResponseWriter, body []byte) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
+}
+
+// DebianDir is where Debian's ipxe package installs its binaries
+// (undionly.kpxe, ipxe.efi, …).
+const DebianDir = "/usr/lib/ipxe"
+
+// InstallBinaries copies the iPXE binaries firmware is handed when it is
+// to boot with iPXE but does not run it yet from srcDir (DebianDir when
+// "") into the TFTP root dir, where dhcpsrv.DefaultIPXEFiles points the
+// firmware: ipxe/undionly.kpxe (BIOS, over the NIC's PXE stack) and
+// ipxe/ipxe.efi (UEFI x86-64). It returns the paths made (relative to
+// dir) and, for a binary srcDir lacks, why it was skipped ("apt-get
+// install ipxe"); an error only for a copy that failed.
+func InstallBinaries(dir, srcDir string) (made, skipped []string, err error) {
+	if srcDir == "" {
+		srcDir = DebianDir
+	}
+	seen := map[string]bool{}
+	for _, arch := range slices.Sorted(maps.Keys(dhcpsrv.DefaultIPXEFiles)) {
+		rel := dhcpsrv.DefaultIPXEFiles[arch]
+		if seen[rel] {
+			continue
+		}
+		seen[rel] = true
+		src := filepath.Join(srcDir, path.Base(rel))
+		if _, err := os.Stat(src); err != nil {
+			skipped = append(skipped, fmt.Sprintf("%s: %s missing (apt-get install ipxe)", rel, src))
+			continue
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := copyFile(src, dst); err != nil {
+			return made, skipped, fmt.Errorf("ipxe: %w", err)
+		}
+		made = append(made, rel)
+	}
+	return made, skipped, nil
+}
+
+// copyFile copies src to dst (mode 0644), making dst's directory.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
 }

@@ -4,11 +4,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalboot/metalboot/dhcpsrv"
 	"github.com/metalboot/metalboot/profile"
 )
 
@@ -73,4 +76,26 @@ func TestBootHandler(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/boot.ipxe", nil))
 	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
 	assert.Equal(t, 2, n)
+}
+
+func TestInstallBinaries(t *testing.T) {
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "undionly.kpxe"), []byte("bios"), 0o644))
+	dir := t.TempDir()
+	made, skipped, err := InstallBinaries(dir, src)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ipxe/undionly.kpxe"}, made)
+	require.Len(t, skipped, 1)
+	assert.Contains(t, skipped[0], "ipxe/ipxe.efi")
+	assert.Contains(t, skipped[0], "apt-get install ipxe")
+	b, err := os.ReadFile(filepath.Join(dir, "ipxe", "undionly.kpxe"))
+	require.NoError(t, err)
+	assert.Equal(t, "bios", string(b))
+	for _, f := range made {
+		found := false
+		for _, v := range dhcpsrv.DefaultIPXEFiles {
+			found = found || v == f
+		}
+		assert.True(t, found, "%s is where DHCP points firmware", f)
+	}
 }

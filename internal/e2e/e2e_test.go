@@ -346,6 +346,11 @@ func TestIPXEMachines(t *testing.T) {
 	assert.Len(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: m.MAC.String(), Events: grub}}, m, bootFiles), 1, "no ipxe event")
 	assert.Contains(t, strings.Join(e2e.QEMUArgs(m.VMConfig(), "tcg", "/s", "/v"), " "), "-machine graphics=off")
 	assert.NotContains(t, strings.Join(e2e.QEMUArgs(ms[1].VMConfig(), "tcg", "/s", "/v"), " "), "romfile=", "OVMF runs the NIC's iPXE")
+	assert.Contains(t, strings.Join(e2e.QEMUArgs(ms[2].VMConfig(), "tcg", "/s", "/v"), " "), "romfile=", "OVMF's own PXE")
+	chain := slices.Clone(full)
+	assert.Len(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: ms[2].MAC.String(), Events: chain}}, ms[2], bootFiles), 1, "no TFTP event names ipxe.efi")
+	chain = append(chain[:1:1], append([]e2e.TimelineEvent{ev(e2e.StageTFTP, e2e.IPXEBinary)}, chain[1:]...)...)
+	assert.Empty(t, e2e.CheckTimeline([]e2e.TimelineMachine{{MAC: ms[2].MAC.String(), Events: chain}}, ms[2], bootFiles))
 
 	dir := t.TempDir()
 	require.NoError(t, e2e.WriteDataDir(dir, append(ms, e2e.DefaultMachines()...)))

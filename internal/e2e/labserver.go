@@ -39,10 +39,12 @@ type Machine struct {
 	// HTTPBoot boots a UEFI machine with UEFI HTTP boot: GRUB comes over
 	// HTTP from labserver's /grub/ tree instead of TFTP.
 	HTTPBoot bool
-	// IPXE marks a machine that boots through iPXE, the NIC's option ROM
-	// (SeaBIOS) or its EFI driver (OVMF), into labserver's /boot.ipxe
-	// (DHCP hands it the URL, see LabserverConfig.BootFiles) and /ipxe,
-	// instead of GRUB.
+	// IPXE marks a machine that boots through iPXE into labserver's
+	// /boot.ipxe and /ipxe instead of GRUB: its group's metadata says
+	// boot_loader "ipxe", so labserver's DHCP hands its firmware the iPXE
+	// binary over TFTP (OVMF's own PXE, OVMFPXE) or, when the firmware
+	// runs iPXE already (SeaBIOS's NIC option ROM, the NIC's iPXE EFI
+	// driver under OVMF), the URL of /boot.ipxe.
 	IPXE bool
 	// Profile is the profile its group boots ([ProfileID] when empty).
 	Profile string
@@ -91,16 +93,23 @@ func (m Machine) ProfileName() string {
 }
 
 // IPXEMachines are the iPXE machines of the end-to-end test: one BIOS
-// (SeaBIOS, whose NIC option ROM is iPXE) booting [ProfileNamedID], one
+// (SeaBIOS, whose NIC option ROM is iPXE) booting [ProfileNamedID]; one
 // UEFI (OVMF running the NIC's iPXE EFI driver) booting [ProfileID], which
 // has no initrd= argument: UEFI iPXE hands the initrd to the kernel only
-// by name, so the renderer must add it.
+// by name, so the renderer must add it; and one UEFI with OVMF's own PXE,
+// which chainloads Debian's ipxe.efi over TFTP, booting [ProfileNamedID].
 func IPXEMachines() []Machine {
 	return []Machine{
 		{Name: "ipxebios", Firmware: BIOS, MAC: hwaddr.MustParse("52:54:00:99:00:21"), Hostname: "ipxebios.lab", IPXE: true, Profile: ProfileNamedID},
 		{Name: "ipxeuefi", Firmware: UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:22"), Hostname: "ipxeuefi.lab", IPXE: true},
+		{Name: "ipxeefi", Firmware: UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:23"), Hostname: "ipxeefi.lab", IPXE: true, OVMFPXE: true, Profile: ProfileNamedID},
 	}
 }
+
+// IPXEBinary is the iPXE binary labserver's DHCP hands a UEFI x86-64
+// machine that is to boot with iPXE (dhcpsrv.DefaultIPXEFiles); the
+// caller's TFTPRootFunc puts it there.
+const IPXEBinary = "ipxe/ipxe.efi"
 
 // HTTPBootMachine is a UEFI machine (OVMF) that boots with UEFI HTTP boot.
 func HTTPBootMachine() Machine {
@@ -146,7 +155,8 @@ passwd:
     - name: debug
 `
 
-// WriteDataDir writes a matchbox-compatible data directory into dir: two
+// WriteDataDir writes a matchbox-compatible data directory into dir (an
+// iPXE machine's group has metadata boot_loader "ipxe"): two
 // profiles that boot /assets/vmlinuz with /assets/initrd.cpio and the
 // kernel arguments metalboot.ignition={{.BaseURL}}/ignition?mac={{.MAC}}
 // and console=ttyS0, [ProfileID] with the initrd as a plain path and
@@ -180,12 +190,16 @@ func WriteDataDir(dir string, machines []Machine) error {
 		filepath.Join("profiles", ProfileNamedID+".json"): named,
 	}
 	for _, m := range machines {
+		md := map[string]string{"hostname": m.Hostname, "firmware": string(m.Firmware)}
+		if m.IPXE {
+			md["boot_loader"] = "ipxe"
+		}
 		files[filepath.Join("groups", "e2e-"+m.Name+".json")] = map[string]any{
 			"id":       "e2e-" + m.Name,
 			"name":     "e2e " + string(m.Firmware) + " machine",
 			"profile":  m.ProfileName(),
 			"selector": map[string]string{"mac": m.MAC.String()},
-			"metadata": map[string]string{"hostname": m.Hostname, "firmware": string(m.Firmware)},
+			"metadata": md,
 		}
 	}
 	for name, v := range files {
@@ -362,6 +376,11 @@ func CheckTimelineSince(ms []TimelineMachine, m Machine, files BootFiles, since 
 	boot := files.For(m)
 	if m.IPXE {
 		boot = IPXEBootURL
+		if m.OVMFPXE && !slices.ContainsFunc(r.Events, func(e TimelineEvent) bool {
+			return e.Stage == StageTFTP && strings.Contains(e.Detail, IPXEBinary)
+		}) {
+			probs = append(probs, fmt.Sprintf("%s: no %q event names the iPXE binary %s", m.MAC, StageTFTP, IPXEBinary))
+		}
 	}
 	if boot == "" {
 		probs = append(probs, fmt.Sprintf("%s: no %s boot file to check for", m.MAC, m.Firmware))
