@@ -275,7 +275,7 @@ func ListenUDPTCP(ctx context.Context, addr string) (net.PacketConn, net.Listene
 	for range 10 {
 		pc, err := lc.ListenPacket(ctx, "udp", addr)
 		if err != nil {
-			return nil, nil, fmt.Errorf("dnssrv: listen udp %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("dnssrv: %w", err) // net's error names "listen udp <addr>"
 		}
 		p := port
 		if p == "0" || p == "" {
@@ -291,7 +291,7 @@ func ListenUDPTCP(ctx context.Context, addr string) (net.PacketConn, net.Listene
 			break
 		}
 	}
-	return nil, nil, fmt.Errorf("dnssrv: listen tcp %s: %w", addr, lastErr)
+	return nil, nil, fmt.Errorf("dnssrv: %w", lastErr)
 }
 
 // Serve answers DNS queries arriving on pc (UDP) and l (TCP), which the

@@ -183,9 +183,17 @@ func (l *lab) start(ctx context.Context) error {
 	if l.s.DHCP != nil {
 		starters = append(starters, starter{"dhcp", l.startDHCP})
 	}
+	// What to change when a service cannot start: the config key (and
+	// flag) that chose its address.
+	hint := map[string]string{
+		"http": `set http (-http) to a free address`,
+		"tftp": `set tftp (-tftp) to a free address, or "" to turn TFTP off`,
+		"dns":  `set dns (-dns) to a free address, or "" to turn DNS off`,
+		"dhcp": `check dhcp.interface, and that no other DHCP server listens on it`,
+	}
 	for _, st := range starters {
 		if err := st.fn(ctx); err != nil {
-			return fmt.Errorf("%s: %w", st.name, err)
+			return fmt.Errorf("%s: %w (%s)", st.name, err, hint[st.name])
 		}
 	}
 	return nil

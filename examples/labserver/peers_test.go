@@ -154,3 +154,23 @@ func TestBannerTryLinesRun(t *testing.T) {
 		})
 	}
 }
+
+// TestBindErrorSaysWhatToChange: a port in use stops the start with one
+// line that names the socket once and the key to change (issue #16: the
+// DNS bind error was repeated twice and named no key).
+func TestBindErrorSaysWhatToChange(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer pc.Close()
+	taken, empty, any := pc.LocalAddr().String(), "", "127.0.0.1:0"
+	l := buildLab(t, &Config{HTTP: &any, TFTP: &empty, DNS: &taken}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err = l.start(ctx)
+	require.Error(t, err)
+	cancel()
+	_ = l.wait(ctx)
+	msg := err.Error()
+	assert.Equal(t, 1, strings.Count(msg, "listen udp"), msg)
+	assert.Contains(t, msg, "set dns (-dns) to a free address")
+}
