@@ -117,7 +117,7 @@ func ExampleHandler() {
 	// installed config served to 00:30:48:fb:e2:44
 	// 200 application/json spec 3.3.0
 	//   /etc/hostname: smpc.lab
-	// 400 bad request: mac "nonsense": not a MAC address
+	// 400 bad request: mac: invalid MAC address "nonsense": want 12 hex digits
 }
 
 // A Guard restricts each machine's config to the address that holds its

@@ -100,7 +100,7 @@ func normalizeAttr(k, v string) (string, string, error) {
 		}
 		m, err := hwaddr.Parse(v)
 		if err != nil {
-			return "", "", fmt.Errorf("mac %q: not a MAC address", trunc(v))
+			return "", "", fmt.Errorf("mac: %w", err) // hwaddr says what is wrong, as every entry point does
 		}
 		return k, m.String(), nil
 	case KeyUUID:

@@ -168,7 +168,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad mac", fstest.MapFS{
 			"profiles/p.json": profileJSON("p"),
 			"groups/g.json":   {Data: []byte(`{"profile":"p","selector":{"mac":"00:11:22"}}`)},
-		}, []string{`groups/g.json: group "g": selector: mac "00:11:22": not a MAC address`}},
+		}, []string{`groups/g.json: group "g": selector: mac: invalid MAC address "00:11:22": want 6 groups`}},
 		{"empty selector value", fstest.MapFS{
 			"profiles/p.json": profileJSON("p"),
 			"groups/g.json":   {Data: []byte(`{"profile":"p","selector":{"mAC":""}}`)},
