@@ -69,11 +69,30 @@ func (w *webDriver) find(css string) []string {
 	return ids
 }
 
-func (w *webDriver) text(id string) string {
-	return w.call("GET", w.s("/element/"+id+"/text"), nil).(string)
+// clickCSS finds and clicks the first element matching css, finding it
+// again when the page's refresh (every 3 s) replaced it between the two.
+func (w *webDriver) clickCSS(css string) {
+	w.t.Helper()
+	for range 5 {
+		ids := w.find(css)
+		require.NotEmpty(w.t, ids, "no element %s", css)
+		body, _ := json.Marshal(map[string]any{})
+		req, err := http.NewRequest("POST", w.base+w.s("/element/"+ids[0]+"/click"), bytes.NewReader(body))
+		require.NoError(w.t, err)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(w.t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			return
+		}
+		if !strings.Contains(string(b), "stale element") {
+			w.t.Fatalf("click %s: %s", css, b)
+		}
+	}
+	w.t.Fatalf("click %s: the element went stale five times", css)
 }
-
-func (w *webDriver) click(id string) { w.call("POST", w.s("/element/"+id+"/click"), map[string]any{}) }
 
 // js runs a script in the page and returns its result.
 func (w *webDriver) js(script string) any {
@@ -176,13 +195,12 @@ func TestMachinesPageInBrowser(t *testing.T) {
 
 	w := startBrowser(t)
 	w.call("POST", w.s("/url"), map[string]string{"url": srv.URL + "/machines"})
-	rowText := func(mac hwaddr.MAC) string {
-		ids := w.find(`tr[data-mac="` + mac.String() + `"] td.status`)
-		if len(ids) != 1 {
-			return ""
-		}
-		return w.text(ids[0])
+	// Read in one script: the page's refresh may replace the rows between
+	// a find and a read.
+	innerText := func(css string) string {
+		return fmt.Sprint(w.js(`const e = document.querySelector('` + css + `'); return e ? e.innerText.trim() : ''`))
 	}
+	rowText := func(mac hwaddr.MAC) string { return innerText(`tr[data-mac="` + mac.String() + `"] td.status`) }
 	require.Len(t, w.find("#machines > tbody > tr"), 4, "one row per machine")
 	assert.Equal(t, "installed", rowText(a))
 	assert.Len(t, w.find(`tr[data-mac="`+a.String()+`"] .step.done`), 6, "alpha: every step done")
@@ -195,10 +213,8 @@ func TestMachinesPageInBrowser(t *testing.T) {
 	assert.Equal(t, "rgb(204, 0, 0)", color, "a failure is red")
 
 	// The timeline on demand.
-	summary := w.find(`tr[data-mac="` + a.String() + `"] details summary`)
-	require.Len(t, summary, 1)
-	w.click(summary[0])
-	events := w.text(w.find(`tr[data-mac="` + a.String() + `"] details`)[0])
+	w.clickCSS(`tr[data-mac="` + a.String() + `"] details summary`)
+	events := innerText(`tr[data-mac="` + a.String() + `"] details`)
 	for _, stage := range []string{stageLease, stageGrub, stageIgnition, stageInstalled} {
 		assert.Contains(t, events, stage)
 	}
@@ -207,15 +223,15 @@ func TestMachinesPageInBrowser(t *testing.T) {
 	names := func() string {
 		return fmt.Sprint(w.js(`return Array.from(document.querySelectorAll('#machines > tbody > tr')).map(r => r.dataset.name).join(',')`))
 	}
-	w.click(w.find(`th[data-key="name"]`)[0])
+	w.clickCSS(`th[data-key="name"]`)
 	assert.Equal(t, ",alpha,bravo,delta", names(), "charlie has no name")
-	w.click(w.find(`th[data-key="name"]`)[0])
+	w.clickCSS(`th[data-key="name"]`)
 	assert.Equal(t, "delta,bravo,alpha,", names())
 
 	// Reinstall from the page (the browser is on loopback: an admin).
-	w.click(w.find(`button.reinstall[data-mac="` + a.String() + `"]`)[0])
+	w.clickCSS(`button.reinstall[data-mac="` + a.String() + `"]`)
 	w.eventually("the reinstall answer", func() bool {
-		return strings.Contains(w.text(w.find("#msg")[0]), "will be reinstalled")
+		return strings.Contains(innerText("#msg"), "will be reinstalled")
 	})
 	assert.False(t, l.state.isInstalled(a))
 	// The page refreshes by itself: alpha is no longer installed, its
