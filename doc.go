@@ -22,10 +22,12 @@
 //     the HTTP middleware that resolves a request to a Machine.
 //   - [github.com/metalboot/metalboot/grubcfg]: first-stage and per-machine
 //     GRUB configs, safe quoting, the /grub handler, and a listener that
-//     copes with GRUB's fixed TCP source port.
+//     copes with GRUB's fixed TCP source port; its subpackage
+//     [github.com/metalboot/metalboot/grubcfg/ipxe] renders the same
+//     inventory as iPXE scripts (/boot.ipxe, /ipxe).
 //   - [github.com/metalboot/metalboot/ignition]: Ignition installer and
 //     installed configs (Flatcar, Fedora CoreOS), Butane templates, the
-//     /ignition handler.
+//     /ignition handler, and matchbox's /generic and /metadata.
 //   - [github.com/metalboot/metalboot/dhcpsrv]: DHCPv4 with network-boot
 //     options, persistent leases, proxyDHCP and relays.
 //   - [github.com/metalboot/metalboot/tftpsrv]: read-only TFTP over io/fs
