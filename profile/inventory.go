@@ -68,6 +68,10 @@ type Inventory struct {
 	hosts     []Host
 	hostMAC   map[hwaddr.MAC]int // index into hosts
 	hostIP    map[netip.Addr]int // index into hosts; the first by MAC
+	// Match's index: the positions in groups of the groups whose selector
+	// names a MAC, by that MAC, and of all the others, each ascending.
+	byMAC      map[string][]int
+	withoutMAC []int
 }
 
 // Inventory implements Store.
@@ -142,12 +146,35 @@ func (inv *Inventory) HostByIP(ip netip.Addr) (Host, bool) {
 // satisfy, and its profile. attrs must be normalised (see ParseQuery or
 // Normalize). It returns an error wrapping ErrNoMatch when none matches.
 func (inv *Inventory) Match(attrs map[string]string) (*Group, *Profile, error) {
-	for _, g := range inv.groups {
-		if selects(g.Selector, attrs) {
+	// Only groups that name this MAC, or no MAC at all, can match: merge
+	// the two lists in the order of groups (most specific first), so a lab
+	// of 100 000 per-MAC groups costs a map lookup, not a scan.
+	a, b := inv.byMAC[attrs[KeyMAC]], inv.withoutMAC
+	for len(a) > 0 || len(b) > 0 {
+		var i int
+		if len(b) == 0 || (len(a) > 0 && a[0] < b[0]) {
+			i, a = a[0], a[1:]
+		} else {
+			i, b = b[0], b[1:]
+		}
+		if g := inv.groups[i]; selects(g.Selector, attrs) {
 			return g, inv.profiles[g.Profile], nil
 		}
 	}
 	return nil, nil, fmt.Errorf("%w for %s", ErrNoMatch, describe(attrs))
+}
+
+// indexGroups builds Match's index; groups must be in their final order.
+func (inv *Inventory) indexGroups() {
+	inv.byMAC = map[string][]int{}
+	inv.withoutMAC = nil
+	for i, g := range inv.groups {
+		if m, ok := g.Selector[KeyMAC]; ok {
+			inv.byMAC[m] = append(inv.byMAC[m], i)
+		} else {
+			inv.withoutMAC = append(inv.withoutMAC, i)
+		}
+	}
 }
 
 func selects(sel, attrs map[string]string) bool {
@@ -218,10 +245,11 @@ func (b *builder) build(d Data) (*Inventory, error) {
 		g := d.Groups[i]
 		b.addGroup(&g)
 	}
-	b.checkTies()
+	b.checkTies() // sorts the groups: most specific first
 	if len(b.errs) > 0 {
 		return nil, errors.Join(b.errs...)
 	}
+	inv.indexGroups()
 	b.checkRender()
 	if len(b.errs) > 0 {
 		return nil, errors.Join(b.errs...)

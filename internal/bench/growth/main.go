@@ -161,6 +161,21 @@ func inventory(n, rate int, dur time.Duration) result {
 // from each request's scheduled time, and the number of failures.
 func load(prefix string, n, rate int, dur time.Duration) (float64, int) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
+	// Warm up (connections dialled, caches filled) before anything counts.
+	var warm sync.WaitGroup
+	for range 64 {
+		warm.Add(1)
+		go func() {
+			defer warm.Done()
+			for range 4 {
+				if resp, err := client.Get(prefix + mac(rand.IntN(n)).String()); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	warm.Wait()
 	total := int(float64(rate) * dur.Seconds())
 	lat := make([]float64, total)
 	var mu sync.Mutex
