@@ -238,35 +238,9 @@ func TestE2EFirmwareBoot(t *testing.T) {
 	}
 	httpBoot := e2e.HTTPBootMachine()
 	l := startE2ELab(t, append(slices.Clone(machines), httpBoot), nil)
-	var firstIP map[string]string
-	for _, round := range []string{"1", "2"} {
-		name := map[string]string{"1": "first-boot", "2": "same-MACs-again"}[round]
-		ok := t.Run(name, func(t *testing.T) {
-			start := time.Now()
-			res := l.boot(t, round, machines...)
-			if t.Failed() {
-				t.FailNow()
-			}
-			// This boot, on its own, went through every stage.
-			ips := l.checkTimeline(t, start, machines...)
-			l.checkIgnition(t, res, machines...)
-			if firstIP == nil {
-				firstIP = ips
-				return
-			}
-			// Same MAC, same address: the second boot's GRUB reused the
-			// first boot's TCP 4-tuple.
-			for _, m := range machines {
-				mac := m.MAC.String()
-				if ips[mac] == "" || ips[mac] != firstIP[mac] {
-					t.Errorf("%s fetched /grub from %q, first boot from %q: the 4-tuple was not reused, the test proves nothing", mac, ips[mac], firstIP[mac])
-				}
-			}
-		})
-		if !ok {
-			break
-		}
-	}
+	// Same MAC, same address: the second boot's GRUB reused the first
+	// boot's TCP 4-tuple.
+	l.bootTwice(t, machines, "/grub", ": the 4-tuple was not reused, the test proves nothing", nil)
 	// UEFI HTTP boot: OVMF with its PXE options off asks DHCP as an
 	// "HTTPClient" and gets a URL; GRUB then comes from /grub/ over HTTP.
 	t.Run("uefi-http-boot", func(t *testing.T) {
@@ -318,6 +292,25 @@ func TestE2EIPXEBoot(t *testing.T) {
 	}
 	machines := e2e.IPXEMachines()
 	l := startE2ELab(t, machines, nil)
+	l.bootTwice(t, machines, "/ipxe", "", func(t *testing.T, res []e2e.BootResult) {
+		for i, r := range res {
+			console := e2e.StripANSI(r.VM.Serial())
+			for _, want := range []string{"metalboot: machine " + machines[i].MAC.String(), "metalboot: loading initrd"} {
+				if !strings.Contains(console, want) {
+					t.Errorf("%s: the console never showed %q (the /ipxe script's echo)", machines[i].Name, want)
+				}
+			}
+		}
+	})
+}
+
+// bootTwice boots the machines twice in a row (subtests first-boot and
+// same-MACs-again): each boot, on its own, must go through every stage and
+// print the machine's own Ignition config, then check (when not nil) looks
+// at the results; the second boot must fetch its config (path) from the
+// address of the first (why it matters is said after the addresses).
+func (l *e2eLab) bootTwice(t *testing.T, machines []e2e.Machine, path, why string, check func(*testing.T, []e2e.BootResult)) {
+	t.Helper()
 	var firstIP map[string]string
 	for _, round := range []string{"1", "2"} {
 		name := map[string]string{"1": "first-boot", "2": "same-MACs-again"}[round]
@@ -329,13 +322,8 @@ func TestE2EIPXEBoot(t *testing.T) {
 			}
 			ips := l.checkTimeline(t, start, machines...)
 			l.checkIgnition(t, res, machines...)
-			for i, r := range res {
-				console := e2e.StripANSI(r.VM.Serial())
-				for _, want := range []string{"metalboot: machine " + machines[i].MAC.String(), "metalboot: loading initrd"} {
-					if !strings.Contains(console, want) {
-						t.Errorf("%s: the console never showed %q (the /ipxe script's echo)", machines[i].Name, want)
-					}
-				}
+			if check != nil {
+				check(t, res)
 			}
 			if firstIP == nil {
 				firstIP = ips
@@ -343,7 +331,7 @@ func TestE2EIPXEBoot(t *testing.T) {
 			}
 			for _, m := range machines {
 				if mac := m.MAC.String(); ips[mac] == "" || ips[mac] != firstIP[mac] {
-					t.Errorf("%s fetched /ipxe from %q, first boot from %q", mac, ips[mac], firstIP[mac])
+					t.Errorf("%s fetched %s from %q, first boot from %q%s", mac, path, ips[mac], firstIP[mac], why)
 				}
 			}
 		})
