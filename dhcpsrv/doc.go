@@ -97,7 +97,11 @@
 //
 // [LeaseStore] is a compare-and-swap interface on a per-address revision,
 // so a shared store (etcd, SQL) can implement it without "check, then
-// write" races. [OpenJournal] returns the default store: an in-memory index
+// write" races. A store shared by several servers also implements
+// [OfferClaimer]: each address is claimed in the store before its OFFER
+// leaves, so active-active servers never offer one address to two
+// clients; package [github.com/metalboot/metalboot/dhcpsrv/etcdstore] is
+// such a store on etcd. [OpenJournal] returns the default store: an in-memory index
 // backed by an append-only file of CRC-checked records, written and fsynced
 // before the ACK is sent (concurrent ACKs share one fsync), compacted on
 // open and when it grows to four times the live records, locked against a

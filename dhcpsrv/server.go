@@ -908,26 +908,28 @@ func (s *Server) freeFor(ctx context.Context, ip netip.Addr, mac hwaddr.MAC, now
 // source ends the search: the server does not guess.
 func (s *Server) pick(ctx context.Context, mac hwaddr.MAC, sn *subnet, r Reservation, reserved bool, requested netip.Addr, now time.Time) (netip.Addr, bool, error) {
 	if reserved {
-		free, err := s.freeFor(ctx, r.IP, mac, now)
+		free, err := s.freeAndClaimed(ctx, r.IP, mac, now)
 		return r.IP, free, err
 	}
 	l, err := s.store.ByMAC(ctx, mac)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return netip.Addr{}, false, err
 	}
-	// In order: its previous address, the one already offered to it, the
-	// one it asks for (invalid entries are skipped).
-	var candidates [3]netip.Addr
+	// In order: its previous address, the one already offered to it (by
+	// this server, or claimed for it in a shared store), the one it asks
+	// for (invalid entries are skipped).
+	var candidates [4]netip.Addr
 	if err == nil {
 		candidates[0] = l.IP
 	}
 	candidates[1] = s.offerByMAC[mac]
-	candidates[2] = requested
+	candidates[2] = s.claimedElsewhere(ctx, mac)
+	candidates[3] = requested
 	for _, ip := range candidates {
 		if !sn.inRanges(ip) {
 			continue
 		}
-		free, err := s.freeFor(ctx, ip, mac, now)
+		free, err := s.freeAndClaimed(ctx, ip, mac, now)
 		if err != nil {
 			return netip.Addr{}, false, err
 		}
@@ -938,7 +940,7 @@ func (s *Server) pick(ctx context.Context, mac hwaddr.MAC, sn *subnet, r Reserva
 	for i := range sn.size {
 		k := (sn.cursor + i) % sn.size
 		ip := sn.nth(k)
-		free, err := s.freeFor(ctx, ip, mac, now)
+		free, err := s.freeAndClaimed(ctx, ip, mac, now)
 		if err != nil {
 			return netip.Addr{}, false, err
 		}
@@ -979,6 +981,9 @@ func (s *Server) reclaimOffer(ctx context.Context, mac hwaddr.MAC, sn *subnet, n
 	}
 	if !best.IsValid() {
 		return netip.Addr{}, false, nil
+	}
+	if ok, err := s.claim(ctx, best, mac); err != nil || !ok {
+		return netip.Addr{}, false, err
 	}
 	delete(s.offers, best)
 	if s.offerByMAC[bo.mac] == best {

@@ -43,13 +43,17 @@ type Stats struct {
 	// offered them and had not requested them, because the pool had no
 	// other free address.
 	OffersReclaimed uint64
+	// ClaimConflicts counts addresses skipped for an OFFER because a
+	// shared store ([OfferClaimer]) said another client's claim holds
+	// them (another server offered them first).
+	ClaimConflicts uint64
 }
 
 type counters struct {
 	packetsIn, packetsOut, malformed, dropped, sendErrors       atomic.Uint64
 	discovers, offers, requests, acks, naks, releases, declines atomic.Uint64
 	informs, exhausted, storeErrors, reservationErrors          atomic.Uint64
-	badHostname, badUUID, offersReclaimed                       atomic.Uint64
+	badHostname, badUUID, offersReclaimed, claimConflicts       atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -63,5 +67,6 @@ func (s *Server) Stats() Stats {
 		Releases: c.releases.Load(), Declines: c.declines.Load(), Informs: c.informs.Load(),
 		PoolExhausted: c.exhausted.Load(), StoreErrors: c.storeErrors.Load(), ReservationErrors: c.reservationErrors.Load(),
 		BadHostname: c.badHostname.Load(), BadUUID: c.badUUID.Load(), OffersReclaimed: c.offersReclaimed.Load(),
+		ClaimConflicts: c.claimConflicts.Load(),
 	}
 }

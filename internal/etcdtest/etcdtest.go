@@ -97,12 +97,28 @@ func freePorts(n int) ([]int, error) {
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
 	Need(t)
+	c, err := StartDir(t.TempDir(), n)
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	c.t = t
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// StartDir is Start for code that has no testing.TB (TestMain, an
+// Example's setup): the members keep their data under dir, and the caller
+// calls Stop. It returns an error when etcd is missing or the cluster
+// does not come up within a minute.
+func StartDir(dir string, n int) (*Cluster, error) {
+	if _, err := exec.LookPath(Program); err != nil {
+		return nil, err
+	}
 	ports, err := freePorts(2 * n)
 	if err != nil {
-		t.Fatalf("etcdtest: free ports: %v", err)
+		return nil, fmt.Errorf("free ports: %w", err)
 	}
-	dir := t.TempDir()
-	c := &Cluster{t: t}
+	c := &Cluster{}
 	var initial []string
 	for i := range n {
 		m := &Member{
@@ -116,16 +132,18 @@ func Start(t testing.TB, n int) *Cluster {
 		initial = append(initial, m.Name+"="+m.PeerURL)
 	}
 	c.initial = strings.Join(initial, ",")
-	t.Cleanup(c.stopAll)
 	for i := range c.Members {
 		if err := c.start(i, "new"); err != nil {
-			t.Fatalf("etcdtest: %v", err)
+			c.Stop()
+			return nil, err
 		}
 	}
 	if err := c.WaitHealthy(time.Minute); err != nil {
-		t.Fatalf("etcdtest: %v\n%s", err, c.Logs())
+		err = fmt.Errorf("%w\n%s", err, c.Logs())
+		c.Stop()
+		return nil, err
 	}
-	return c
+	return c, nil
 }
 
 func (c *Cluster) start(i int, state string) error {
@@ -214,13 +232,15 @@ func (c *Cluster) Kill(i int) {
 }
 
 // Restart starts member i again (after Kill) with its data directory and
-// ports, and waits until the cluster answers again.
+// ports, and waits until the cluster answers again (a failure fails the
+// test that started the cluster).
 func (c *Cluster) Restart(i int) {
-	c.t.Helper()
-	if err := c.start(i, "existing"); err != nil {
-		c.t.Fatalf("etcdtest: %v", err)
+	var err error
+	if err = c.start(i, "existing"); err == nil {
+		err = c.WaitHealthy(time.Minute)
 	}
-	if err := c.WaitHealthy(time.Minute); err != nil {
+	if err != nil && c.t != nil {
+		c.t.Helper()
 		c.t.Fatalf("etcdtest: %v\n%s", err, c.Logs())
 	}
 }
@@ -285,11 +305,12 @@ func (c *Cluster) Logs() string {
 	return b.String()
 }
 
-func (c *Cluster) stopAll() {
+// Stop kills every member (by PID) and waits for them to exit.
+func (c *Cluster) Stop() {
 	for i := range c.Members {
 		c.Kill(i)
 	}
-	if c.t.Failed() {
+	if c.t != nil && c.t.Failed() {
 		c.t.Logf("etcdtest logs:\n%s", c.Logs())
 	}
 }
