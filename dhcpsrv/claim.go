@@ -30,8 +30,8 @@ import (
 // (Stats.StoreErrors): a server that cannot reach the shared store hands
 // out no new address. The file [Journal] and the memory store do not
 // implement it (one server needs no claims). With claims, an exhausted
-// pool reclaims an address offered to another client only once that
-// client's claim has expired.
+// pool reclaims no offer (Stats.OffersReclaimed stays 0): an address
+// offered to another client is free again once its claim expired.
 type OfferClaimer interface {
 	ClaimOffer(ctx context.Context, ip netip.Addr, mac hwaddr.MAC, hold time.Duration) error
 	Claimed(ctx context.Context, mac hwaddr.MAC) (netip.Addr, bool)
@@ -67,11 +67,33 @@ func (s *Server) claim(ctx context.Context, ip netip.Addr, mac hwaddr.MAC) (bool
 	}
 }
 
-// freeAndClaimed is freeFor followed, for a free address, by a claim.
-func (s *Server) freeAndClaimed(ctx context.Context, ip netip.Addr, mac hwaddr.MAC, now time.Time) (bool, error) {
-	free, err := s.freeFor(ctx, ip, mac, now)
-	if err != nil || !free {
-		return false, err
+// maxClaimAttempts bounds the addresses a DISCOVER tries to claim when
+// other servers claimed them first.
+const maxClaimAttempts = 8
+
+// foreign marks, in the offers map, an address another server claimed:
+// no client of this server is offered it until the hold time passes.
+var foreign = hwaddr.MAC{}
+
+// claimOffered claims ip, just recorded as offered to mac, in a shared
+// store. On a conflict it withdraws the local offer and marks ip as
+// another server's for the hold time, so the next pick skips it; on an
+// error it withdraws the offer. ok reports whether ip may be offered.
+func (s *Server) claimOffered(ctx context.Context, ip netip.Addr, mac hwaddr.MAC, now time.Time) (ok bool, err error) {
+	ok, err = s.claim(ctx, ip, mac)
+	if ok && err == nil {
+		return true, nil
 	}
-	return s.claim(ctx, ip, mac)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, had := s.offers[ip]; had && o.mac == mac {
+		delete(s.offers, ip)
+	}
+	if s.offerByMAC[mac] == ip {
+		delete(s.offerByMAC, mac)
+	}
+	if o, had := s.offers[ip]; err == nil && (!had || !now.Before(o.until)) {
+		s.offers[ip] = offer{mac: foreign, until: now.Add(s.offerTime())}
+	}
+	return false, err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"net/url"
@@ -354,6 +355,7 @@ func (s *Server) init() {
 		}
 		s.offers = map[netip.Addr]offer{}
 		s.offerByMAC = map[hwaddr.MAC]netip.Addr{}
+		_, shared := s.store.(OfferClaimer)
 		for _, sn := range s.Subnets {
 			x := &subnet{Subnet: sn}
 			for _, r := range sn.Ranges {
@@ -362,6 +364,12 @@ func (s *Server) init() {
 				}
 				x.ranges = append(x.ranges, uRange{u32(r.From), u32(r.To)})
 				x.size += uint64(u32(r.To)-u32(r.From)) + 1
+			}
+			if shared && x.size > 0 {
+				// Servers sharing a pool start their searches at
+				// different places, so they rarely claim the same
+				// address at once.
+				x.cursor = rand.Uint64N(x.size)
 			}
 			s.subnets = append(s.subnets, x)
 		}
@@ -908,7 +916,7 @@ func (s *Server) freeFor(ctx context.Context, ip netip.Addr, mac hwaddr.MAC, now
 // source ends the search: the server does not guess.
 func (s *Server) pick(ctx context.Context, mac hwaddr.MAC, sn *subnet, r Reservation, reserved bool, requested netip.Addr, now time.Time) (netip.Addr, bool, error) {
 	if reserved {
-		free, err := s.freeAndClaimed(ctx, r.IP, mac, now)
+		free, err := s.freeFor(ctx, r.IP, mac, now)
 		return r.IP, free, err
 	}
 	l, err := s.store.ByMAC(ctx, mac)
@@ -929,7 +937,7 @@ func (s *Server) pick(ctx context.Context, mac hwaddr.MAC, sn *subnet, r Reserva
 		if !sn.inRanges(ip) {
 			continue
 		}
-		free, err := s.freeAndClaimed(ctx, ip, mac, now)
+		free, err := s.freeFor(ctx, ip, mac, now)
 		if err != nil {
 			return netip.Addr{}, false, err
 		}
@@ -940,7 +948,7 @@ func (s *Server) pick(ctx context.Context, mac hwaddr.MAC, sn *subnet, r Reserva
 	for i := range sn.size {
 		k := (sn.cursor + i) % sn.size
 		ip := sn.nth(k)
-		free, err := s.freeAndClaimed(ctx, ip, mac, now)
+		free, err := s.freeFor(ctx, ip, mac, now)
 		if err != nil {
 			return netip.Addr{}, false, err
 		}
@@ -948,6 +956,11 @@ func (s *Server) pick(ctx context.Context, mac hwaddr.MAC, sn *subnet, r Reserva
 			sn.cursor = k + 1
 			return ip, true, nil
 		}
+	}
+	if _, shared := s.store.(OfferClaimer); shared {
+		// Another client's offer is claimed in the shared store until
+		// its hold time passes: nothing to reclaim before that.
+		return netip.Addr{}, false, nil
 	}
 	return s.reclaimOffer(ctx, mac, sn, now)
 }
@@ -981,9 +994,6 @@ func (s *Server) reclaimOffer(ctx context.Context, mac hwaddr.MAC, sn *subnet, n
 	}
 	if !best.IsValid() {
 		return netip.Addr{}, false, nil
-	}
-	if ok, err := s.claim(ctx, best, mac); err != nil || !ok {
-		return netip.Addr{}, false, err
 	}
 	delete(s.offers, best)
 	if s.offerByMAC[bo.mac] == best {
@@ -1033,19 +1043,34 @@ func (s *Server) discover(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MA
 		s.hookDiscover(ev)
 		return nil
 	}
-	s.mu.Lock()
-	if len(s.offers) >= s.sweepAt {
-		s.sweepOffers(now)
-	}
-	ip, ok, err := s.pick(ctx, mac, sn, r, reserved, ipOf(req.RequestedIPAddress()), now)
-	if ok && err == nil {
-		if old, had := s.offerByMAC[mac]; had && old != ip {
-			delete(s.offers, old)
+	var (
+		ip netip.Addr
+		ok bool
+	)
+	for attempt := 1; ; attempt++ {
+		s.mu.Lock()
+		if len(s.offers) >= s.sweepAt {
+			s.sweepOffers(now)
 		}
-		s.offers[ip] = offer{mac: mac, until: now.Add(s.offerTime()), ci: ci}
-		s.offerByMAC[mac] = ip
+		ip, ok, err = s.pick(ctx, mac, sn, r, reserved, ipOf(req.RequestedIPAddress()), now)
+		if ok && err == nil {
+			if old, had := s.offerByMAC[mac]; had && old != ip {
+				delete(s.offers, old)
+			}
+			s.offers[ip] = offer{mac: mac, until: now.Add(s.offerTime()), ci: ci}
+			s.offerByMAC[mac] = ip
+		}
+		s.mu.Unlock()
+		if err != nil || !ok {
+			break
+		}
+		// A shared store: claim the address before the OFFER leaves
+		// (claim.go), outside s.mu so one slow claim holds up no
+		// other client.
+		if ok, err = s.claimOffered(ctx, ip, mac, now); err != nil || ok || attempt == maxClaimAttempts {
+			break
+		}
 	}
-	s.mu.Unlock()
 	if err != nil {
 		s.sourceFailed(req, mac, err)
 		s.hookDiscover(ev)

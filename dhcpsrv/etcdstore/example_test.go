@@ -47,14 +47,15 @@ func Example() {
 	offer := a.Reply(ctx, discover)
 	request, _ := dhcpv4.NewRequestFromOffer(offer)
 	ack := a.Reply(ctx, request)
-	fmt.Println("from a:", ack.MessageType(), ack.YourIPAddr)
+	fmt.Println("from a:", ack.MessageType())
+	first := ack.YourIPAddr
 
 	// Renewal (RFC 2131 4.3.2: ciaddr set, no server identifier) at b.
 	renew, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac.HardwareAddr()), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
 		dhcpv4.WithClientIP(ack.YourIPAddr))
 	ack = b.Reply(ctx, renew)
-	fmt.Println("from b:", ack.MessageType(), ack.YourIPAddr)
+	fmt.Println("from b:", ack.MessageType(), "same address:", ack.YourIPAddr.Equal(first))
 	// Output:
-	// from a: ACK 10.99.0.100
-	// from b: ACK 10.99.0.100
+	// from a: ACK
+	// from b: ACK same address: true
 }

@@ -50,6 +50,9 @@ type Config struct {
 	BootLoader string    `yaml:"boot_loader"`
 	DNSConfig  DNSConfig `yaml:"dns_zone"`
 	DHCP       *DHCP     `yaml:"dhcp"`
+	// Store shares leases with other labservers through etcd (etcd.go);
+	// omitted: files under state, nothing shared.
+	Store *StoreConfig `yaml:"store"`
 
 	file string
 	root *yaml.Node
@@ -185,6 +188,7 @@ type settings struct {
 	Records             map[string]netip.Addr
 	DNSAllow            []netip.Prefix
 	DHCP                *dhcpSettings
+	Store               *storeSettings // nil: no etcd (etcd.go)
 }
 
 type dhcpSettings struct {
@@ -329,6 +333,9 @@ func (c *Config) resolve() (*settings, error) {
 	case "any":
 	default:
 		return nil, c.errorf("ignition_clients", "%q: want leased or any", c.IgnitionClients)
+	}
+	if s.Store, err = c.resolveStore(); err != nil {
+		return nil, err
 	}
 	if s.BootLoader, err = parseLoader(c.BootLoader); err != nil {
 		return nil, c.errorf("boot_loader", "%v", err)

@@ -50,6 +50,8 @@ type lab struct {
 
 	dhcp atomic.Pointer[dhcpsrv.Server] // set once DHCP runs; read by HTTP handlers
 
+	shared *shared // etcd (store section), nil: files only
+
 	mu      sync.Mutex
 	errc    chan error
 	running int
@@ -80,6 +82,11 @@ func newLab(s *settings, log *slog.Logger) (*lab, error) {
 		return nil, fmt.Errorf("data %s: %w", where, err)
 	}
 	l.store = store
+	if s.Store != nil {
+		if err := l.openShared(); err != nil {
+			return nil, err
+		}
+	}
 	if l.state, err = openInstallState(s.State, s.DiscardCorruptState, log); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}

@@ -55,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logLevel   = fl.String("log-level", "", "debug, info, warn or error (default info)")
 		discard    = fl.Bool("discard-corrupt-state", false, "a state file (leases, install state) that does not read back: move it aside (renamed *.corrupt-<time>) and start empty, instead of refusing to start")
 	)
+	storeFl := addStoreFlags(fl)
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -94,6 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			*p[0] = *p[1]
 		}
 	}
+	storeFl.apply(cfg, set)
 	s, err := cfg.resolve()
 	if err != nil {
 		fmt.Fprintf(stderr, "labserver: %v\n", err)
@@ -134,6 +136,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "labserver: %v\n", err)
 		return exitConfig
 	}
+	defer lab.closeShared()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -154,7 +154,10 @@ func (l *lab) firstStageTFTP() (tftpsrv.Handler, error) {
 func (l *lab) startDHCP(ctx context.Context) error {
 	d := l.s.DHCP
 	var leases dhcpsrv.LeaseStore = dhcpsrv.NewMemoryStore()
-	if l.s.State != "" {
+	switch {
+	case l.shared != nil:
+		leases = l.shared.leases // etcd.go: shared with the other labservers
+	case l.s.State != "":
 		j, err := dhcpsrv.OpenJournal(l.s.State)
 		if errors.Is(err, dhcpsrv.ErrCorrupt) && l.s.DiscardCorruptState {
 			aside, merr := dhcpsrv.MoveAside(dhcpsrv.JournalPath(l.s.State))

@@ -60,9 +60,16 @@ func TestClusterSpeaksWhatTheStoresUse(t *testing.T) {
 	}
 	require.True(t, sawPut)
 
-	// kill -9 one member: the other two still make a quorum.
+	// kill -9 one member: the other two still make a quorum. A request
+	// in flight when the leader dies may time out ("possibly due to
+	// previous leader failure"): clients retry, so does this test.
 	c.Kill(0)
-	_, err = cli.Put(ctx, "k/after-kill", "1")
+	for attempt := 0; ; attempt++ {
+		if _, err = cli.Put(ctx, "k/after-kill", "1"); err == nil || attempt == 20 {
+			break
+		}
+		t.Logf("put after the kill: %v (retrying)", err)
+	}
 	require.NoError(t, err)
 	c.Restart(0)
 	g, err := clientv3.NewKV(cli).Get(ctx, "k/after-kill")
