@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -32,30 +30,7 @@ import (
 // not installed.
 var shared *etcdtest.Cluster
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	dir, err := os.MkdirTemp("", "etcdstore-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	shared, err = etcdtest.StartDir(dir, 3)
-	if err != nil {
-		// Examples cannot skip: leave them out, as the tests skip.
-		fmt.Fprintf(os.Stderr, "etcdstore: no etcd cluster (%v); tests and the Example skip\n", err)
-		skip := "^Example"
-		if f := flag.Lookup("test.skip"); f != nil && f.Value.String() != "" {
-			skip = f.Value.String() + "|" + skip
-		}
-		flag.Set("test.skip", skip)
-	}
-	code := m.Run()
-	if shared != nil {
-		shared.Stop()
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m, 3, &shared)) }
 
 func sharedCluster(t *testing.T) *etcdtest.Cluster {
 	t.Helper()

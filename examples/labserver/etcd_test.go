@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalboot/metalboot/internal/etcdtest"
+	"github.com/metalboot/metalboot/profile/demo"
 )
 
 func TestStoreConfigErrors(t *testing.T) {
@@ -81,4 +85,113 @@ func TestHealthzReportsEtcdLoss(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	require.Equal(t, 200, code, body)
+}
+
+// TestTwoLabsShareOneStore: two labservers on one etcd (3 members) serve
+// the same inventory, imported from a matchbox data directory with
+// -import-data; a machine marked installed through A boots its disk when
+// it asks B; an inventory change made in etcd is served by both without
+// a restart, a broken one is rejected by both while the last good one
+// keeps serving; -export-data writes the inventory back out.
+func TestTwoLabsShareOneStore(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	eps := strings.Join(c.Endpoints(), ",")
+	const prefix = "/lab/"
+	data := t.TempDir()
+	require.NoError(t, os.CopyFS(data, demo.FS()))
+
+	var out, errb bytes.Buffer
+	require.Equal(t, exitOK, run([]string{"-store-endpoints", eps, "-store-prefix", prefix, "-import-data", data}, &out, &errb), errb.String())
+	assert.Contains(t, out.String(), "imported 10 files")
+
+	store := func(cfg *Config) { cfg.Store = &StoreConfig{Endpoints: c.Endpoints(), Prefix: prefix} }
+	a, srvA := testLab(t, store)
+	t.Cleanup(a.closeShared)
+	b, srvB := testLab(t, store)
+	t.Cleanup(b.closeShared)
+
+	const mac = "00:30:48:fb:e2:44"
+	_, bodyA := get(t, srvA.URL+"/grub?mac="+mac)
+	_, bodyB := get(t, srvB.URL+"/grub?mac="+mac)
+	require.Contains(t, bodyB, "linux ")
+	assert.Equal(t, strings.ReplaceAll(bodyA, srvA.URL, ""), strings.ReplaceAll(bodyB, srvB.URL, ""))
+
+	// Installed through A: B boots it from disk. Reinstall through B: A
+	// installs it again.
+	code, body := post(t, srvA.URL+"/machines/"+mac+"/installed", "installed", nil)
+	require.Equal(t, 200, code, body)
+	eventuallyBody(t, srvB.URL+"/grub?mac="+mac, func(body string) bool { return !strings.Contains(body, "linux ") })
+	code, body = post(t, srvB.URL+"/machines/"+mac+"/reinstall", "reinstall", nil)
+	require.Equal(t, 200, code, body)
+	eventuallyBody(t, srvA.URL+"/grub?mac="+mac, func(body string) bool { return strings.Contains(body, "linux ") })
+
+	// An inventory change in etcd reaches both servers.
+	cli := c.Client(t)
+	ctx := context.Background()
+	prof, err := os.ReadFile(filepath.Join(data, "profiles", "install.json"))
+	require.NoError(t, err)
+	changed := strings.Replace(string(prof), `"console=tty0",`, `"console=tty0", "changed.in.etcd=1",`, 1)
+	require.NotEqual(t, string(prof), changed)
+	put := time.Now()
+	_, err = cli.Put(ctx, prefix+"inventory/profiles/install.json", changed)
+	require.NoError(t, err)
+	for _, u := range []string{srvA.URL, srvB.URL} {
+		eventuallyBody(t, u+"/grub?mac="+mac, func(body string) bool { return strings.Contains(body, "changed.in.etcd=1") })
+	}
+	t.Logf("inventory change served by both servers %v after the write", time.Since(put))
+
+	// A broken change (a group naming a missing profile) is rejected by
+	// both; the last good inventory keeps serving.
+	_, err = cli.Put(ctx, prefix+"inventory/groups/broken.json", `{"id":"broken","profile":"nonexistent","selector":{"mac":"52:54:00:99:99:99"}}`)
+	require.NoError(t, err)
+	for _, l := range []*lab{a, b} {
+		inv := l.shared.inventory
+		deadline := time.Now().Add(30 * time.Second)
+		for inv.Err() == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		require.Error(t, inv.Err())
+		assert.Contains(t, inv.Err().Error(), "nonexistent")
+	}
+	_, body = get(t, srvB.URL+"/grub?mac="+mac)
+	assert.Contains(t, body, "changed.in.etcd=1", "the last good inventory serves")
+	code, _ = get(t, srvB.URL+"/healthz")
+	assert.Equal(t, 200, code, "a rejected inventory is no loss of etcd")
+	_, err = cli.Delete(ctx, prefix+"inventory/groups/broken.json")
+	require.NoError(t, err)
+
+	// Export writes back what etcd holds.
+	exp := filepath.Join(t.TempDir(), "export")
+	out.Reset()
+	require.Equal(t, exitOK, run([]string{"-store-endpoints", eps, "-store-prefix", prefix, "-export-data", exp}, &out, &errb), errb.String())
+	got, err := os.ReadFile(filepath.Join(exp, "profiles", "install.json"))
+	require.NoError(t, err)
+	assert.Equal(t, changed, string(got))
+	for _, f := range []string{"groups/smpc.json", "ignition/install.yaml.tmpl"} {
+		want, err := os.ReadFile(filepath.Join(data, f))
+		require.NoError(t, err)
+		got, err := os.ReadFile(filepath.Join(exp, f))
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(got), f)
+	}
+	// A broken data directory is not imported.
+	require.NoError(t, os.WriteFile(filepath.Join(data, "groups", "bad.json"), []byte(`{"id":"bad","profile":"nope"}`), 0o644))
+	errb.Reset()
+	assert.Equal(t, exitFail, run([]string{"-store-endpoints", eps, "-store-prefix", prefix, "-import-data", data}, &out, &errb))
+	assert.Contains(t, errb.String(), "import refused")
+}
+
+func eventuallyBody(t *testing.T, u string, ok func(string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, body := get(t, u)
+		if ok(body) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered as expected; last answer:\n%s", u, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

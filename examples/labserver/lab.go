@@ -36,10 +36,10 @@ import (
 type lab struct {
 	s        *settings
 	log      *slog.Logger
-	store    *profile.FSStore
+	store    inventoryStore // data directory, or etcd (etcd.go)
 	resolver *profile.Resolver
 	timeline *timeline
-	state    *installState
+	state    installStore // installed.json, or etcd (etcd.go)
 	metrics  *metrics
 	demo     bool
 
@@ -73,7 +73,13 @@ func newLab(s *settings, log *slog.Logger) (*lab, error) {
 		data = root.FS()
 	}
 	l.ignition = l.newIgnitionHandler()
-	store, err := profile.OpenFS(data, l.checkInventory, log.With("component", "inventory"))
+	if s.Store != nil {
+		if err := l.openShared(); err != nil { // etcd.go
+			return nil, err
+		}
+		defer l.sharedReady()
+	}
+	store, err := l.openInventory(data)
 	if err != nil {
 		where := s.Data
 		if where == "" {
@@ -82,12 +88,7 @@ func newLab(s *settings, log *slog.Logger) (*lab, error) {
 		return nil, fmt.Errorf("data %s: %w", where, err)
 	}
 	l.store = store
-	if s.Store != nil {
-		if err := l.openShared(); err != nil {
-			return nil, err
-		}
-	}
-	if l.state, err = openInstallState(s.State, s.DiscardCorruptState, log); err != nil {
+	if l.state, err = l.openInstall(); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	l.timeline.installed = l.state.isInstalled

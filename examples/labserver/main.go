@@ -102,6 +102,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	s.DiscardCorruptState = *discard
+	if done, code := storeFl.command(s, stdout, stderr); done { // etcd.go: -import-data, -export-data
+		return code
+	}
 	if *makeRoot != "" {
 		if err := makeTFTPRoot(*makeRoot, s.BaseURL.Host, stdout); err != nil {
 			fmt.Fprintf(stderr, "labserver: %v\n", err)

@@ -16,6 +16,7 @@ package etcdtest
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -313,4 +314,31 @@ func (c *Cluster) Stop() {
 	if c.t != nil && c.t.Failed() {
 		c.t.Logf("etcdtest logs:\n%s", c.Logs())
 	}
+}
+
+// Main is a TestMain body for packages whose tests and Examples share one
+// cluster: it starts an n-member cluster into *c, runs m, stops the
+// cluster and returns m's exit code. Without etcd *c stays nil (tests
+// then skip through their own check) and the Examples, which cannot
+// skip, are left out with -test.skip.
+func Main(m *testing.M, n int, c **Cluster) int {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "etcdtest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	*c, err = StartDir(dir, n)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "etcdtest: no etcd cluster (%v); tests that need one and the Examples skip\n", err)
+		skip := "^Example"
+		if f := flag.Lookup("test.skip"); f != nil && f.Value.String() != "" {
+			skip = f.Value.String() + "|" + skip
+		}
+		_ = flag.Set("test.skip", skip)
+	} else {
+		defer (*c).Stop()
+	}
+	return m.Run()
 }
