@@ -2,9 +2,9 @@ package main
 
 // Several labservers on one etcd (the lab.yaml "store:" section and the
 // -store-* flags): DHCP leases and offer claims (dhcpsrv/etcdstore, under
-// <prefix>dhcp/), install state and reinstall requests (<prefix>install/)
-// and the inventory (profile/etcdprofile, <prefix>inventory/, watched)
-// are shared, so the servers serve one lab active-active. Without a store
+// <prefix>dhcp/), install state and reinstall requests (<prefix>install/),
+// the inventory (profile/etcdprofile, <prefix>inventory/, watched) and the
+// provisioning timeline (<prefix>timeline/, etcd_timeline.go) are shared, so the servers serve one lab active-active. Without a store
 // section nothing here runs: the file journal and installed.json under
 // state: and the data directory are the stores, as for a one-machine lab.
 
@@ -276,6 +276,7 @@ type shared struct {
 	leases    *etcdstore.Store
 	install   *etcdInstall
 	inventory *etcdprofile.Store
+	timeline  *sharedTimeline
 	ready     chan struct{} // closed once the lab is built: inventory callbacks wait for it
 	readyOnce sync.Once
 
@@ -331,6 +332,9 @@ func (l *lab) openShared() (err error) {
 	if err != nil {
 		return fmt.Errorf("%s: inventory (import one with -import-data DIR): %w", where, err)
 	}
+	if sh.timeline, err = startSharedTimeline(ctx, cli, st.Prefix+"timeline/", st.RequestTimeout, l.timeline, log); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
 	l.shared = sh
 	go l.watchHealth(sh)
 	return nil
@@ -346,6 +350,9 @@ func (l *lab) sharedReady() {
 
 func (sh *shared) closeStores() error {
 	var errs []error
+	if sh.timeline != nil {
+		sh.timeline.stop()
+	}
 	if sh.inventory != nil {
 		sh.readyOnce.Do(func() { close(sh.ready) }) // a pending callback may run: the lab is built or abandoned
 		errs = append(errs, sh.inventory.Close())

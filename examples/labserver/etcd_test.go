@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/metalboot/metalboot/internal/etcdtest"
 	"github.com/metalboot/metalboot/profile/demo"
@@ -124,6 +128,42 @@ func TestTwoLabsShareOneStore(t *testing.T) {
 	code, body = post(t, srvB.URL+"/machines/"+mac+"/reinstall", "reinstall", nil)
 	require.Equal(t, 200, code, body)
 	eventuallyBody(t, srvA.URL+"/grub?mac="+mac, func(body string) bool { return strings.Contains(body, "linux ") })
+
+	// The timeline: each server shows the steps the other recorded.
+	eventuallyBody(t, srvB.URL+"/machines?format=json", func(body string) bool {
+		return strings.Contains(body, `"stage": "installed"`) && strings.Contains(body, `"stage": "reinstall-requested"`)
+	})
+	eventuallyBody(t, srvA.URL+"/machines?format=json", func(body string) bool {
+		return strings.Contains(body, `"stage": "reinstall-requested"`)
+	})
+	// Bounded per machine in etcd: many events leave the newest maxEvents.
+	busy := mustMAC("52:54:00:00:00:42")
+	for i := range 3 * maxEvents {
+		a.event(busy, netip.Addr{}, stageGrub, fmt.Sprintf("step %d", i))
+	}
+	cliT := c.Client(t)
+	deadline := time.Now().Add(30 * time.Second)
+	var n int64
+	for time.Now().Before(deadline) {
+		r, err := cliT.Get(context.Background(), prefix+"timeline/"+busy.String()+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		require.NoError(t, err)
+		if n = r.Count; n == maxEvents {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	assert.EqualValues(t, maxEvents, n, "events of one machine kept in etcd")
+	eventuallyBody(t, srvB.URL+"/machines?format=json", func(body string) bool {
+		return strings.Contains(body, fmt.Sprintf(`"step %d"`, 3*maxEvents-1))
+	})
+	var ms []machineRecord
+	_, body = get(t, srvB.URL+"/machines?format=json")
+	require.NoError(t, json.Unmarshal([]byte(body), &ms))
+	for _, m := range ms {
+		if m.MAC == busy.String() {
+			assert.Len(t, m.Events, maxEvents)
+		}
+	}
 
 	// An inventory change in etcd reaches both servers.
 	cli := c.Client(t)

@@ -75,6 +75,9 @@ type timeline struct {
 	// names gives the inventory's host names, for machines the timeline
 	// has not heard a name from; nil: none.
 	names func() map[hwaddr.MAC]string
+	// onRecord, if set, gets every event recorded here (t.mu held; it
+	// must not block): etcd_timeline.go shares them with other servers.
+	onRecord func(hwaddr.MAC, event)
 }
 
 func newTimeline() *timeline {
@@ -136,6 +139,9 @@ func (t *timeline) recordLocked(mac hwaddr.MAC, ip netip.Addr, stage, detail str
 		r.Events = slices.Delete(r.Events, 0, 1)
 	}
 	r.Events = append(r.Events, e)
+	if t.onRecord != nil {
+		t.onRecord(mac, e)
+	}
 }
 
 func (t *timeline) evictOldest() {
