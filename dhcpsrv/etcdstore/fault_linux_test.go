@@ -183,11 +183,40 @@ func (p *serverProc) kill() {
 	_ = p.cmd.Wait()
 }
 
+// wireConn opens the wire client's socket in ns: relay agent 10.99.0.4,
+// port 67, allowed to broadcast on eth0. It is closed when the test ends.
+func wireConn(t *testing.T, ns *netns.NS) net.PacketConn {
+	t.Helper()
+	var conn net.PacketConn
+	require.NoError(t, ns.Do(func() error {
+		var err error
+		if conn, err = net.ListenPacket("udp4", "10.99.0.4:67"); err != nil {
+			return err
+		}
+		raw, err := conn.(*net.UDPConn).SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := raw.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+			if serr == nil {
+				serr = unix.BindToDevice(int(fd), "eth0")
+			}
+		}); err != nil {
+			return err
+		}
+		return serr
+	}))
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // broadcastDORA runs one exchange as relay agent 10.99.0.4, broadcasting
-// DISCOVER and REQUEST to the segment so that every server sees them, and
-// returns the ACKed address.
+// DISCOVER and REQUEST (to 255.255.255.255, as clients do) so that every
+// server sees them, and returns the ACKed address.
 func broadcastDORA(conn net.PacketConn, m hwaddr.MAC, wait time.Duration) (netip.Addr, bool) {
-	bcast := &net.UDPAddr{IP: net.IPv4(10, 99, 255, 255), Port: dhcpsrv.ServerPort}
+	bcast := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpsrv.ServerPort}
 	relay := dhcpv4.WithRelay(net.IPv4(10, 99, 0, 4))
 	d, err := dhcpv4.NewDiscovery(m.HardwareAddr(), relay)
 	if err != nil {
@@ -269,25 +298,7 @@ func TestFaultTwoServers(t *testing.T) {
 	a := startServer(t, srvA, "10.99.0.1", c, prefix, record("A"))
 	b := startServer(t, srvB, "10.99.0.2", c, prefix, record("B"))
 
-	var conn net.PacketConn
-	require.NoError(t, wire.Do(func() error {
-		var err error
-		if conn, err = net.ListenPacket("udp4", "10.99.0.4:67"); err != nil {
-			return err
-		}
-		raw, err := conn.(*net.UDPConn).SyscallConn()
-		if err != nil {
-			return err
-		}
-		var serr error
-		if err := raw.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}))
-	defer conn.Close()
+	conn := wireConn(t, wire)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
