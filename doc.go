@@ -19,7 +19,9 @@
 //   - [github.com/metalboot/metalboot/profile]: the inventory (matchbox
 //     compatible data directory: profiles, groups, ignition templates),
 //     selector matching, server-side rendering of boot-loader variables, and
-//     the HTTP middleware that resolves a request to a Machine.
+//     the HTTP middleware that resolves a request to a Machine;
+//     [github.com/metalboot/metalboot/profile/etcdprofile] keeps the
+//     inventory in etcd, watched by every server.
 //   - [github.com/metalboot/metalboot/grubcfg]: first-stage and per-machine
 //     GRUB configs, safe quoting, the /grub handler, and a listener that
 //     copes with GRUB's fixed TCP source port; its subpackage
@@ -29,7 +31,9 @@
 //     installed configs (Flatcar, Fedora CoreOS), Butane templates, the
 //     /ignition handler, and matchbox's /generic and /metadata.
 //   - [github.com/metalboot/metalboot/dhcpsrv]: DHCPv4 with network-boot
-//     options, persistent leases, proxyDHCP and relays.
+//     options, persistent leases, proxyDHCP and relays;
+//     [github.com/metalboot/metalboot/dhcpsrv/etcdstore] shares leases and
+//     offers between servers serving one pool active-active on etcd.
 //   - [github.com/metalboot/metalboot/tftpsrv]: read-only TFTP over io/fs
 //     with dynamic files.
 //   - [github.com/metalboot/metalboot/dnssrv]: the lab's DNS zone from the
