@@ -113,6 +113,7 @@ func TestTwoLabsShareOneStore(t *testing.T) {
 	t.Cleanup(a.closeShared)
 	b, srvB := testLab(t, store)
 	t.Cleanup(b.closeShared)
+	assert.Contains(t, b.banner(), "inventory in etcd "+c.Endpoints()[0])
 
 	const mac = "00:30:48:fb:e2:44"
 	_, bodyA := get(t, srvA.URL+"/grub?mac="+mac)

@@ -248,6 +248,9 @@ func (l *lab) banner() string {
 	if l.demo {
 		inv = "embedded demo inventory (mp.lab 00:23:32:2f:40:3c UEFI, smpc.lab 00:30:48:fb:e2:44 BIOS)"
 	}
+	if st := l.s.Store; st != nil { // etcd.go
+		inv = fmt.Sprintf("inventory in etcd %s under %sinventory/; leases, install state and timeline shared there", strings.Join(st.Endpoints, ","), st.Prefix)
+	}
 	fmt.Fprintf(&b, "metalboot labserver: serving the %s\n", inv)
 	fmt.Fprintf(&b, "  HTTP  http://%s  (/grub /boot.ipxe /ipxe /ignition /generic /metadata /assets/ /machines /metrics /healthz); machines are told %s\n", l.addrs["http"], l.s.BaseURL)
 	if a := l.addrs["tftp"]; a != "" {
