@@ -236,3 +236,24 @@ func eventuallyBody(t *testing.T, u string, ok func(string) bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestStoreOverTLS: a labserver reaches an etcd that serves clients only
+// over TLS with client certificates, given cert, key and ca; without a
+// client certificate it does not start.
+func TestStoreOverTLS(t *testing.T) {
+	c, certs := etcdtest.StartTLS(t, 3)
+	l, srv := testLab(t, func(cfg *Config) {
+		cfg.Store = &StoreConfig{Endpoints: c.Endpoints(), Prefix: "/tls/", Cert: certs.ClientCert, Key: certs.ClientKey, CA: certs.CA}
+	})
+	t.Cleanup(l.closeShared)
+	code, body := get(t, srv.URL+"/healthz")
+	require.Equal(t, 200, code, body)
+
+	// No client certificate: refused by etcd, so labserver exits (2 s
+	// request timeout after a 1 s dial timeout).
+	var out, errb bytes.Buffer
+	code = run([]string{"-http", "127.0.0.1:0", "-tftp", "", "-dns", "", "-store-endpoints", strings.Join(c.Endpoints(), ","),
+		"-store-ca", certs.CA, "-store-dial-timeout", "1s"}, &out, &errb)
+	assert.Equal(t, exitConfig, code)
+	assert.Contains(t, errb.String(), "store: etcd")
+}

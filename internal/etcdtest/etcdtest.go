@@ -16,6 +16,7 @@ package etcdtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -55,9 +56,11 @@ type Member struct {
 // Cluster is a running etcd cluster made by [Start].
 type Cluster struct {
 	// Members are the cluster's members, in order.
-	Members []*Member
-	t       testing.TB
-	initial string
+	Members   []*Member
+	t         testing.TB
+	initial   string
+	certs     *Certs      // nil: clients over plain http
+	clientTLS *tls.Config // for certs
 }
 
 // Need skips the test unless the etcd program is in PATH.
@@ -110,7 +113,9 @@ func Start(t testing.TB, n int) *Cluster {
 // Example's setup): the members keep their data under dir, and the caller
 // calls Stop. It returns an error when etcd is missing or the cluster
 // does not come up within a minute.
-func StartDir(dir string, n int) (*Cluster, error) {
+func StartDir(dir string, n int) (*Cluster, error) { return startDir(dir, n, nil) }
+
+func startDir(dir string, n int, certs *Certs) (*Cluster, error) {
 	if _, err := exec.LookPath(Program); err != nil {
 		return nil, err
 	}
@@ -118,12 +123,19 @@ func StartDir(dir string, n int) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("free ports: %w", err)
 	}
-	c := &Cluster{}
+	c := &Cluster{certs: certs}
+	scheme := "http"
+	if certs != nil {
+		scheme = "https"
+		if c.clientTLS, err = certs.ClientTLS(); err != nil {
+			return nil, err
+		}
+	}
 	var initial []string
 	for i := range n {
 		m := &Member{
 			Name:      fmt.Sprintf("m%d", i),
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]),
 			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
 			DataDir:   filepath.Join(dir, fmt.Sprintf("m%d.etcd", i)),
 			LogFile:   filepath.Join(dir, fmt.Sprintf("m%d.log", i)),
@@ -168,6 +180,10 @@ func (c *Cluster) start(i int, state string) error {
 		"--logger", "zap",
 		"--log-outputs", "stderr",
 	)
+	if c.certs != nil {
+		cmd.Args = append(cmd.Args, "--cert-file", c.certs.ServerCert, "--key-file", c.certs.ServerKey,
+			"--trusted-ca-file", c.certs.CA, "--client-cert-auth")
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
@@ -197,6 +213,7 @@ func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   c.Endpoints(),
 		DialTimeout: 5 * time.Second,
+		TLS:         c.clientTLS,
 		Logger:      zap.NewNop(),
 	})
 	if err != nil {
@@ -265,7 +282,7 @@ func (c *Cluster) healthy() error {
 			continue
 		}
 		if err := func() error {
-			cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, DialTimeout: time.Second, Logger: zap.NewNop()})
+			cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, DialTimeout: time.Second, TLS: c.clientTLS, Logger: zap.NewNop()})
 			if err != nil {
 				return err
 			}
