@@ -97,3 +97,13 @@ func (s *Server) claimOffered(ctx context.Context, ip netip.Addr, mac hwaddr.MAC
 	}
 	return false, err
 }
+
+// macHash is FNV-1a of mac: where a shared pool's search starts for it.
+func macHash(mac hwaddr.MAC) uint64 {
+	h := uint64(14695981039346656037)
+	for _, b := range mac {
+		h ^= uint64(b)
+		h *= 1099511628211
+	}
+	return h
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"net/url"
@@ -360,7 +359,6 @@ func (s *Server) init() {
 		}
 		s.offers = map[netip.Addr]offer{}
 		s.offerByMAC = map[hwaddr.MAC]netip.Addr{}
-		_, shared := s.store.(OfferClaimer)
 		for _, sn := range s.Subnets {
 			x := &subnet{Subnet: sn}
 			for _, r := range sn.Ranges {
@@ -369,12 +367,6 @@ func (s *Server) init() {
 				}
 				x.ranges = append(x.ranges, uRange{u32(r.From), u32(r.To)})
 				x.size += uint64(u32(r.To)-u32(r.From)) + 1
-			}
-			if shared && x.size > 0 {
-				// Servers sharing a pool start their searches at
-				// different places, so they rarely claim the same
-				// address at once.
-				x.cursor = rand.Uint64N(x.size)
 			}
 			s.subnets = append(s.subnets, x)
 		}
@@ -985,19 +977,30 @@ func (s *Server) pick(ctx context.Context, mac hwaddr.MAC, sn *subnet, r Reserva
 			return ip, true, nil
 		}
 	}
+	start := sn.cursor
+	_, shared := s.store.(OfferClaimer)
+	if shared && sn.size > 0 {
+		// Servers sharing a pool search it from a place the client's MAC
+		// chooses: the servers that see one DISCOVER offer it the same
+		// address (one claim, renewed), while different clients spread
+		// over the pool instead of racing for its first free address.
+		start = macHash(mac) % sn.size
+	}
 	for i := range sn.size {
-		k := (sn.cursor + i) % sn.size
+		k := (start + i) % sn.size
 		ip := sn.nth(k)
 		free, err := s.freeFor(ctx, ip, mac, now)
 		if err != nil {
 			return netip.Addr{}, false, err
 		}
 		if free {
-			sn.cursor = k + 1
+			if !shared {
+				sn.cursor = k + 1
+			}
 			return ip, true, nil
 		}
 	}
-	if _, shared := s.store.(OfferClaimer); shared {
+	if shared {
 		// Another client's offer is claimed in the shared store until
 		// its hold time passes: nothing to reclaim before that.
 		return netip.Addr{}, false, nil
