@@ -100,7 +100,9 @@
 // write" races. A store shared by several servers also implements
 // [OfferClaimer]: each address is claimed in the store before its OFFER
 // leaves, so active-active servers never offer one address to two
-// clients; package [github.com/metalboot/metalboot/dhcpsrv/etcdstore] is
+// clients (such servers search the pool from where the client's MAC
+// hashes, so all of them offer a client the same address, and reclaim no
+// offers); package [github.com/metalboot/metalboot/dhcpsrv/etcdstore] is
 // such a store on etcd. [OpenJournal] returns the default store: an in-memory index
 // backed by an append-only file of CRC-checked records, written and fsynced
 // before the ACK is sent (concurrent ACKs share one fsync), compacted on
