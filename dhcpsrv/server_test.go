@@ -135,7 +135,7 @@ func TestBootOptionsByArch(t *testing.T) {
 		{iana.EFI_BC, "PXEClient:Arch:00009:UNDI:003016", "grub/x86_64-efi/core.efi", "PXEClient"},
 		{iana.EFI_ARM64, "PXEClient:Arch:00011:UNDI:003016", "grub/arm64-efi/core.efi", "PXEClient"},
 		{iana.EFI_X86_64_HTTP, "HTTPClient:Arch:00016:UNDI:003001", "http://10.99.0.1:8080/grub/x86_64-efi/core-http.efi", "HTTPClient"},
-		{iana.EFI_ARM64_HTTP, "HTTPClient:Arch:00019:UNDI:003001", "http://10.99.0.1:8080/grub/arm64-efi/core.efi", "HTTPClient"},
+		{iana.EFI_ARM64_HTTP, "HTTPClient:Arch:00019:UNDI:003001", "http://10.99.0.1:8080/grub/arm64-efi/core-http.efi", "HTTPClient"},
 	}
 	uuid := append([]byte{0}, []byte("0123456789abcdef")...)
 	for i, c := range cases {
