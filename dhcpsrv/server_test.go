@@ -391,4 +391,20 @@ func TestRequestWithoutArchUsesDiscoverInfo(t *testing.T) {
 	l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(mac(1)))
 	require.True(t, ok)
 	assert.Equal(t, dhcpsrv.ArchEFIARM64, l.Arch)
+
+	// The booted system's DHCP client names no architecture: the lease
+	// keeps the firmware's (labserver matches groups on it).
+	ack = dora(t, s, mac(1))
+	require.NotNil(t, ack)
+	l, ok, _ = s.Lease(context.Background(), hwaddr.MAC(mac(1)))
+	require.True(t, ok)
+	assert.Equal(t, dhcpsrv.ArchEFIARM64, l.Arch)
+	// A new architecture replaces it.
+	dora(t, s, mac(1), dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64)))
+	l, _, _ = s.Lease(context.Background(), hwaddr.MAC(mac(1)))
+	assert.Equal(t, dhcpsrv.ArchEFIx64, l.Arch)
+	// Another MAC without one has none.
+	dora(t, s, mac(2))
+	l, _, _ = s.Lease(context.Background(), hwaddr.MAC(mac(2)))
+	assert.Equal(t, dhcpsrv.ArchUnknown, l.Arch)
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/internal/netns"
@@ -135,18 +136,19 @@ type ARM64Assets struct {
 	Vmlinuz, Initrd string
 }
 
-// ARM64AssetDir is where [PrepareARM64Assets] puts the ARM64 kernel and
+// ARM64AssetDir is where [WriteARM64Assets] puts the ARM64 kernel and
 // initrd under the assets directory ([ARM64Profile] boots them).
 const ARM64AssetDir = "arm64"
 
-// PrepareARM64Assets skips the test unless QEMU for ARM64 and AAVMF are
-// installed, then writes the ARM64 kernel and an initrd built from the
-// arm64 busybox and the kernel's virtio modules into assetsDir/arm64/. It
-// skips when the packages are neither cached nor downloadable, unless
+// NeedARM64Packages skips the test unless QEMU for ARM64 and AAVMF are
+// installed, then returns the arm64 packages ([PrepareARM64]). It skips
+// when they are neither cached nor downloadable, unless
 // METALBOOT_E2E_REQUIRE is set (CI), in which case the test fails.
-func PrepareARM64Assets(t testing.TB, ctx context.Context, assetsDir string) *ARM64Assets {
+func NeedARM64Packages(t testing.TB) *ARM64Packages {
 	t.Helper()
 	NeedARM64(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	p, err := PrepareARM64(ctx, CacheDir())
 	if errors.Is(err, ErrNoARM64) && os.Getenv("METALBOOT_E2E_REQUIRE") == "" {
 		t.Skipf("e2e: %v (set METALBOOT_E2E_REQUIRE=1 to fail instead)", err)
@@ -154,22 +156,29 @@ func PrepareARM64Assets(t testing.TB, ctx context.Context, assetsDir string) *AR
 	if err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
+	return p
+}
+
+// WriteARM64Assets writes the ARM64 kernel of p and an initrd built from
+// its arm64 busybox and the kernel's virtio modules into
+// assetsDir/arm64/ ([ARM64AssetDir]), where [ProfileARM64ID] boots them.
+func WriteARM64Assets(assetsDir string, p *ARM64Packages) (*ARM64Assets, error) {
 	dir := filepath.Join(assetsDir, ARM64AssetDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("e2e: %w", err)
 	}
 	a := &ARM64Assets{Packages: p, Vmlinuz: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.cpio")}
 	if err := copyFile(p.Kernel.Vmlinuz, a.Vmlinuz); err != nil {
-		t.Fatalf("e2e: %v", err)
+		return nil, fmt.Errorf("e2e: %w", err)
 	}
 	if err := WriteInitrd(a.Initrd, InitrdConfig{Busybox: p.Busybox, Modules: p.Kernel.Modules}); err != nil {
-		t.Fatalf("e2e: %v", err)
+		return nil, err
 	}
-	return a
+	return a, nil
 }
 
 // ProfileARM64ID is the profile of ARM64 machines in [WriteDataDir]: the
-// kernel and initrd of [PrepareARM64Assets], console on the virt
+// kernel and initrd of [WriteARM64Assets], console on the virt
 // machine's PL011 (ttyAMA0).
 const ProfileARM64ID = "e2e-arm64"
 
