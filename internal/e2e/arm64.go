@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -68,12 +69,53 @@ var ErrNoARM64 = errors.New("e2e: Debian arm64 packages not available")
 
 var depARM64RE = regexp.MustCompile(`(?m)^\s*Depends:\s*(linux-image-[0-9][^\s:]*-cloud-arm64)(:arm64)?\s*$`)
 
+// ARM64Manifest is the file in the cache directory where [PrepareARM64]
+// records what it unpacked, for [CachedARM64].
+const ARM64Manifest = "arm64-packages.json"
+
 // PrepareARM64 returns the arm64 packages unpacked under cacheDir (the
-// same cache as [PrepareKernel]), downloading them on first use. Without
-// the arm64 architecture in dpkg (dpkg --add-architecture arm64) or a
-// mirror, it uses what the cache holds; with neither it returns an error
-// wrapping [ErrNoARM64] that says what to run.
+// same cache as [PrepareKernel]) at apt's candidate versions, downloading
+// them on first use, and records them in [ARM64Manifest]. Without the
+// arm64 architecture in dpkg (dpkg --add-architecture arm64) or a mirror,
+// it uses what the cache holds; with neither it returns an error wrapping
+// [ErrNoARM64] that says what to run.
 func PrepareARM64(ctx context.Context, cacheDir string) (*ARM64Packages, error) {
+	p, err := prepareARM64Apt(ctx, cacheDir)
+	if err == nil {
+		if b, merr := json.MarshalIndent(p, "", "  "); merr == nil {
+			_ = os.WriteFile(filepath.Join(cacheDir, ARM64Manifest), b, 0o644)
+		}
+	}
+	return p, err
+}
+
+// CachedARM64 returns the packages the last [PrepareARM64] recorded in
+// cacheDir, without asking apt (which takes seconds per question on a
+// busy machine), after checking that every file is still there.
+func CachedARM64(cacheDir string) (*ARM64Packages, error) {
+	b, err := os.ReadFile(filepath.Join(cacheDir, ARM64Manifest))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoARM64, err)
+	}
+	var p ARM64Packages
+	if err := json.Unmarshal(b, &p); err != nil || p.Kernel == nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoARM64, ARM64Manifest, err)
+	}
+	k, err := loadKernel(p.Kernel.Package, p.Kernel.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoARM64, err)
+	}
+	p.Kernel = k
+	if err := statFile(filepath.Join(p.GrubDir, "modinfo.sh")); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoARM64, err)
+	}
+	if err := statFile(p.Busybox); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoARM64, err)
+	}
+	return &p, nil
+}
+
+func prepareARM64Apt(ctx context.Context, cacheDir string) (*ARM64Packages, error) {
 	p, err := prepareARM64(ctx, cacheDir)
 	if errors.Is(err, ErrNoARM64) && hasForeignArch(ctx, "arm64") {
 		// The arm64 lists may be missing or stale: refresh once.
@@ -141,12 +183,16 @@ type ARM64Assets struct {
 const ARM64AssetDir = "arm64"
 
 // NeedARM64Packages skips the test unless QEMU for ARM64 and AAVMF are
-// installed, then returns the arm64 packages ([PrepareARM64]). It skips
+// installed, then returns the arm64 packages: those prefetch recorded
+// ([CachedARM64]), else [PrepareARM64]'s. It skips
 // when they are neither cached nor downloadable, unless
 // METALBOOT_E2E_REQUIRE is set (CI), in which case the test fails.
 func NeedARM64Packages(t testing.TB) *ARM64Packages {
 	t.Helper()
 	NeedARM64(t)
+	if p, err := CachedARM64(CacheDir()); err == nil {
+		return p
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	p, err := PrepareARM64(ctx, CacheDir())
