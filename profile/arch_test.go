@@ -3,6 +3,10 @@ package profile_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -10,6 +14,7 @@ import (
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/profile"
+	"github.com/metalboot/metalboot/profile/demo"
 )
 
 func TestNormalizeArch(t *testing.T) {
@@ -143,4 +148,31 @@ func TestArchFromFacts(t *testing.T) {
 	// Resolve normalises what a library caller passes, arch included.
 	_, err := r.Resolve(context.Background(), map[string]string{"mac": "52:54:00:00:00:0a", "arch": "vax"}, "")
 	assert.True(t, errors.Is(err, profile.ErrBadRequest), "%v", err)
+}
+
+// TestMiddlewareArch: over HTTP, an unknown architecture is 400 with the
+// reason; the demo's arm.lab is its ARM64 group with arch=arm64 and the
+// default group without.
+func TestMiddlewareArch(t *testing.T) {
+	st, err := profile.OpenFS(demo.FS(), nil, nil)
+	require.NoError(t, err)
+	h := (&profile.Resolver{Store: st, BaseURL: "http://x"}).Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		m, _ := profile.FromContext(req.Context())
+		_, _ = w.Write([]byte(m.Group.ID))
+	}))
+	for url, want := range map[string]string{
+		"/grub?mac=d8:3a:dd:48:2b:10&arch=arm64":  "200 arm",
+		"/grub?mac=d8:3a:dd:48:2b:10&arch=x86_64": "200 default",
+		"/grub?mac=d8:3a:dd:48:2b:10":             "200 default",
+		"/grub?mac=00:23:32:2f:40:3c&arch=i386":   "200 mp",
+		"/grub?mac=d8:3a:dd:48:2b:10&arch=sparc":  `400 bad request: arch "sparc": want one of`,
+		"/grub?mac=d8:3a:dd:48:2b:10&arch=arm%3B": `400 bad request: arch "arm;"`,
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", url, nil))
+		got := strings.TrimSpace(rec.Body.String())
+		code, body, _ := strings.Cut(want, " ")
+		assert.Equal(t, code, strconv.Itoa(rec.Code), url)
+		assert.True(t, strings.HasPrefix(got, body), "%s: %q", url, got)
+	}
 }
