@@ -278,8 +278,8 @@ func arm64Groups(m Machine) map[string]any {
 // with UEFI HTTP boot (19).
 func ARM64Machines() []Machine {
 	return []Machine{
-		{Name: "arm64", Firmware: ARM64, MAC: hwaddr.MustParse("52:54:00:99:00:41"), Hostname: "arm64.lab"},
-		{Name: "arm64http", Firmware: ARM64, MAC: hwaddr.MustParse("52:54:00:99:00:42"), Hostname: "arm64http.lab", HTTPBoot: true},
+		{Name: "arm64", Firmware: ARM64, MAC: hwaddr.MustParse("52:54:00:99:00:41"), Hostname: "arm64.lab", Profile: ProfileARM64ID},
+		{Name: "arm64http", Firmware: ARM64, MAC: hwaddr.MustParse("52:54:00:99:00:42"), Hostname: "arm64http.lab", HTTPBoot: true, Profile: ProfileARM64ID},
 	}
 }
 
