@@ -81,6 +81,7 @@ var archNames = []struct {
 	{"efi64", []Arch{ArchEFIx64, ArchEFIBC}},
 	{"arm64", []Arch{ArchEFIARM64}},
 	{"http", []Arch{ArchEFIx64HTTP}},
+	{"arm64-http", []Arch{ArchEFIARM64HTTP}},
 }
 
 // ParseArch returns the client architectures a configuration file's name
@@ -91,6 +92,7 @@ var archNames = []struct {
 //	"efi64"  ArchEFIx64 and ArchEFIBC (UEFI x86-64 firmware sends either)
 //	"arm64"  ArchEFIARM64 (UEFI ARM64)
 //	"http"   ArchEFIx64HTTP (UEFI x86-64 HTTP boot)
+//	"arm64-http"  ArchEFIARM64HTTP (UEFI ARM64 HTTP boot)
 //
 // Any other name (matching is exact: lower case, no spaces) is an error
 // wrapping [ErrUnknownArch] that lists the valid names.
@@ -135,16 +137,16 @@ func BootFilesByName(byName map[string]string) (map[Arch]string, error) {
 // DefaultBootFiles is the boot file per architecture used when
 // BootPolicy.Files is nil: paths relative to the TFTP root made by
 // grub-mknetdir, and for HTTP boot paths appended to BootPolicy.HTTPBase.
-// UEFI x86-64 HTTP boot gets core-http.efi, a GRUB image that configures
-// its network itself (grubcfg.MakeHTTPBootImage; GRUB 2.06's core.efi
-// finds no network settings after an HTTP boot).
+// UEFI HTTP boot (x86-64 and ARM64) gets core-http.efi, a GRUB image that
+// configures its network itself (grubcfg.MakeHTTPBootImage; GRUB 2.06's
+// core.efi finds no network settings after an HTTP boot).
 var DefaultBootFiles = map[Arch]string{
 	ArchBIOS:         "grub/i386-pc/core.0",
 	ArchEFIx64:       "grub/x86_64-efi/core.efi",
 	ArchEFIBC:        "grub/x86_64-efi/core.efi",
 	ArchEFIARM64:     "grub/arm64-efi/core.efi",
 	ArchEFIx64HTTP:   "/grub/x86_64-efi/core-http.efi",
-	ArchEFIARM64HTTP: "/grub/arm64-efi/core.efi",
+	ArchEFIARM64HTTP: "/grub/arm64-efi/core-http.efi",
 }
 
 // DefaultIPXEFiles is the iPXE binary per architecture a client that is

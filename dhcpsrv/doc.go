@@ -78,7 +78,8 @@
 // HTTPBase + /grub/x86_64-efi/core-http.efi (a GRUB image that configures
 // its own network, made by grubcfg.MakeHTTPBootImage; labserver's e2e boots
 // OVMF through it), HTTP boot ARM64 (19) → HTTPBase +
-// /grub/arm64-efi/core.efi. A [Handler] may change every reply.
+// /grub/arm64-efi/core-http.efi (the same for ARM64; the e2e test boots
+// AAVMF through it). A [Handler] may change every reply.
 //
 // [BootPolicy.Loader] chooses GRUB or iPXE per client (labserver: the lab's
 // boot_loader, overridden by a group's metadata). A client that is to boot

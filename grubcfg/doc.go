@@ -13,7 +13,11 @@
 // over HTTP by FirstStageHandler) that loads GRUB's network modules, points
 // $root at the HTTP server and runs
 //
-//	configfile "/grub?mac=${net_default_mac}"
+//	configfile "/grub?mac=${net_default_mac}&arch=${grub_cpu}"
+//
+// ($grub_cpu is i386 on BIOS, x86_64 or arm64 on UEFI: the server matches
+// it as the "arch" selector, so one group can send each architecture its
+// own kernel.)
 //
 // A custom server needs three pieces from this package:
 //
@@ -85,7 +89,8 @@
 //     was empty under OVMF, so the first stage uses $net_default_mac.
 //   - `configfile "/grub?mac=${net_default_mac}"` with root=(http,HOST:PORT)
 //     reaches the server as "GET /grub?mac=52:54:00:…"; the quoted "?" is
-//     sent as is.
+//     sent as is, and so is a quoted "&" (…&arch=${grub_cpu} arrives as
+//     "&arch=x86_64" from OVMF, "&arch=arm64" from AAVMF).
 //   - configfile returns silently when the HTTP fetch fails, so an echo
 //     after it tells the operator what happened.
 //   - BIOS GRUB prints on a serial console only after

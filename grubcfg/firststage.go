@@ -59,7 +59,7 @@ const DefaultPath = "/grub"
 // FirstStage is the grub.cfg GRUB reads right after its network image
 // (over TFTP, or over HTTP for UEFI HTTP boot). It loads GRUB's network
 // modules, sets $root to the HTTP server and loads the machine's own
-// configuration from Path?mac=<MAC>.
+// configuration from Path?mac=<MAC>&arch=<CPU> (GRUB's $grub_cpu).
 type FirstStage struct {
 	// HTTPAddr is the HTTP server as GRUB reaches it: "10.99.0.1:8080",
 	// "deploy.lab:8080", or a host alone for port 80. Required.
@@ -110,8 +110,8 @@ func (f FirstStage) path() (string, error) {
 //	  terminal_output serial console
 //	fi
 //	set root='(http,10.99.0.1:8080)'
-//	echo 'metalboot: loading http://10.99.0.1:8080/grub?mac='"${net_default_mac}"
-//	configfile "/grub?mac=${net_default_mac}"
+//	echo 'metalboot: loading http://10.99.0.1:8080/grub?mac='"${net_default_mac}&arch=${grub_cpu}"
+//	configfile "/grub?mac=${net_default_mac}&arch=${grub_cpu}"
 //	echo …explains the failure…
 func (f FirstStage) Render() ([]byte, error) {
 	if f.HTTPAddr == "" {
@@ -156,29 +156,35 @@ func (f FirstStage) Render() ([]byte, error) {
 	b = append(b, '\n')
 
 	url := "http://" + f.HTTPAddr + p + "?mac="
-	// macWord is the MAC as the request carries it: GRUB's variable in
-	// double quotes (the measured form; p holds no character special inside
-	// double quotes), or the pinned MAC, quoted.
-	var macWord string
-	if f.MAC.IsZero() {
-		macWord = "\"${net_default_mac}\""
-	} else {
-		macWord = Quote(f.MAC.String())
+	// word(prefix) is prefix followed by the rest of the query as the
+	// request carries it, as one GRUB word: the MAC (GRUB's variable, or
+	// the pinned one) and arch=, GRUB's $grub_cpu (i386 on BIOS, x86_64,
+	// arm64), which the server matches as profile.KeyArch so one group can
+	// send each architecture its own kernel. The variables stand in
+	// double quotes (the measured form; '&' is not special there).
+	word := func(b []byte, prefix string) []byte {
+		if f.MAC.IsZero() {
+			b = AppendQuote(b, prefix)
+			return append(b, "\"${net_default_mac}&arch=${grub_cpu}\""...)
+		}
+		b = AppendQuote(b, prefix+f.MAC.String()+"&arch=")
+		return append(b, "\"${grub_cpu}\""...)
 	}
 	b = append(b, "echo "...)
-	b = AppendQuote(b, "metalboot: loading "+url)
-	b = append(b, macWord+"\n"...)
+	b = word(b, "metalboot: loading "+url)
+	b = append(b, '\n')
 	if f.MAC.IsZero() {
-		b = append(b, "configfile \""+p+"?mac=${net_default_mac}\"\n"...)
+		// p holds no character special inside double quotes.
+		b = append(b, "configfile \""+p+"?mac=${net_default_mac}&arch=${grub_cpu}\"\n"...)
 	} else {
 		b = append(b, "configfile "...)
-		b = AppendQuote(b, p+"?mac="+f.MAC.String())
+		b = word(b, p+"?mac=")
 		b = append(b, '\n')
 	}
 	// configfile returns silently when the fetch fails.
 	b = append(b, "echo "...)
-	b = AppendQuote(b, "metalboot: could not load "+url)
-	b = append(b, macWord+" "...)
+	b = word(b, "metalboot: could not load "+url)
+	b = append(b, ' ')
 	b = AppendQuote(b, "(is the server up? does this MAC match a group? the server log says why)")
 	b = append(b, '\n')
 	switch f.OnFailure {

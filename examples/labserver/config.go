@@ -85,7 +85,7 @@ type DHCP struct {
 	// router advertises on the segment. Default true.
 	EndIPv6Wait  *bool             `yaml:"end_ipv6_wait"`
 	Reservations []Reservation     `yaml:"reservations"`
-	BootFiles    map[string]string `yaml:"boot_files"` // bios, efi64, arm64, http
+	BootFiles    map[string]string `yaml:"boot_files"` // bios, efi64, arm64, http, arm64-http
 }
 
 // Reservation is a fixed address for a MAC, in addition to those the

@@ -70,7 +70,8 @@ func startE2ELab(t *testing.T, machines []e2e.Machine, bootFiles map[string]stri
 	if testing.Short() {
 		t.Skip("e2e: boots QEMU machines; skipped with -short")
 	}
-	assets := e2e.Prepare(t, makeNetDir)
+	assets := e2e.Prepare(t, tftpRootFor(t, machines))
+	addARM64Assets(t, assets, machines)
 	lab := e2e.NewLab(t)
 	// METALBOOT_E2E_IPV6 says what answers iPXE's IPv6 router
 	// solicitations, to compare boot times (internal/bench/README.md):

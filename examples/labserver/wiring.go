@@ -282,7 +282,7 @@ func (l *lab) leaseFacts(ctx context.Context, m hwaddr.MAC) (profile.Facts, bool
 	if !ok {
 		return profile.Facts{}, false
 	}
-	return profile.Facts{IP: le.IP, UUID: le.UUID, Hostname: le.Hostname}, true
+	return profile.Facts{IP: le.IP, UUID: le.UUID, Hostname: le.Hostname, Arch: le.Arch.CPU()}, true
 }
 
 // tftpOverHTTP serves the TFTP root over HTTP under /grub/ for UEFI HTTP

@@ -163,7 +163,9 @@ passwd:
 // [ProfileNamedID] in the form of matchbox's Fedora CoreOS profiles
 // ("--name main /assets/initrd.cpio" and the argument initrd=main); one
 // group per machine selecting its MAC (metadata hostname) with the
-// machine's profile; and the Ignition template [IgnitionTemplate].
+// machine's profile (ARM64 machines: two groups, see arm64Groups, and
+// the profile [ProfileARM64ID]); and the Ignition template
+// [IgnitionTemplate].
 func WriteDataDir(dir string, machines []Machine) error {
 	plain := map[string]any{
 		"id":   ProfileID,
@@ -190,6 +192,11 @@ func WriteDataDir(dir string, machines []Machine) error {
 		filepath.Join("profiles", ProfileNamedID+".json"): named,
 	}
 	for _, m := range machines {
+		if m.Firmware == ARM64 {
+			files[filepath.Join("profiles", ProfileARM64ID+".json")] = arm64Profile()
+			maps.Copy(files, arm64Groups(m))
+			continue
+		}
 		md := map[string]string{"hostname": m.Hostname, "firmware": string(m.Firmware)}
 		if m.IPXE {
 			md["boot_loader"] = "ipxe"
