@@ -81,6 +81,9 @@ func (l *lab) dhcpLoader(_ context.Context, mac hwaddr.MAC, _ dhcpsrv.ClientInfo
 	if l.groupLoader(g) == loaderIPXE {
 		return dhcpsrv.LoaderIPXE
 	}
+	if l.groupSecureBoot(g) {
+		return dhcpsrv.LoaderShim
+	}
 	return dhcpsrv.LoaderGRUB
 }
 
@@ -104,6 +107,7 @@ func (l *lab) checkInventory(inv *profile.Inventory) error {
 			}
 		}
 	}
+	errs = append(errs, l.checkSecureBoot(inv)...)
 	warned := map[string]bool{}
 	for _, p := range append(grubcfg.Check(inv), ipxe.Check(inv)...) {
 		if l.groupLoader(p.Group) == p.Loader {
