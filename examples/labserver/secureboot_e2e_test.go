@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,13 +22,21 @@ import (
 //
 // Then a machine whose group says secure_boot false gets the unsigned
 // GRUB image (grub-mknetdir's core.efi) from DHCP, and the same firmware
-// refuses to run it: enforcement, not a firmware that accepts anything.
+// refuses to run it; and a machine on the shim chain whose profile boots
+// the same kernel without its signature is refused by the signed GRUB
+// (shim's verification): enforcement at both ends of the chain.
 func TestE2ESecureBoot(t *testing.T) {
 	e2e.NeedSecureBoot(t)
 	sb := e2e.Machine{Name: "sb", Firmware: e2e.UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:31"), Hostname: "sb.lab", SecureBoot: true, OVMFPXE: true}
 	unsigned := e2e.Machine{Name: "sbunsigned", Firmware: e2e.UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:32"), Hostname: "sbunsigned.lab",
 		SecureBoot: true, OVMFPXE: true, Unsigned: true}
-	l := startE2ELabWith(t, []e2e.Machine{sb, unsigned}, func(c *e2e.LabserverConfig) { c.SecureBoot = true })
+	// On the shim chain, but its profile's kernel has lost its signature.
+	badKernel := e2e.Machine{Name: "sbkernel", Firmware: e2e.UEFI, MAC: hwaddr.MustParse("52:54:00:99:00:33"), Hostname: "sbkernel.lab",
+		SecureBoot: true, OVMFPXE: true, Profile: "e2e-unsigned-kernel"}
+	l := startE2ELabWith(t, []e2e.Machine{sb, unsigned, badKernel}, func(c *e2e.LabserverConfig) {
+		c.SecureBoot = true
+		writeUnsignedKernelProfile(t, c.Data, c.Assets, badKernel.Profile)
+	})
 	if l.assets.BootFiles.Shim == "" {
 		if os.Getenv("METALBOOT_E2E_REQUIRE") != "" {
 			t.Fatal("e2e: no Secure Boot chain in the TFTP root (apt-get install shim-signed grub-efi-amd64-signed)")
@@ -81,11 +90,7 @@ func TestE2ESecureBoot(t *testing.T) {
 	}
 
 	t.Run("unsigned-grub-refused", func(t *testing.T) {
-		l.lab.Tap("tap" + unsigned.Name)
-		cfg := unsigned.VMConfig()
-		cfg.Tap, cfg.Dir, cfg.Timeout = "tap"+unsigned.Name, l.lab.Dir, 150*time.Second
-		vm := e2e.StartVM(t, l.lab.NS, cfg)
-		l.vms = append(l.vms, vm)
+		vm := l.startOne(t, unsigned)
 		ctx, cancel := context.WithTimeout(context.Background(), 140*time.Second)
 		defer cancel()
 		// OVMF's boot manager: 'BdsDxe: failed to load Boot0001 "UEFI
@@ -122,5 +127,58 @@ func TestE2ESecureBoot(t *testing.T) {
 			t.Errorf("%s: want DHCP and TFTP to hand it %s, not shim; timeline:\n%s", unsigned.Name, l.assets.BootFiles.EFI, joined)
 		}
 	})
+
+	t.Run("unsigned-kernel-refused", func(t *testing.T) {
+		vm := l.startOne(t, badKernel)
+		ctx, cancel := context.WithTimeout(context.Background(), 140*time.Second)
+		defer cancel()
+		// Debian's GRUB asks shim to verify the kernel (shim_lock).
+		const want = "bad shim signature"
+		took, err := vm.WaitConsole(ctx, func(c string) bool { return strings.Contains(c, want) })
+		if err != nil {
+			t.Fatalf("GRUB never refused the unsigned kernel (%q): %v", want, err)
+		}
+		// Whatever GRUB does next, the kernel must not start.
+		time.Sleep(5 * time.Second)
+		console := e2e.StripANSI(vm.Serial())
+		vm.Stop()
+		if strings.Contains(console, e2e.MarkerInitStart) || strings.Contains(console, "Linux version") {
+			t.Errorf("the unsigned kernel ran under Secure Boot")
+		}
+		if !strings.Contains(console, "metalboot: loading kernel (tftp)/assets/vmlinuz-unsigned") {
+			t.Errorf("GRUB did not get as far as loading the kernel")
+		}
+		i := strings.Index(console, want)
+		start := strings.LastIndex(console[:i], "\n") + 1
+		t.Logf("refused after %.1fs: %s", took.Seconds(), strings.TrimSpace(console[start:i+len(want)]))
+	})
 	checkTFTPLog(t, l.server.Log)
+}
+
+// startOne powers on one machine of the lab on its own tap.
+func (l *e2eLab) startOne(t *testing.T, m e2e.Machine) *e2e.VM {
+	t.Helper()
+	l.lab.Tap("tap" + m.Name)
+	cfg := m.VMConfig()
+	cfg.Tap, cfg.Dir, cfg.Timeout = "tap"+m.Name, l.lab.Dir, 150*time.Second
+	vm := e2e.StartVM(t, l.lab.NS, cfg)
+	l.vms = append(l.vms, vm)
+	return vm
+}
+
+// writeUnsignedKernelProfile puts the e2e kernel without its signature
+// into assets as vmlinuz-unsigned and a profile id that boots it (with
+// the e2e initrd) into the data directory.
+func writeUnsignedKernelProfile(t *testing.T, data, assets, id string) {
+	t.Helper()
+	if err := e2e.StripSignature(filepath.Join(assets, "vmlinuz"), filepath.Join(assets, "vmlinuz-unsigned")); err != nil {
+		t.Fatal(err)
+	}
+	p := `{"id": "` + id + `", "name": "the e2e kernel without its signature",
+	"boot": {"kernel": "/assets/vmlinuz-unsigned", "initrd": ["/assets/initrd.cpio"],
+		"args": ["` + e2e.IgnitionParam + `={{.BaseURL}}/ignition?mac={{.MAC}}", "console=ttyS0"]},
+	"ignition_id": "` + e2e.IgnitionTemplate + `"}`
+	if err := os.WriteFile(filepath.Join(data, "profiles", id+".json"), []byte(p), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

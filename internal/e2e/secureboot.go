@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -77,4 +78,42 @@ func SecureBootState(serial string) (on bool, line string, err error) {
 		return false, line, nil
 	}
 	return false, line, fmt.Errorf("e2e: SecureBoot variable value %q", f[4])
+}
+
+// StripSignature writes to dst a copy of the PE image src (a signed EFI
+// kernel or loader) without its Authenticode signature: the certificate
+// table is cut off and its data-directory entry cleared, so Secure Boot
+// must refuse the copy. It fails when src is not a signed PE image.
+func StripSignature(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("e2e: %w", err)
+	}
+	le := binary.LittleEndian
+	if len(b) < 0x40 || string(b[:2]) != "MZ" {
+		return fmt.Errorf("e2e: %s: not a PE image", src)
+	}
+	pe := int(le.Uint32(b[0x3c:]))
+	if pe+24+2 > len(b) || string(b[pe:pe+4]) != "PE\x00\x00" {
+		return fmt.Errorf("e2e: %s: no PE header", src)
+	}
+	dirs := pe + 24 + 96 // PE32 optional header: data directories
+	if le.Uint16(b[pe+24:]) == 0x20b {
+		dirs = pe + 24 + 112 // PE32+
+	}
+	sec := dirs + 4*8 // entry 4: the certificate table (a file offset)
+	if sec+8 > len(b) {
+		return fmt.Errorf("e2e: %s: truncated PE header", src)
+	}
+	off, size := int(le.Uint32(b[sec:])), int(le.Uint32(b[sec+4:]))
+	if off == 0 || size == 0 || off+size > len(b) {
+		return fmt.Errorf("e2e: %s: not signed (no certificate table)", src)
+	}
+	out := append([]byte(nil), b[:off]...)
+	le.PutUint32(out[sec:], 0)
+	le.PutUint32(out[sec+4:], 0)
+	if err := os.WriteFile(dst, out, 0o644); err != nil {
+		return fmt.Errorf("e2e: %w", err)
+	}
+	return nil
 }

@@ -4,6 +4,9 @@ package e2e_test
 
 import (
 	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -57,4 +60,30 @@ func TestInitrdReadsSecureBoot(t *testing.T) {
 	assert.Contains(t, s, "if [ -d /sys/firmware/efi ]; then")
 	assert.Contains(t, s, "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c")
 	assert.Contains(t, s, e2e.MarkerSecureBoot)
+}
+
+// TestStripSignature cuts the certificate table off a PE32+ image and
+// clears its directory entry; an image without one is an error.
+func TestStripSignature(t *testing.T) {
+	const pe = 0x40
+	img := make([]byte, 0x200)
+	copy(img, "MZ")
+	binary.LittleEndian.PutUint32(img[0x3c:], pe)
+	copy(img[pe:], "PE\x00\x00")
+	binary.LittleEndian.PutUint16(img[pe+24:], 0x20b)
+	sec := pe + 24 + 112 + 4*8
+	binary.LittleEndian.PutUint32(img[sec:], 0x180)
+	binary.LittleEndian.PutUint32(img[sec+4:], 0x80)
+	copy(img[0x180:], "certificate")
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "signed"), filepath.Join(dir, "unsigned")
+	require.NoError(t, os.WriteFile(src, img, 0o644))
+	require.NoError(t, e2e.StripSignature(src, dst))
+	out, err := os.ReadFile(dst)
+	require.NoError(t, err)
+	assert.Len(t, out, 0x180)
+	assert.Zero(t, binary.LittleEndian.Uint64(out[sec:]))
+	assert.Equal(t, img[:sec], out[:sec])
+	assert.Error(t, e2e.StripSignature(dst, filepath.Join(dir, "again")), "no longer signed")
+	assert.Error(t, e2e.StripSignature(filepath.Join(dir, "missing"), dst))
 }
