@@ -66,7 +66,7 @@ func TestTFTPFilePath(t *testing.T) {
 		"/assets/vmlinuz":                            "(tftp)/assets/vmlinuz",
 		"/assets/flatcar/current/image.cpio.gz":      "(tftp)/assets/flatcar/current/image.cpio.gz",
 		"http://10.99.0.1:8080/assets/vmlinuz":       "(tftp)/assets/vmlinuz",
-		"HTTP://10.99.0.1:8080/assets/a%20b":         "(tftp)/assets/a%20b",
+		"HTTP://10.99.0.1:8080/assets/a%20b":         "(tftp)/assets/a b",
 		"tftp://10.0.0.5/boot/vmlinuz":               "(tftp,10.0.0.5)/boot/vmlinuz",
 		"(hd0,gpt2)/boot/vmlinuz":                    "(hd0,gpt2)/boot/vmlinuz",
 		"(tftp)/assets/x":                            "(tftp)/assets/x",
@@ -98,6 +98,8 @@ func TestTFTPFilePath(t *testing.T) {
 	assert.ErrorIs(t, err, ErrUnsupportedURL)
 	assert.NotErrorIs(t, err, ErrNeedsHTTP, "https is refused for its own reason")
 	_, err = tf.FilePath("vmlinuz")
+	assert.ErrorIs(t, err, ErrBadPath)
+	_, err = tf.FilePath("http://10.99.0.1:8080/assets/a%0Ab")
 	assert.ErrorIs(t, err, ErrBadPath)
 
 	_, err = (&TFTPFiles{}).FilePath("http://10.99.0.1:8080/assets/vmlinuz")
@@ -236,4 +238,37 @@ func TestInstallSecureBoot(t *testing.T) {
 	sb, err = InstallSecureBoot(t.TempDir(), SecureBootOptions{})
 	require.NoError(t, err)
 	assert.Len(t, sb.Files, 3)
+}
+
+// FuzzTFTPConfigHandler: any TFTP name (from the network) is either not
+// handled, or answered with a script GRUB reads as intended: it lexes,
+// adds no command beyond the renderer's, and grub-script-check accepts it.
+func FuzzTFTPConfigHandler(f *testing.F) {
+	for _, s := range []string{
+		"grub?mac=52:54:00:99:00:31", "grub?mac=zz", "grub?mac=52:54:00:99:00:31&hostname=x%27%3Breboot",
+		"grub?", "grub?mac=52:54:00:99:00:32", "grub?%zz", "grub?mac=;reboot", "grub/grub.cfg", "grub?mac=a&mac=b",
+	} {
+		f.Add(s)
+	}
+	res := &profile.Resolver{Store: sbInventory(f), BaseURL: "http://10.99.0.1:8080"}
+	th := &TFTPConfigHandler{Handler: &Handler{Resolver: res, Options: Options{TFTP: &TFTPFiles{HTTPHost: "10.99.0.1:8080"}}}}
+	bin := scriptCheckPath()
+	allowed := map[string]bool{"echo": true, "set": true, "if": true, "then": true, "fi": true, "else": true, "menuentry": true, "linux": true, "initrd": true, "}": true}
+	f.Fuzz(func(t *testing.T, name string) {
+		b, err := th.ServeTFTP(context.Background(), &tftpsrv.Request{Filename: name, Client: netip.MustParseAddrPort("10.99.0.100:1024")})
+		if err != nil {
+			require.ErrorIs(t, err, tftpsrv.ErrNotHandled, "%q", name)
+			return
+		}
+		toks, err := lexGRUB(string(b))
+		require.NoError(t, err, "%q:\n%s", name, b)
+		for _, c := range commands(toks) {
+			if !allowed[c[0]] && !strings.HasPrefix(c[0], "[") {
+				t.Fatalf("%q: command %q in\n%s", name, c[0], b)
+			}
+		}
+		if bin != "" {
+			require.NoError(t, grubCheck(bin, string(b)), "%q", name)
+		}
+	})
 }

@@ -120,11 +120,18 @@ func (t *TFTPFiles) FilePath(s string) (string, error) {
 	if u.RawQuery != "" {
 		return "", needs("a query string reaches only an HTTP server")
 	}
-	ep := u.EscapedPath()
-	if !strings.HasPrefix(ep, dir) || path.Clean(ep) != ep {
+	// TFTP names are not percent-encoded: the file the HTTP server would
+	// serve for the URL is the decoded path.
+	p = u.Path
+	if !strings.HasPrefix(p, dir) || path.Clean(p) != p {
 		return "", needs("only " + dir + "… is served over TFTP too")
 	}
-	return "(tftp)" + ep, nil
+	for i := 0; i < len(p); i++ {
+		if p[i] < 0x20 || p[i] == 0x7f {
+			return "", fmt.Errorf("%w: %q: control character in the path", ErrBadPath, s)
+		}
+	}
+	return "(tftp)" + p, nil
 }
 
 // CheckTFTP is Check for machines whose GRUB has no HTTP (Secure Boot):
