@@ -46,9 +46,16 @@ func TestHelperDaemon(t *testing.T) {
 // perfdhcp load plus a Go relay client that records every ACK it sees on
 // the wire, kills it with SIGKILL at random moments several times and
 // restarts it on the same journal. Every ACKed lease must survive and no
-// address may ever be ACKed to two MACs.
+// address may ever be ACKed to two MACs: with an fsync before every ACK,
+// and with JournalOptions.SyncInterval (written before the ACK, fsynced
+// later), which a killed process must not lose either.
 func TestKill9KeepsAckedLeases(t *testing.T) {
 	netns.Need(t, "perfdhcp")
+	t.Run("fsync each ACK", func(t *testing.T) { kill9KeepsAckedLeases(t, "") })
+	t.Run("sync interval", func(t *testing.T) { kill9KeepsAckedLeases(t, "-sync-interval 1s ") })
+}
+
+func kill9KeepsAckedLeases(t *testing.T, extra string) {
 	srv := netns.New(t)
 	srv.Bridge("br0", "10.99.0.1/16")
 	perf := netns.New(t)
@@ -56,7 +63,7 @@ func TestKill9KeepsAckedLeases(t *testing.T) {
 	wire := netns.New(t)
 	srv.Connect("br0", wire, "eth0", "10.99.0.3/16")
 	dir := t.TempDir()
-	args := "-i br0 -server-ip 10.99.0.1 -subnet 10.99.0.0/16,10.99.1.0,10.99.250.255 -lease-time 1h -print-acks -leases " + dir
+	args := extra + "-i br0 -server-ip 10.99.0.1 -subnet 10.99.0.0/16,10.99.1.0,10.99.250.255 -lease-time 1h -print-acks -leases " + dir
 
 	// The wire client acts as a relay agent at 10.99.0.3 (port 67), so it
 	// needs no raw sockets: DISCOVER/REQUEST unicast, replies to giaddr.

@@ -168,10 +168,15 @@ type Server struct {
 	// DeclineTime is how long a declined address is quarantined (zero or
 	// negative: DefaultDeclineTime).
 	DeclineTime time.Duration
-	// Workers is the number of packets handled concurrently per socket
-	// (zero or negative: DefaultWorkers). An ACK holds its worker until
-	// the lease store's fsync returns; many workers let a slow fsync be
-	// shared by many ACKs while DISCOVERs keep being answered.
+	// Workers is the number of packets handled concurrently per socket.
+	// An ACK holds its worker until the lease store's fsync returns; many
+	// workers let a slow fsync be shared by many ACKs while DISCOVERs
+	// keep being answered. With 1, the goroutine that reads a packet
+	// handles it: no hand-over between goroutines, the least CPU per
+	// packet, right when writes do not wait for the disk. Zero or
+	// negative: 1 when the lease store is a Journal that does not fsync
+	// before each write returns (JournalOptions.SyncInterval, or
+	// NewMemoryStore), DefaultWorkers otherwise.
 	Workers int
 	// Handler, if set, may change each reply before it is sent (nil: none).
 	Handler Handler
@@ -635,6 +640,12 @@ func (s *Server) serveConn(ctx context.Context, conn net.PacketConn) error {
 	workers := s.Workers
 	if workers <= 0 {
 		workers = DefaultWorkers
+		if j, ok := s.store.(*Journal); ok && !j.waitsForDisk() {
+			workers = 1
+		}
+	}
+	if workers == 1 {
+		return s.serveInline(ctx, conn, port)
 	}
 	jobs := make(chan packet, workers*4)
 	var wg sync.WaitGroup
@@ -642,15 +653,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.PacketConn) error {
 		wg.Go(func() {
 			for p := range jobs {
 				out, dst := s.handlePacket(ctx, p.buf, port, p.peer)
-				if out == nil {
-					continue
-				}
-				if _, err := conn.WriteTo(out, dst); err != nil {
-					s.stats.sendErrors.Add(1)
-					s.log.Warn("dhcpsrv: send", "to", dst, "err", err)
-					continue
-				}
-				s.stats.packetsOut.Add(1)
+				s.send(conn, out, dst)
 			}
 		})
 	}
@@ -675,6 +678,43 @@ func (s *Server) serveConn(ctx context.Context, conn net.PacketConn) error {
 		s.stats.packetsIn.Add(1)
 		jobs <- packet{buf[:n], peer}
 	}
+}
+
+// serveInline reads and handles packets in one goroutine (Workers 1).
+func (s *Server) serveInline(ctx context.Context, conn net.PacketConn, port int) error {
+	for {
+		buf := make([]byte, 1500) // nothing of a packet outlives it, but a hook may keep a reference
+		n, peer, err := conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
+				return fmt.Errorf("dhcpsrv: connection closed: %w", err)
+			}
+			return fmt.Errorf("dhcpsrv: read: %w", err)
+		}
+		s.stats.packetsIn.Add(1)
+		out, dst := s.handlePacket(ctx, buf[:n], port, peer)
+		s.send(conn, out, dst)
+	}
+}
+
+// send writes a reply (nothing when out is nil).
+func (s *Server) send(conn net.PacketConn, out []byte, dst net.Addr) {
+	if out == nil {
+		return
+	}
+	if _, err := conn.WriteTo(out, dst); err != nil {
+		s.stats.sendErrors.Add(1)
+		s.log.Warn("dhcpsrv: send", "to", dst, "err", err)
+		return
+	}
+	s.stats.packetsOut.Add(1)
 }
 
 // handlePacket decodes one datagram and returns the encoded reply and where

@@ -84,17 +84,43 @@ func netLeaf(field []string) (string, bool) {
 type placed struct {
 	field string
 	value string
+	// trusted: a metadata value, placed as it is (it is where translation
+	// with the real value would have put it, see "Metadata").
+	trusted bool
 }
 
 // values are the placeholders of one render.
 type values struct {
 	prefix string
 	byID   map[string]placed
+	// trusted lists the placeholders of metadata values.
+	trusted []string
 }
 
 func (v *values) add(id, field, value string) string {
 	v.byID[id] = placed{field: field, value: value}
 	return v.prefix + id + "Y"
+}
+
+func (v *values) addTrusted(id, field, value string) string {
+	v.byID[id] = placed{field: field, value: value, trusted: true}
+	tok := v.prefix + id + "Y"
+	v.trusted = append(v.trusted, tok)
+	return tok
+}
+
+// hasTrusted reports whether v holds metadata placeholders.
+func (v *values) hasTrusted() bool { return v != nil && len(v.trusted) > 0 }
+
+// intact reports whether every metadata placeholder of the text is in the
+// plan as often as in the text.
+func (v *values) intact(text []byte, pl *plan) bool {
+	for _, tok := range v.trusted {
+		if bytes.Count(text, []byte(tok)) != pl.count(tok) {
+			return false
+		}
+	}
+	return true
 }
 
 // describe replaces placeholders in s by the fields they stand for, for
@@ -128,8 +154,11 @@ func (v *values) describe(s string) string {
 // placeholders returns data with placeholders for the values from the
 // network, and the values they stand for. Fields the template uses in
 // logic keep their real value, which must pass strictValue first (a
-// *profile.ValueError otherwise).
-func (t *Template) placeholders(data map[string]any) (map[string]any, *values, error) {
+// *profile.ValueError otherwise). With meta, the metadata values the
+// template prints whole (see Template.meta) get placeholders too when
+// metaSafe holds, so that the text is the same for every group of a
+// template whose metadata only fills strings (see "Metadata" below).
+func (t *Template) placeholders(data map[string]any, meta bool) (map[string]any, *values, error) {
 	for i, name := range netRoots {
 		if t.logic&(1<<i) != 0 {
 			if err := strictRoot(name, data[name]); err != nil {
@@ -138,7 +167,7 @@ func (t *Template) placeholders(data map[string]any) (map[string]any, *values, e
 		}
 	}
 	need := allRoots &^ t.logic
-	if need == 0 {
+	if need == 0 && (!meta || len(t.meta) == 0) {
 		return data, nil, nil
 	}
 	v := &values{prefix: t.choosePrefix(data), byID: map[string]placed{}}
@@ -161,8 +190,59 @@ func (t *Template) placeholders(data map[string]any) (map[string]any, *values, e
 		}
 		out["request"] = r
 	}
+	if meta {
+		for _, k := range t.meta {
+			if s, ok := data[k].(string); ok && metaSafe(s) {
+				out[k] = v.addTrusted("m"+hex.EncodeToString([]byte(k))+metaProbe, k, s)
+			}
+		}
+	}
 	return out, v, nil
 }
+
+// Metadata.
+//
+// A group's metadata is trusted (the operator wrote it), and a template
+// that only prints a metadata string ({{.hostname}}, never in logic)
+// would otherwise make the text, and so the Butane translation, differ
+// for every group: an inventory of 100 000 machines with a host name each
+// would need 100 000 translations at load and as many on the first
+// requests. So such values get placeholders too, and the text with
+// placeholders is translated once for every group of the template. The
+// output must stay byte-identical to translating the text with the real
+// values, which holds when the value passes through YAML and Butane
+// unchanged, as a placeholder does. Two rules make sure of it:
+//
+//   - Only values of metaSafe's characters get a placeholder: letters,
+//     digits and "._/+=-", not starting with '-'. No YAML scalar style
+//     alters these (no space, quote, backslash, '#', ':', ',' or bracket)
+//     and none can start an indicator.
+//   - The placeholder of a metadata value carries those characters too
+//     (metaProbe), and the translation is used only if every placeholder
+//     comes out of Butane intact and as often as the text has it. A
+//     template where Butane escapes or drops them (a mount unit's name
+//     derived from a path, a value in a comment) or where the placeholder
+//     breaks the config (a number, an object key) is translated with the
+//     real values instead, for that text from then on (errMetaFallback).
+//
+// A value that lands outside file contents is validated again after it
+// is filled in, as values from the network are; validation is what
+// translation with the real value would have done.
+
+// metaProbe is carried by every metadata placeholder: the characters
+// besides letters and digits a value may hold (see metaSafe).
+const metaProbe = "-._/+="
+
+// metaSafe reports whether a metadata value may be rendered as a
+// placeholder: non-empty, letters, digits and the characters of
+// metaProbe, not starting with '-' ("- " starts a YAML sequence entry).
+func metaSafe(s string) bool {
+	return s != "" && s[0] != '-' && onlyChars(s, metaProbe)
+}
+
+// errMetaFallback: the text with metadata placeholders cannot stand for
+// the text with the real values; render with the real values.
+var errMetaFallback = errors.New("ignition: metadata placeholders did not survive translation")
 
 func placeMap(v *values, m map[string]string, id, field string) map[string]string {
 	out := make(map[string]string, len(m))
@@ -422,6 +502,21 @@ func makePlan(raw []byte, prefix string) (*plan, error) {
 	return p, nil
 }
 
+// count returns how often tok occurs in the strings of the plan (data URL
+// contents decoded).
+func (p *plan) count(tok string) int {
+	if p == nil {
+		return 0
+	}
+	n := 0
+	for _, pt := range p.parts {
+		if pt.slot != nil {
+			n += strings.Count(pt.slot.value, tok)
+		}
+	}
+	return n
+}
+
 func stringEnd(b []byte, i int) int {
 	for j := i + 1; j < len(b); j++ {
 		switch b[j] {
@@ -520,7 +615,7 @@ func (p *plan) fill(sl *slot, v *values) (string, error) {
 		if !ok {
 			return "", fmt.Errorf("ignition: placeholder %q of another render", trunc(s[i:]))
 		}
-		if !sl.dataURL {
+		if !sl.dataURL && !pl.trusted {
 			if err := plainValue(sl.key, pl); err != nil {
 				return "", err
 			}

@@ -247,44 +247,25 @@ func (h *Handler) Render(m *profile.Machine) (Output, error) {
 		}
 		return Output{}, &TemplateError{File: "ignition/" + name, Stage: StageParse, Err: errors.New("not compiled")}
 	}
-	pd, vals, err := t.placeholders(Data(m))
+	out, fresh, err := t.render(Data(m), h)
 	if err != nil {
 		return Output{}, h.classify(m, t, err)
 	}
-	text, err := t.execute(pd)
-	if err != nil {
-		return Output{}, h.classify(m, t, err)
-	}
-	key := string(text)
-	e, ok := h.cached(key)
-	if !ok {
-		out, err := Convert(name, text)
-		if err != nil {
-			return Output{}, h.classify(m, t, vals.explain(err))
-		}
+	if fresh {
 		for _, w := range out.Warnings {
 			h.log().Warn("ignition template", "file", "ignition/"+name, "warning", w)
 		}
-		// The text holds placeholders, not values: its plan is the same
-		// for every machine that renders this text.
-		pl, err := t.plan(out, vals)
-		if err != nil {
-			return Output{}, h.classify(m, t, err)
-		}
-		e = cacheEntry{out: out, plan: pl}
-		h.store(key, e)
-	}
-	out, err := t.fill(e.out, e.plan, vals)
-	if err != nil {
-		return Output{}, h.classify(m, t, err)
 	}
 	return out, nil
 }
 
-// cacheEntry is a converted config with placeholders and where they are.
+// cacheEntry is a converted config with placeholders and where they are;
+// fallback marks a text whose metadata placeholders cannot stand for the
+// values (see errMetaFallback).
 type cacheEntry struct {
-	out  Output
-	plan *plan
+	out      Output
+	plan     *plan
+	fallback bool
 }
 
 // classify tells a broken template (it fails for the group's sample

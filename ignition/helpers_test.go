@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -161,8 +163,36 @@ func ignitionValidate(t testing.TB, raw []byte) {
 	require.Empty(t, strings.TrimSpace(string(out)), "ignition-validate warns about the config:\n%s", raw)
 }
 
+// metaChecked counts the renders metaCheck compared.
+var metaChecked atomic.Int64
+
 func TestMain(m *testing.M) {
+	// Every render in every test of this package that puts metadata in as
+	// placeholders is compared with the render with the real values: the
+	// config must be byte-identical, or both must fail.
+	var mismatches []string
+	var mu sync.Mutex
+	metaCheck = func(t *Template, data map[string]any, out Output, err error) {
+		want, _, werr := t.renderMode(data, nil, false)
+		bad := ""
+		switch {
+		case (err == nil) != (werr == nil):
+			bad = fmt.Sprintf("error %v, with the real values %v", err, werr)
+		case err == nil && !bytes.Equal(out.JSON, want.JSON):
+			bad = fmt.Sprintf("config\n%s\nwith the real values\n%s", out.JSON, want.JSON)
+		}
+		if bad != "" {
+			mu.Lock()
+			mismatches = append(mismatches, t.Name+": "+bad)
+			mu.Unlock()
+		}
+		metaChecked.Add(1)
+	}
 	code := m.Run()
+	if len(mismatches) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d renders with metadata placeholders differ from the render with the real values:\n%s\n", len(mismatches), strings.Join(mismatches, "\n"))
+		code = 1
+	}
 	if validatorDir != "" {
 		_ = os.RemoveAll(validatorDir)
 	}

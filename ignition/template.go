@@ -8,9 +8,12 @@ import (
 	"maps"
 	"net/url"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"text/template"
 	"text/template/parse"
 
@@ -100,6 +103,7 @@ type Template struct {
 	size    int      // source length, to size the output buffer
 	src     string   // the source, where placeholders must not occur
 	logic   rootSet  // network fields used in logic: rendered real
+	meta    []string // top-level metadata names only printed whole (see "Metadata")
 	uses    []profile.LogicUse
 }
 
@@ -138,7 +142,48 @@ func compileFile(file, name string, src []byte) (*Template, error) {
 		}
 	}
 	slices.Sort(tp.query)
+	tp.meta = printedOnly(t)
 	return tp, nil
+}
+
+// fixedNames are the fields of Data that are not metadata.
+var fixedNames = map[string]bool{
+	"MAC": true, "MACHyphen": true, "MACRaw": true, "UUID": true, "Hostname": true, "IP": true,
+	"Labels": true, "request": true, "BaseURL": true, "Metadata": true, "Group": true, "Profile": true,
+}
+
+// printedOnly lists the top-level metadata names t reads only by printing
+// them whole ({{.hostname}}, {{$.hostname}}), never in logic: those can be
+// rendered as placeholders (see "Metadata" in encode.go).
+func printedOnly(t *template.Template) []string {
+	leaf := func(field []string) (string, bool) {
+		if fixedNames[field[0]] {
+			return "", false
+		}
+		return field[0], len(field) == 1
+	}
+	inLogic := map[string]bool{}
+	for _, u := range profile.FindLogicUses(t, leaf) {
+		if u.Root == "" {
+			return nil // the dot itself is used: any field may be reached
+		}
+		inLogic[u.Root] = true
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, tr := range t.Templates() {
+		if tr.Tree == nil {
+			continue
+		}
+		walk(tr.Tree.Root, func(ident []string) {
+			if len(ident) == 1 && !fixedNames[ident[0]] && !inLogic[ident[0]] && !seen[ident[0]] {
+				seen[ident[0]] = true
+				names = append(names, ident[0])
+			}
+		})
+	}
+	slices.Sort(names)
+	return names
 }
 
 // QueryParams lists the request query parameters the template reads as
@@ -253,23 +298,104 @@ func (t *Template) execute(data map[string]any) ([]byte, error) {
 // real value after the strict validation Execute applies. Errors are
 // *TemplateError, *profile.ValueError or wrap ErrMissingParam.
 func (t *Template) Render(data map[string]any) (Output, error) {
-	pd, vals, err := t.placeholders(data)
+	out, _, err := t.render(data, nil)
+	return out, err
+}
+
+// convCache holds converted configs by their text with placeholders.
+type convCache interface {
+	cached(key string) (cacheEntry, bool)
+	store(key string, e cacheEntry)
+}
+
+// mapCache is an unbounded convCache for one pass over an inventory.
+type mapCache map[string]cacheEntry
+
+func (c mapCache) cached(key string) (cacheEntry, bool) { e, ok := c[key]; return e, ok }
+func (c mapCache) store(key string, e cacheEntry)       { c[key] = e }
+
+// render is Render through the cache c (nil: none). fresh reports that the
+// text was translated by this call (its warnings are new).
+func (t *Template) render(data map[string]any, c convCache) (out Output, fresh bool, err error) {
+	out, fresh, err = t.renderMode(data, c, true)
+	if errors.Is(err, errMetaFallback) {
+		return t.renderMode(data, c, false)
+	}
+	if metaCheck != nil {
+		metaCheck(t, data, out, err)
+	}
+	return out, fresh, err
+}
+
+// metaCheck, set by the package's tests, sees every render that used
+// metadata placeholders, to compare it with a render with the real values.
+var metaCheck func(t *Template, data map[string]any, out Output, err error)
+
+// renderMode renders with placeholders for the values from the network,
+// and with meta for the metadata the template only prints (an error
+// wrapping errMetaFallback when those cannot stand for the values).
+func (t *Template) renderMode(data map[string]any, c convCache, meta bool) (Output, bool, error) {
+	pd, vals, err := t.placeholders(data, meta)
 	if err != nil {
-		return Output{}, err
+		return Output{}, false, err
 	}
 	text, err := t.execute(pd)
 	if err != nil {
-		return Output{}, err
+		return Output{}, false, err
 	}
+	trusted := vals.hasTrusted()
+	var e cacheEntry
+	ok, fresh := false, false
+	if c != nil {
+		e, ok = c.cached(string(text))
+	}
+	if !ok {
+		e, err = t.convert(text, vals)
+		switch {
+		case err != nil && !trusted:
+			return Output{}, false, err
+		case err != nil:
+			e = cacheEntry{fallback: true}
+		default:
+			fresh = true
+		}
+		if c != nil {
+			c.store(string(text), e)
+		}
+	}
+	if e.fallback {
+		return Output{}, false, errMetaFallback
+	}
+	out, err := t.fill(e.out, e.plan, vals)
+	if err != nil && trusted {
+		// Let the real values speak: the error, or the config, is theirs.
+		return Output{}, false, errMetaFallback
+	}
+	return out, fresh, err
+}
+
+// convert translates text with placeholders and finds them in the result.
+// With metadata placeholders, an error wraps errMetaFallback unless every
+// one came through intact.
+func (t *Template) convert(text []byte, vals *values) (cacheEntry, error) {
 	out, err := Convert(t.Name, text)
 	if err != nil {
-		return Output{}, vals.explain(err)
+		if vals.hasTrusted() {
+			return cacheEntry{}, fmt.Errorf("%w: %w", errMetaFallback, err)
+		}
+		return cacheEntry{}, vals.explain(err)
 	}
 	pl, err := t.plan(out, vals)
-	if err != nil {
-		return Output{}, err
+	if err == nil && vals.hasTrusted() && !vals.intact(text, pl) {
+		err = errors.New("a placeholder changed or vanished")
 	}
-	return t.fill(out, pl, vals)
+	if err != nil && vals.hasTrusted() {
+		return cacheEntry{}, fmt.Errorf("%w: %w", errMetaFallback, err)
+	}
+	if err != nil {
+		return cacheEntry{}, err
+	}
+	return cacheEntry{out: out, plan: pl}, nil
 }
 
 // plan finds the placeholders in a converted config.
@@ -637,22 +763,74 @@ func check(inv *profile.Inventory) (*compiledSet, []string, error) {
 			warns = append(warns, fmt.Sprintf("%s: uses %s in logic (%s): rendered with the real values after strict validation, not encoded", u.Where, what, u.What))
 		}
 	}
-	for _, g := range inv.Groups() {
+	// Every group is rendered for its sample machine, in parallel: groups
+	// whose text with placeholders is the same share one translation per
+	// worker, so an inventory of one group per machine costs a template
+	// execution and a fill per machine, not a Butane translation.
+	groups := inv.Groups()
+	type result struct {
+		err   error
+		warns []string
+	}
+	res := make([]result, len(groups))
+	one := func(i int, cache mapCache) {
+		g := groups[i]
 		p, ok := inv.Profile(g.Profile)
 		if !ok || p.IgnitionID == "" {
-			continue
+			return
 		}
 		t := s.tmpl[p.IgnitionID]
 		if t == nil {
-			continue // reported above
+			return // reported above
 		}
-		out, err := t.Render(Data(sampleMachine(g, p, t)))
+		out, fresh, err := t.render(Data(sampleMachine(g, p, t)), cache)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("group %q (%s), profile %q: %w", g.ID, orGo(g.Source), p.ID, err))
-			continue
+			res[i].err = fmt.Errorf("group %q (%s), profile %q: %w", g.ID, orGo(g.Source), p.ID, err)
+			return
 		}
-		for _, w := range out.Warnings {
-			warns = append(warns, fmt.Sprintf("group %q, profile %q, ignition/%s: %s", g.ID, p.ID, t.Name, w))
+		if fresh {
+			for _, w := range out.Warnings {
+				res[i].warns = append(res[i].warns, fmt.Sprintf("ignition/%s: %s", t.Name, w))
+			}
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), (len(groups)+255)/256)
+	if workers <= 1 {
+		cache := mapCache{}
+		for i := range groups {
+			one(i, cache)
+		}
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cache := mapCache{}
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= len(groups) {
+						return
+					}
+					one(i, cache)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	// A translation's warnings once, for the first group that has it.
+	seen := map[string]bool{}
+	for i, r := range res {
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
+		for _, w := range r.warns {
+			if !seen[w] {
+				seen[w] = true
+				g := groups[i]
+				warns = append(warns, fmt.Sprintf("group %q, profile %q, %s", g.ID, g.Profile, w))
+			}
 		}
 	}
 	if _, err := checkGeneric(inv); err != nil {

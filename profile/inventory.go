@@ -1,13 +1,17 @@
 package profile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 )
@@ -217,14 +221,22 @@ type builder struct {
 	// selectors holds every group's selector (project over its own sorted
 	// keys), for shadowed.
 	selectors map[string]bool
+	// groupIDs: the groups added so far, by ID.
+	groupIDs map[string]*Group
 }
 
 func (b *builder) errorf(src, id, format string, args ...any) {
+	b.errs = append(b.errs, errAt(src, id, format, args...))
+}
+
+// errAt is an ErrInvalid error about src (the file), or id when there is
+// no file.
+func errAt(src, id, format string, args ...any) error {
 	where := src
 	if where == "" {
 		where = id
 	}
-	b.errs = append(b.errs, fmt.Errorf("%w: %s: %s", ErrInvalid, where, fmt.Sprintf(format, args...)))
+	return fmt.Errorf("%w: %s: %s", ErrInvalid, where, fmt.Sprintf(format, args...))
 }
 
 func (b *builder) warn(src, format string, args ...any) {
@@ -335,11 +347,9 @@ func (b *builder) addGroup(g *Group) {
 		b.errorf(g.Source, g.ID, "group %q: unknown profile %q", g.ID, g.Profile)
 		return
 	}
-	for _, o := range inv.groups {
-		if o.ID == g.ID {
-			b.errorf(g.Source, g.ID, "group %q defined twice (also in %s)", g.ID, orGo(o.Source))
-			return
-		}
+	if o, dup := b.groupIDs[g.ID]; dup {
+		b.errorf(g.Source, g.ID, "group %q defined twice (also in %s)", g.ID, orGo(o.Source))
+		return
 	}
 	sel := make(map[string]string, len(g.Selector))
 	for k, v := range g.Selector {
@@ -361,6 +371,10 @@ func (b *builder) addGroup(g *Group) {
 	g.Selector = sel
 	g.Metadata = maps.Clone(g.Metadata)
 	inv.groups = append(inv.groups, g)
+	if b.groupIDs == nil {
+		b.groupIDs = map[string]*Group{}
+	}
+	b.groupIDs[g.ID] = g
 }
 
 // checkTies reports pairs of equally specific groups that one request can
@@ -532,30 +546,79 @@ func union(a, b map[string]string) map[string]string {
 // names none of the profile's initrds is a warning (a boot loader that
 // hands initrds to the kernel by name could not honour it).
 func (b *builder) checkRender() {
-	warned := map[string]bool{}
-	for _, g := range b.inv.groups {
+	// Each group's sample machine renders its boot, in parallel; problems
+	// are reported in the groups' order.
+	type result struct {
+		err   error
+		bad   []error // initrd problems
+		names map[string]bool
+		args  []string
+	}
+	groups := b.inv.groups
+	res := make([]result, len(groups))
+	one := func(i int) {
+		g := groups[i]
 		p := b.inv.profiles[g.Profile]
 		boot, err := b.inv.SampleMachine(g).RenderBoot()
 		if err != nil {
-			b.errorf(g.Source, g.ID, "group %q with profile %q: %v", g.ID, p.ID, err)
-			continue
+			res[i].err = errAt(g.Source, g.ID, "group %q with profile %q: %v", g.ID, p.ID, err)
+			return
 		}
 		names := map[string]bool{}
 		for _, s := range boot.Initrd {
 			in, err := ParseInitrd(s)
 			if err != nil {
-				b.errorf(p.Source, p.ID, "profile %q (group %q): initrd: %v", p.ID, g.ID, err)
+				res[i].bad = append(res[i].bad, errAt(p.Source, p.ID, "profile %q (group %q): initrd: %v", p.ID, g.ID, err))
 				continue
 			}
 			names[strings.ToLower(in.FileName())] = true
 		}
-		for _, a := range boot.Args {
-			if name, ok := InitrdArg(a); ok && !names[strings.ToLower(name)] && !warned[p.ID+"\x00"+a] {
+		res[i].names, res[i].args = names, boot.Args
+	}
+	parallel(len(groups), one)
+	warned := map[string]bool{}
+	for i, r := range res {
+		if r.err != nil {
+			b.errs = append(b.errs, r.err)
+			continue
+		}
+		b.errs = append(b.errs, r.bad...)
+		p := b.inv.profiles[groups[i].Profile]
+		for _, a := range r.args {
+			if name, ok := InitrdArg(a); ok && !r.names[strings.ToLower(name)] && !warned[p.ID+"\x00"+a] {
 				warned[p.ID+"\x00"+a] = true
-				b.warn(p.Source, "profile %q: kernel argument %q names no initrd of the profile (its initrds are named %s): metalboot renders initrd= for each loader itself, so this argument is dropped", p.ID, a, describeNames(names))
+				b.warn(p.Source, "profile %q: kernel argument %q names no initrd of the profile (its initrds are named %s): metalboot renders initrd= for each loader itself, so this argument is dropped", p.ID, a, describeNames(r.names))
 			}
 		}
 	}
+}
+
+// parallel calls f(0) … f(n-1) on GOMAXPROCS goroutines (one when n is
+// small).
+func parallel(n int, f func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), (n+255)/256)
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func describeNames(names map[string]bool) string {
@@ -611,6 +674,7 @@ func (inv *Inventory) SampleMachine(g *Group) *Machine {
 }
 
 func (b *builder) collectHosts() {
+	seen := map[hwaddr.MAC]bool{}
 	for _, g := range b.inv.groups {
 		mac, ok := g.Selector[KeyMAC]
 		if !ok {
@@ -631,12 +695,14 @@ func (b *builder) collectHosts() {
 		if h.Hostname == "" && !h.IP.IsValid() {
 			continue
 		}
-		if slices.ContainsFunc(b.inv.hosts, func(o Host) bool { return o.MAC == h.MAC }) {
+		if seen[h.MAC] {
 			continue // the same machine in several groups (install, installed)
 		}
+		seen[h.MAC] = true
 		b.inv.hosts = append(b.inv.hosts, h)
 	}
-	slices.SortFunc(b.inv.hosts, func(a, c Host) int { return strings.Compare(a.MAC.String(), c.MAC.String()) })
+	// By MAC: the byte order is the order of the written form.
+	slices.SortFunc(b.inv.hosts, func(a, c Host) int { return bytes.Compare(a.MAC[:], c.MAC[:]) })
 	b.inv.hostMAC = make(map[hwaddr.MAC]int, len(b.inv.hosts))
 	b.inv.hostIP = make(map[netip.Addr]int, len(b.inv.hosts))
 	for i, h := range b.inv.hosts {

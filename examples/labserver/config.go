@@ -79,7 +79,12 @@ type DHCP struct {
 	DNS       []string `yaml:"dns"`
 	Domain    string   `yaml:"domain"`
 	LeaseTime string   `yaml:"lease_time"`
-	Proxy     bool     `yaml:"proxy"`
+	// LeaseSync is when an ACKed lease reaches the disk: "ack" (default:
+	// fsync before every ACK) or a duration like "1s" (written before the
+	// ACK, fsynced within that time: a killed process loses nothing, a
+	// power cut the last interval; Kea's memfile and dnsmasq never fsync).
+	LeaseSync string `yaml:"lease_sync"`
+	Proxy     bool   `yaml:"proxy"`
 	// EndIPv6Wait answers IPv6 router solicitations on the interface with
 	// an advertisement that configures nothing, so iPXE boots at once
 	// instead of waiting ~15 s for an IPv6 router; silent while another
@@ -203,6 +208,7 @@ type dhcpSettings struct {
 	DNS          []netip.Addr
 	Domain       string
 	LeaseTime    time.Duration
+	LeaseSync    time.Duration // 0: fsync before every ACK
 	Proxy        bool
 	EndIPv6Wait  bool
 	Reservations map[hwaddr.MAC]Reservation
@@ -399,6 +405,11 @@ func (c *Config) resolveDHCP() (*dhcpSettings, error) {
 	if in.LeaseTime != "" {
 		if d.LeaseTime, err = time.ParseDuration(in.LeaseTime); err != nil || d.LeaseTime < time.Minute {
 			return nil, c.errorf("dhcp.lease_time", "%q: want a duration of at least 1m, like 1h", in.LeaseTime)
+		}
+	}
+	if in.LeaseSync != "" && in.LeaseSync != "ack" {
+		if d.LeaseSync, err = time.ParseDuration(in.LeaseSync); err != nil || d.LeaseSync <= 0 || d.LeaseSync > time.Minute {
+			return nil, c.errorf("dhcp.lease_sync", "%q: want \"ack\" (fsync before every ACK) or a duration up to 1m, like 1s", in.LeaseSync)
 		}
 	}
 	for _, r := range in.Reservations {

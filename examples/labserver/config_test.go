@@ -64,6 +64,7 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"bad range", "dhcp:\n  interface: br0\n  server_ip: 10.99.0.1\n  subnet: 10.99.0.0/24\n  range: [10.99.0.100, 10.98.0.200]\n", []string{"line 5: dhcp.range:", "inside 10.99.0.0/24"}},
 		{"no interface", "dhcp:\n  server_ip: 10.99.0.1\n", []string{"dhcp.interface: required"}},
 		{"bad lease", "dhcp:\n  interface: br0\n  server_ip: 10.99.0.1\n  subnet: 10.99.0.0/24\n  range: [10.99.0.100, 10.99.0.200]\n  lease_time: 5\n", []string{"line 6: dhcp.lease_time:"}},
+		{"bad lease sync", "dhcp:\n  interface: br0\n  server_ip: 10.99.0.1\n  subnet: 10.99.0.0/24\n  range: [10.99.0.100, 10.99.0.200]\n  lease_sync: never\n", []string{"line 6: dhcp.lease_sync:", `"ack"`}},
 		{"base url", "base_url: https://x\n", []string{"line 1: base_url:", "GRUB has no TLS"}},
 		{"all addresses", "http: 0.0.0.0:8080\n", []string{"base_url: required"}},
 		{"no http", "http: \"\"\n", []string{"http: the HTTP server cannot be disabled"}},

@@ -162,7 +162,8 @@ func (l *lab) startDHCP(ctx context.Context) error {
 	d := l.s.DHCP
 	var leases dhcpsrv.LeaseStore = dhcpsrv.NewMemoryStore()
 	if l.s.State != "" {
-		j, err := dhcpsrv.OpenJournal(l.s.State)
+		jo := dhcpsrv.JournalOptions{SyncInterval: d.LeaseSync}
+		j, err := dhcpsrv.OpenJournalOptions(l.s.State, jo)
 		if errors.Is(err, dhcpsrv.ErrCorrupt) && l.s.DiscardCorruptState {
 			aside, merr := dhcpsrv.MoveAside(dhcpsrv.JournalPath(l.s.State))
 			if merr != nil {
@@ -170,7 +171,7 @@ func (l *lab) startDHCP(ctx context.Context) error {
 			}
 			l.log.Error("CORRUPT LEASE JOURNAL MOVED ASIDE: starting with no leases; clients keep their addresses until they renew",
 				"moved_to", aside, "err", err)
-			j, err = dhcpsrv.OpenJournal(l.s.State)
+			j, err = dhcpsrv.OpenJournalOptions(l.s.State, jo)
 		}
 		if errors.Is(err, dhcpsrv.ErrCorrupt) {
 			return fmt.Errorf("leases: %w (the file is left as it is: repair it, or start once with -discard-corrupt-state to move it aside and start empty)", err)

@@ -34,6 +34,7 @@ func Main(args []string, stdout io.Writer) error {
 	fs.Var(&subnets, "subnet", "PREFIX,FROM,TO[,ROUTER] (repeatable)")
 	leases := fs.String("leases", "", "lease journal directory (empty: memory)")
 	leaseTime := fs.Duration("lease-time", time.Hour, "lease time")
+	syncInterval := fs.Duration("sync-interval", 0, "journal: fsync within this interval instead of before every ACK (0: before every ACK)")
 	printAcks := fs.Bool("print-acks", false, "print ACK lines")
 	proxy := fs.Bool("proxy", false, "proxyDHCP mode")
 	verbose := fs.Bool("v", false, "debug log on stderr")
@@ -77,7 +78,7 @@ func Main(args []string, stdout io.Writer) error {
 		s.Subnets = append(s.Subnets, x)
 	}
 	if *leases != "" {
-		j, err := dhcpsrv.OpenJournal(*leases)
+		j, err := dhcpsrv.OpenJournalOptions(*leases, dhcpsrv.JournalOptions{SyncInterval: *syncInterval})
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,10 @@
+//go:build darwin || freebsd
+
+package profile
+
+import (
+	"syscall"
+	"time"
+)
+
+func ctimeOf(st *syscall.Stat_t) time.Time { return time.Unix(st.Ctimespec.Unix()) }
