@@ -22,7 +22,9 @@
 //     the HTTP middleware that resolves a request to a Machine.
 //   - [github.com/metalboot/metalboot/grubcfg]: first-stage and per-machine
 //     GRUB configs, safe quoting, the /grub handler, and a listener that
-//     copes with GRUB's fixed TCP source port; its subpackage
+//     copes with GRUB's fixed TCP source port; the Secure Boot chain
+//     (shim → signed GRUB, whose per-machine config, kernel and initrd
+//     come over TFTP); its subpackage
 //     [github.com/metalboot/metalboot/grubcfg/ipxe] renders the same
 //     inventory as iPXE scripts (/boot.ipxe, /ipxe).
 //   - [github.com/metalboot/metalboot/ignition]: Ignition installer and

@@ -177,14 +177,33 @@ const (
 	// architecture (IPXEFiles), which then asks again as iPXE. A client
 	// is never handed the binary it runs, so there is no chainload loop.
 	LoaderIPXE
+	// LoaderShim: UEFI Secure Boot. A client gets its architecture's
+	// ShimFiles entry (shim, signed by Microsoft's UEFI CA, which loads
+	// the distribution-signed GRUB next to it); architectures without
+	// one (BIOS, HTTP boot) get their Files entry.
+	LoaderShim
 )
 
-// String returns "grub" or "ipxe".
+// String returns "grub", "ipxe" or "shim".
 func (l Loader) String() string {
-	if l == LoaderIPXE {
+	switch l {
+	case LoaderIPXE:
 		return "ipxe"
+	case LoaderShim:
+		return "shim"
 	}
 	return "grub"
+}
+
+// DefaultShimFiles is the Secure Boot first stage per architecture a
+// client chosen for LoaderShim gets when BootPolicy.ShimFiles is nil: a
+// path relative to the TFTP root, where grubcfg.InstallSecureBoot puts
+// Debian's shim (package shim-signed). shim then asks the same server for
+// grubx64.efi at the root (shim 16.1 does, whatever directory it came
+// from), the distribution-signed GRUB.
+var DefaultShimFiles = map[Arch]string{
+	ArchEFIx64: "shimx64.efi",
+	ArchEFIBC:  "shimx64.efi",
 }
 
 // BootPolicy chooses the boot file a network-booting client is told to load.
@@ -219,6 +238,11 @@ type BootPolicy struct {
 	// DefaultIPXEFiles). An architecture without one gets its Files
 	// entry.
 	IPXEFiles map[Arch]string
+	// ShimFiles maps an architecture to the Secure Boot first stage
+	// (shim) a client chosen for LoaderShim gets over TFTP (nil:
+	// DefaultShimFiles). An architecture without one gets its Files
+	// entry.
+	ShimFiles map[Arch]string
 }
 
 // BootFile returns the boot file for arch, whether it is an HTTP URL, and
@@ -252,7 +276,20 @@ func (p BootPolicy) bootFileFor(ctx context.Context, mac hwaddr.MAC, ci ClientIn
 	if p.Disabled {
 		return "", false, false
 	}
-	if p.Loader != nil && p.IPXEScript != "" && p.Loader(ctx, mac, ci) == LoaderIPXE {
+	var loader Loader
+	if p.Loader != nil {
+		loader = p.Loader(ctx, mac, ci)
+	}
+	if loader == LoaderShim {
+		files := p.ShimFiles
+		if files == nil {
+			files = DefaultShimFiles
+		}
+		if f := files[ci.Arch]; f != "" {
+			return f, false, true
+		}
+	}
+	if loader == LoaderIPXE && p.IPXEScript != "" {
 		if ci.IPXE {
 			return p.IPXEScript, false, true
 		}

@@ -89,6 +89,10 @@
 // binary for its architecture over TFTP ([DefaultIPXEFiles]:
 // ipxe/undionly.kpxe, ipxe/ipxe.efi), which then asks again as iPXE. No
 // client is handed the binary it runs, so there is no chainload loop.
+// [LoaderShim] puts a UEFI x86-64 client on the Secure Boot chain: it
+// gets shim ([DefaultShimFiles]: shimx64.efi at the TFTP root, next to the
+// distribution-signed GRUB it loads); BIOS and HTTP-boot clients keep
+// their Files entry.
 //
 // In proxyDHCP mode only PXE/HTTP clients are answered: an OFFER without
 // address on port 67 and an ACK on port 4011, both with the boot options,

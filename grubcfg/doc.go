@@ -39,6 +39,24 @@
 // grubcfg/ipxe, which renders iPXE's language with the same selection,
 // status codes and server-side values.
 //
+// # Secure Boot
+//
+// Firmware with Secure Boot on refuses grub-mknetdir's unsigned images.
+// [InstallSecureBoot] copies the distribution's signed chain into the
+// TFTP root (Debian's shim as shimx64.efi, where dhcpsrv's LoaderShim
+// points clients; the signed network GRUB as grubx64.efi, where shim
+// looks; MokManager as mmx64.efi). That GRUB reads the same grub/grub.cfg
+// but has no http module and, locked down, loads none, so a first stage
+// with [FirstStage].TFTP tries http only when GRUB is not locked down and
+// otherwise loads "(tftp)/grub?mac=<MAC>", which [TFTPConfigHandler]
+// answers through the /grub Handler (same selection, quoting and
+// errors) with kernel and initrds over TFTP ([Options].TFTP,
+// [TFTPFiles]: "/assets/x" becomes "(tftp)/assets/x"; a location only
+// HTTP reaches is [ErrNeedsHTTP], reported at load by [CheckTFTP]).
+// labserver's e2e boots OVMF's Secure Boot build through it to a signed
+// Debian kernel, and shows an unsigned core.efi and an unsigned kernel
+// refused.
+//
 // # Quoting
 //
 // Every value that enters a rendered script — paths, URLs, kernel

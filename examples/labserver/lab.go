@@ -348,6 +348,9 @@ func makeTFTPRoot(dir, httpHost string, platformDirs map[string]string, out io.W
 	if err := installIPXE(dir, out); err != nil {
 		return err
 	}
+	if err := installSecureBoot(dir, out); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "serve it with: labserver -tftp-root %s (first-stage grub.cfg is generated)\n", dir)
 	return nil
 }

@@ -86,6 +86,9 @@ func (l *lab) dhcpLoader(_ context.Context, mac hwaddr.MAC, ci dhcpsrv.ClientInf
 	if l.groupLoader(g) == loaderIPXE {
 		return dhcpsrv.LoaderIPXE
 	}
+	if l.groupSecureBoot(g) {
+		return dhcpsrv.LoaderShim
+	}
 	return dhcpsrv.LoaderGRUB
 }
 
@@ -109,6 +112,7 @@ func (l *lab) checkInventory(inv *profile.Inventory) error {
 			}
 		}
 	}
+	errs = append(errs, l.checkSecureBoot(inv)...)
 	warned := map[string]bool{}
 	for _, p := range append(grubcfg.Check(inv), ipxe.Check(inv)...) {
 		if l.groupLoader(p.Group) == p.Loader {

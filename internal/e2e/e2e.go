@@ -128,7 +128,7 @@ func Prepare(t testing.TB, tftpRoot TFTPRootFunc) *Assets {
 	if err := copyFile(k.Vmlinuz, a.Vmlinuz); err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
-	if err := WriteInitrd(a.Initrd, InitrdConfig{Modules: k.Modules}); err != nil {
+	if err := WriteInitrd(a.Initrd, InitrdConfig{Modules: k.Modules, EFIModules: k.EFIModules}); err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
 	if err := os.MkdirAll(a.TFTPRoot, 0o755); err != nil {

@@ -128,6 +128,10 @@ type VMConfig struct {
 	// UUID is the SMBIOS system UUID (QEMU -uuid), which firmware sends in
 	// DHCP option 97; empty means QEMU's default.
 	UUID string
+	// SecureBoot runs a UEFI machine with Secure Boot enforced (see
+	// [SecureBootArgs]): OVMF's Secure Boot build with Microsoft's keys
+	// enrolled, OVMF's own PXE (implies UseOVMFPXE).
+	SecureBoot bool
 }
 
 // UserNet is QEMU's user-mode network (slirp): QEMU itself answers the
@@ -193,10 +197,14 @@ func QEMUArgs(cfg VMConfig, accel, serial, vars string) []string {
 	nic := "virtio-net-pci,netdev=n0,mac=" + cfg.MAC.String() + ",bootindex=1"
 	switch cfg.Firmware {
 	case UEFI:
-		args = append(args, "-machine", "q35",
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
-			"-drive", "if=pflash,format=raw,unit=1,file="+qemuOpt(vars))
-		if cfg.UseOVMFPXE || cfg.HTTPBoot {
+		if cfg.SecureBoot {
+			args = append(args, SecureBootArgs(vars)...)
+		} else {
+			args = append(args, "-machine", "q35",
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+				"-drive", "if=pflash,format=raw,unit=1,file="+qemuOpt(vars))
+		}
+		if cfg.UseOVMFPXE || cfg.HTTPBoot || cfg.SecureBoot {
 			nic += ",romfile="
 		}
 		if cfg.HTTPBoot {
@@ -242,7 +250,7 @@ func StartVM(t testing.TB, ns *netns.NS, cfg VMConfig) *VM {
 	qemu := QEMUBinary
 	switch cfg.Firmware {
 	case UEFI:
-		if err := copyFile(OVMFVars, vars); err != nil {
+		if err := copyFile(varsTemplate(cfg), vars); err != nil {
 			t.Fatalf("e2e: fresh OVMF VARS: %v", err)
 		}
 	case ARM64:

@@ -35,6 +35,10 @@ type BootFiles struct {
 	// grub/arm64-efi/core.efi; ARM64HTTP the one for ARM64 UEFI HTTP
 	// boot (19). Empty: none (no ARM64 machines).
 	ARM64, ARM64HTTP string
+	// Shim is the Secure Boot first stage (shim, next to the signed GRUB
+	// it loads) for UEFI x86-64 machines with Secure Boot. Empty: no
+	// Secure Boot chain.
+	Shim string
 }
 
 // For returns the boot file machine m's firmware fetches.
@@ -44,6 +48,8 @@ func (b BootFiles) For(m Machine) string {
 		return b.ARM64HTTP
 	case m.Firmware == ARM64:
 		return b.ARM64
+	case m.SecureBoot && !m.Unsigned:
+		return b.Shim
 	case m.HTTPBoot:
 		return b.HTTP
 	case m.Firmware == UEFI:
@@ -61,7 +67,7 @@ type TFTPRootFunc func(ctx context.Context, dir string) (BootFiles, error)
 
 // checkBootFiles reports a boot file that is not a regular file in root.
 func checkBootFiles(root string, b BootFiles) error {
-	for _, x := range []struct{ what, file string }{{"BIOS", b.BIOS}, {"UEFI", b.EFI}, {"HTTP boot", b.HTTP}, {"ARM64", b.ARM64}, {"ARM64 HTTP boot", b.ARM64HTTP}} {
+	for _, x := range []struct{ what, file string }{{"BIOS", b.BIOS}, {"UEFI", b.EFI}, {"HTTP boot", b.HTTP}, {"ARM64", b.ARM64}, {"ARM64 HTTP boot", b.ARM64HTTP}, {"Secure Boot", b.Shim}} {
 		what, f := x.what, x.file
 		if f == "" && what != "BIOS" && what != "UEFI" {
 			continue
