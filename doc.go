@@ -9,7 +9,7 @@
 //  2. DHCP offer: address, next-server, boot file chosen by architecture          dhcpsrv
 //     (GRUB i386-pc for BIOS, x86_64-efi / arm64-efi for UEFI, a URL for HTTP boot)
 //  3. firmware fetches the GRUB network image over TFTP; GRUB fetches grub.cfg    tftpsrv
-//  4. first-stage grub.cfg: insmod http; configfile "/grub?mac=${net_default_mac}" grubcfg
+//  4. first-stage grub.cfg: insmod http; configfile "/grub?mac=…&arch=…"          grubcfg
 //  5. GET /grub?mac=…: per-machine GRUB config from the machine's profile          grubcfg + profile
 //  6. the installer fetches GET /ignition?mac=…; installs; reboots                 ignition + profile
 //  7. the installed machine resolves lab names (mp.lab, deploy.lab)                dnssrv
@@ -24,7 +24,9 @@
 //     inventory in etcd, watched by every server.
 //   - [github.com/metalboot/metalboot/grubcfg]: first-stage and per-machine
 //     GRUB configs, safe quoting, the /grub handler, and a listener that
-//     copes with GRUB's fixed TCP source port; its subpackage
+//     copes with GRUB's fixed TCP source port; the Secure Boot chain
+//     (shim → signed GRUB, whose per-machine config, kernel and initrd
+//     come over TFTP); its subpackage
 //     [github.com/metalboot/metalboot/grubcfg/ipxe] renders the same
 //     inventory as iPXE scripts (/boot.ipxe, /ipxe).
 //   - [github.com/metalboot/metalboot/ignition]: Ignition installer and

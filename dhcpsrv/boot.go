@@ -81,6 +81,7 @@ var archNames = []struct {
 	{"efi64", []Arch{ArchEFIx64, ArchEFIBC}},
 	{"arm64", []Arch{ArchEFIARM64}},
 	{"http", []Arch{ArchEFIx64HTTP}},
+	{"arm64-http", []Arch{ArchEFIARM64HTTP}},
 }
 
 // ParseArch returns the client architectures a configuration file's name
@@ -91,6 +92,7 @@ var archNames = []struct {
 //	"efi64"  ArchEFIx64 and ArchEFIBC (UEFI x86-64 firmware sends either)
 //	"arm64"  ArchEFIARM64 (UEFI ARM64)
 //	"http"   ArchEFIx64HTTP (UEFI x86-64 HTTP boot)
+//	"arm64-http"  ArchEFIARM64HTTP (UEFI ARM64 HTTP boot)
 //
 // Any other name (matching is exact: lower case, no spaces) is an error
 // wrapping [ErrUnknownArch] that lists the valid names.
@@ -135,16 +137,16 @@ func BootFilesByName(byName map[string]string) (map[Arch]string, error) {
 // DefaultBootFiles is the boot file per architecture used when
 // BootPolicy.Files is nil: paths relative to the TFTP root made by
 // grub-mknetdir, and for HTTP boot paths appended to BootPolicy.HTTPBase.
-// UEFI x86-64 HTTP boot gets core-http.efi, a GRUB image that configures
-// its network itself (grubcfg.MakeHTTPBootImage; GRUB 2.06's core.efi
-// finds no network settings after an HTTP boot).
+// UEFI HTTP boot (x86-64 and ARM64) gets core-http.efi, a GRUB image that
+// configures its network itself (grubcfg.MakeHTTPBootImage; GRUB 2.06's
+// core.efi finds no network settings after an HTTP boot).
 var DefaultBootFiles = map[Arch]string{
 	ArchBIOS:         "grub/i386-pc/core.0",
 	ArchEFIx64:       "grub/x86_64-efi/core.efi",
 	ArchEFIBC:        "grub/x86_64-efi/core.efi",
 	ArchEFIARM64:     "grub/arm64-efi/core.efi",
 	ArchEFIx64HTTP:   "/grub/x86_64-efi/core-http.efi",
-	ArchEFIARM64HTTP: "/grub/arm64-efi/core.efi",
+	ArchEFIARM64HTTP: "/grub/arm64-efi/core-http.efi",
 }
 
 // DefaultIPXEFiles is the iPXE binary per architecture a client that is
@@ -175,14 +177,33 @@ const (
 	// architecture (IPXEFiles), which then asks again as iPXE. A client
 	// is never handed the binary it runs, so there is no chainload loop.
 	LoaderIPXE
+	// LoaderShim: UEFI Secure Boot. A client gets its architecture's
+	// ShimFiles entry (shim, signed by Microsoft's UEFI CA, which loads
+	// the distribution-signed GRUB next to it); architectures without
+	// one (BIOS, HTTP boot) get their Files entry.
+	LoaderShim
 )
 
-// String returns "grub" or "ipxe".
+// String returns "grub", "ipxe" or "shim".
 func (l Loader) String() string {
-	if l == LoaderIPXE {
+	switch l {
+	case LoaderIPXE:
 		return "ipxe"
+	case LoaderShim:
+		return "shim"
 	}
 	return "grub"
+}
+
+// DefaultShimFiles is the Secure Boot first stage per architecture a
+// client chosen for LoaderShim gets when BootPolicy.ShimFiles is nil: a
+// path relative to the TFTP root, where grubcfg.InstallSecureBoot puts
+// Debian's shim (package shim-signed). shim then asks the same server for
+// grubx64.efi at the root (shim 16.1 does, whatever directory it came
+// from), the distribution-signed GRUB.
+var DefaultShimFiles = map[Arch]string{
+	ArchEFIx64: "shimx64.efi",
+	ArchEFIBC:  "shimx64.efi",
 }
 
 // BootPolicy chooses the boot file a network-booting client is told to load.
@@ -217,6 +238,11 @@ type BootPolicy struct {
 	// DefaultIPXEFiles). An architecture without one gets its Files
 	// entry.
 	IPXEFiles map[Arch]string
+	// ShimFiles maps an architecture to the Secure Boot first stage
+	// (shim) a client chosen for LoaderShim gets over TFTP (nil:
+	// DefaultShimFiles). An architecture without one gets its Files
+	// entry.
+	ShimFiles map[Arch]string
 }
 
 // BootFile returns the boot file for arch, whether it is an HTTP URL, and
@@ -250,7 +276,20 @@ func (p BootPolicy) bootFileFor(ctx context.Context, mac hwaddr.MAC, ci ClientIn
 	if p.Disabled {
 		return "", false, false
 	}
-	if p.Loader != nil && p.IPXEScript != "" && p.Loader(ctx, mac, ci) == LoaderIPXE {
+	var loader Loader
+	if p.Loader != nil {
+		loader = p.Loader(ctx, mac, ci)
+	}
+	if loader == LoaderShim {
+		files := p.ShimFiles
+		if files == nil {
+			files = DefaultShimFiles
+		}
+		if f := files[ci.Arch]; f != "" {
+			return f, false, true
+		}
+	}
+	if loader == LoaderIPXE && p.IPXEScript != "" {
 		if ci.IPXE {
 			return p.IPXEScript, false, true
 		}

@@ -278,10 +278,11 @@ func TestStoreErrorDropsPacket(t *testing.T) {
 
 func TestParseArch(t *testing.T) {
 	for name, want := range map[string][]dhcpsrv.Arch{
-		"bios":  {dhcpsrv.ArchBIOS},
-		"efi64": {dhcpsrv.ArchEFIx64, dhcpsrv.ArchEFIBC},
-		"arm64": {dhcpsrv.ArchEFIARM64},
-		"http":  {dhcpsrv.ArchEFIx64HTTP},
+		"bios":       {dhcpsrv.ArchBIOS},
+		"efi64":      {dhcpsrv.ArchEFIx64, dhcpsrv.ArchEFIBC},
+		"arm64":      {dhcpsrv.ArchEFIARM64},
+		"http":       {dhcpsrv.ArchEFIx64HTTP},
+		"arm64-http": {dhcpsrv.ArchEFIARM64HTTP},
 	} {
 		got, err := dhcpsrv.ParseArch(name)
 		require.NoError(t, err, name)
@@ -290,7 +291,7 @@ func TestParseArch(t *testing.T) {
 	for _, bad := range []string{"", "BIOS", "efi", " bios", "x86_64-efi"} {
 		_, err := dhcpsrv.ParseArch(bad)
 		assert.ErrorIs(t, err, dhcpsrv.ErrUnknownArch, bad)
-		assert.ErrorContains(t, err, "valid names: bios, efi64, arm64, http", bad)
+		assert.ErrorContains(t, err, "valid names: bios, efi64, arm64, http, arm64-http", bad)
 	}
 
 	files, err := dhcpsrv.BootFilesByName(map[string]string{"efi64": "x64.efi", "http": "http://h/x.efi"})

@@ -78,7 +78,8 @@
 // HTTPBase + /grub/x86_64-efi/core-http.efi (a GRUB image that configures
 // its own network, made by grubcfg.MakeHTTPBootImage; labserver's e2e boots
 // OVMF through it), HTTP boot ARM64 (19) → HTTPBase +
-// /grub/arm64-efi/core.efi. A [Handler] may change every reply.
+// /grub/arm64-efi/core-http.efi (the same for ARM64; the e2e test boots
+// AAVMF through it). A [Handler] may change every reply.
 //
 // [BootPolicy.Loader] chooses GRUB or iPXE per client (labserver: the lab's
 // boot_loader, overridden by a group's metadata). A client that is to boot
@@ -88,6 +89,10 @@
 // binary for its architecture over TFTP ([DefaultIPXEFiles]:
 // ipxe/undionly.kpxe, ipxe/ipxe.efi), which then asks again as iPXE. No
 // client is handed the binary it runs, so there is no chainload loop.
+// [LoaderShim] puts a UEFI x86-64 client on the Secure Boot chain: it
+// gets shim ([DefaultShimFiles]: shimx64.efi at the TFTP root, next to the
+// distribution-signed GRUB it loads); BIOS and HTTP-boot clients keep
+// their Files entry.
 //
 // In proxyDHCP mode only PXE/HTTP clients are answered: an OFFER without
 // address on port 67 and an ACK on port 4011, both with the boot options,

@@ -64,7 +64,9 @@ type Lease struct {
 	// UUID is the client machine identifier from option 97 (PXE): the
 	// SMBIOS system UUID as dmidecode prints it, else hex.
 	UUID string `json:"uuid,omitempty"`
-	// Arch is the client architecture from option 93 (or option 60).
+	// Arch is the client architecture from option 93 (or option 60). A
+	// request that names none (the booted system's DHCP client) keeps
+	// the architecture of the MAC's previous lease: it is the machine's.
 	Arch Arch `json:"arch"`
 	// Expires is when the lease (or a decline quarantine) ends.
 	Expires time.Time `json:"expires"`

@@ -1239,6 +1239,13 @@ func (s *Server) commit(ctx context.Context, mac hwaddr.MAC, ip netip.Addr, sn *
 	if perr != nil && !errors.Is(perr, ErrNotFound) {
 		return Lease{}, perr
 	}
+	// The architecture is the machine's, not the request's: the booted
+	// system's DHCP client sends no option 93, and keeps what the
+	// firmware reported.
+	arch := ci.Arch
+	if arch == ArchUnknown && perr == nil && prev.MAC == mac {
+		arch = prev.Arch
+	}
 	var err error
 	for range 3 {
 		s.mu.Lock()
@@ -1260,7 +1267,7 @@ func (s *Server) commit(ctx context.Context, mac hwaddr.MAC, ip netip.Addr, sn *
 		}
 		var l Lease
 		l, err = s.store.CompareAndSwap(ctx, cur.Rev, Lease{IP: ip, MAC: mac, Hostname: hostname, UUID: ci.UUID,
-			Arch: ci.Arch, Expires: now.Add(sn.leaseTime()), State: StateBound})
+			Arch: arch, Expires: now.Add(sn.leaseTime()), State: StateBound})
 		if errors.Is(err, ErrConflict) {
 			continue
 		}

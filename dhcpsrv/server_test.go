@@ -135,7 +135,7 @@ func TestBootOptionsByArch(t *testing.T) {
 		{iana.EFI_BC, "PXEClient:Arch:00009:UNDI:003016", "grub/x86_64-efi/core.efi", "PXEClient"},
 		{iana.EFI_ARM64, "PXEClient:Arch:00011:UNDI:003016", "grub/arm64-efi/core.efi", "PXEClient"},
 		{iana.EFI_X86_64_HTTP, "HTTPClient:Arch:00016:UNDI:003001", "http://10.99.0.1:8080/grub/x86_64-efi/core-http.efi", "HTTPClient"},
-		{iana.EFI_ARM64_HTTP, "HTTPClient:Arch:00019:UNDI:003001", "http://10.99.0.1:8080/grub/arm64-efi/core.efi", "HTTPClient"},
+		{iana.EFI_ARM64_HTTP, "HTTPClient:Arch:00019:UNDI:003001", "http://10.99.0.1:8080/grub/arm64-efi/core-http.efi", "HTTPClient"},
 	}
 	uuid := append([]byte{0}, []byte("0123456789abcdef")...)
 	for i, c := range cases {
@@ -391,4 +391,20 @@ func TestRequestWithoutArchUsesDiscoverInfo(t *testing.T) {
 	l, ok, _ := s.Lease(context.Background(), hwaddr.MAC(mac(1)))
 	require.True(t, ok)
 	assert.Equal(t, dhcpsrv.ArchEFIARM64, l.Arch)
+
+	// The booted system's DHCP client names no architecture: the lease
+	// keeps the firmware's (labserver matches groups on it).
+	ack = dora(t, s, mac(1))
+	require.NotNil(t, ack)
+	l, ok, _ = s.Lease(context.Background(), hwaddr.MAC(mac(1)))
+	require.True(t, ok)
+	assert.Equal(t, dhcpsrv.ArchEFIARM64, l.Arch)
+	// A new architecture replaces it.
+	dora(t, s, mac(1), dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64)))
+	l, _, _ = s.Lease(context.Background(), hwaddr.MAC(mac(1)))
+	assert.Equal(t, dhcpsrv.ArchEFIx64, l.Arch)
+	// Another MAC without one has none.
+	dora(t, s, mac(2))
+	l, _, _ = s.Lease(context.Background(), hwaddr.MAC(mac(2)))
+	assert.Equal(t, dhcpsrv.ArchUnknown, l.Arch)
 }

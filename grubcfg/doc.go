@@ -13,7 +13,11 @@
 // over HTTP by FirstStageHandler) that loads GRUB's network modules, points
 // $root at the HTTP server and runs
 //
-//	configfile "/grub?mac=${net_default_mac}"
+//	configfile "/grub?mac=${net_default_mac}&arch=${grub_cpu}"
+//
+// ($grub_cpu is i386 on BIOS, x86_64 or arm64 on UEFI: the server matches
+// it as the "arch" selector, so one group can send each architecture its
+// own kernel.)
 //
 // A custom server needs three pieces from this package:
 //
@@ -34,6 +38,24 @@
 // /ipxe, from the same inventory) get their scripts from the subpackage
 // grubcfg/ipxe, which renders iPXE's language with the same selection,
 // status codes and server-side values.
+//
+// # Secure Boot
+//
+// Firmware with Secure Boot on refuses grub-mknetdir's unsigned images.
+// [InstallSecureBoot] copies the distribution's signed chain into the
+// TFTP root (Debian's shim as shimx64.efi, where dhcpsrv's LoaderShim
+// points clients; the signed network GRUB as grubx64.efi, where shim
+// looks; MokManager as mmx64.efi). That GRUB reads the same grub/grub.cfg
+// but has no http module and, locked down, loads none, so a first stage
+// with [FirstStage].TFTP tries http only when GRUB is not locked down and
+// otherwise loads "(tftp)/grub?mac=<MAC>", which [TFTPConfigHandler]
+// answers through the /grub Handler (same selection, quoting and
+// errors) with kernel and initrds over TFTP ([Options].TFTP,
+// [TFTPFiles]: "/assets/x" becomes "(tftp)/assets/x"; a location only
+// HTTP reaches is [ErrNeedsHTTP], reported at load by [CheckTFTP]).
+// labserver's e2e boots OVMF's Secure Boot build through it to a signed
+// Debian kernel, and shows an unsigned core.efi and an unsigned kernel
+// refused.
 //
 // # Quoting
 //
@@ -85,7 +107,8 @@
 //     was empty under OVMF, so the first stage uses $net_default_mac.
 //   - `configfile "/grub?mac=${net_default_mac}"` with root=(http,HOST:PORT)
 //     reaches the server as "GET /grub?mac=52:54:00:…"; the quoted "?" is
-//     sent as is.
+//     sent as is, and so is a quoted "&" (…&arch=${grub_cpu} arrives as
+//     "&arch=x86_64" from OVMF, "&arch=arm64" from AAVMF).
 //   - configfile returns silently when the HTTP fetch fails, so an echo
 //     after it tells the operator what happened.
 //   - BIOS GRUB prints on a serial console only after

@@ -83,9 +83,9 @@ func ExampleFirstStage() {
 	//   terminal_output serial console
 	// fi
 	// set root='(http,10.99.0.1:8080)'
-	// echo 'metalboot: loading http://10.99.0.1:8080/grub?mac='"${net_default_mac}"
-	// configfile "/grub?mac=${net_default_mac}"
-	// echo 'metalboot: could not load http://10.99.0.1:8080/grub?mac='"${net_default_mac}" '(is the server up? does this MAC match a group? the server log says why)'
+	// echo 'metalboot: loading http://10.99.0.1:8080/grub?mac='"${net_default_mac}&arch=${grub_cpu}"
+	// configfile "/grub?mac=${net_default_mac}&arch=${grub_cpu}"
+	// echo 'metalboot: could not load http://10.99.0.1:8080/grub?mac='"${net_default_mac}&arch=${grub_cpu}" '(is the server up? does this MAC match a group? the server log says why)'
 }
 
 // A TFTP server answers the names GRUB asks for with FirstStageName.
@@ -107,7 +107,7 @@ func ExampleFirstStageName() {
 		}
 	}
 	// Output:
-	// grub/grub.cfg-01-52-54-00-12-34-56: pinned: configfile '/grub?mac=52:54:00:12:34:56'
+	// grub/grub.cfg-01-52-54-00-12-34-56: pinned: configfile '/grub?mac=52:54:00:12:34:56&arch='"${grub_cpu}"
 	// grub/grub.cfg-0A630064: generic first stage
 	// grub/grub.cfg: generic first stage
 	// grub/x86_64-efi/core.efi: not a first-stage name
@@ -149,8 +149,8 @@ func ExampleFirstStageTFTP() {
 	}
 	// Output:
 	// 52:54:00:12:34:56 is at 10.99.0.100
-	// grub/grub.cfg-01-52-54-00-12-34-56: configfile '/grub?mac=52:54:00:12:34:56'
-	// grub/grub.cfg: configfile "/grub?mac=${net_default_mac}"
+	// grub/grub.cfg-01-52-54-00-12-34-56: configfile '/grub?mac=52:54:00:12:34:56&arch='"${grub_cpu}"
+	// grub/grub.cfg: configfile "/grub?mac=${net_default_mac}&arch=${grub_cpu}"
 	// grub/x86_64-efi/normal.mod: from the TFTP root
 }
 

@@ -59,7 +59,7 @@ const DefaultPath = "/grub"
 // FirstStage is the grub.cfg GRUB reads right after its network image
 // (over TFTP, or over HTTP for UEFI HTTP boot). It loads GRUB's network
 // modules, sets $root to the HTTP server and loads the machine's own
-// configuration from Path?mac=<MAC>.
+// configuration from Path?mac=<MAC>&arch=<CPU> (GRUB's $grub_cpu).
 type FirstStage struct {
 	// HTTPAddr is the HTTP server as GRUB reaches it: "10.99.0.1:8080",
 	// "deploy.lab:8080", or a host alone for port 80. Required.
@@ -79,6 +79,17 @@ type FirstStage struct {
 	// Timeout is how many seconds the failure message stays before
 	// OnFailure acts (FailExit, FailReboot); 0 means 10.
 	Timeout int
+	// TFTP makes the configuration work for GRUB images without HTTP too:
+	// Debian's signed GRUB (the Secure Boot chain, shim → grubx64.efi)
+	// has no http module built in and, locked down, loads none, yet reads
+	// the same grub.cfg as grub-mknetdir's image. When GRUB is locked
+	// down ($lockdown is "y") or "insmod http" fails, the first stage
+	// loads the machine's configuration over TFTP instead, from the server
+	// GRUB came from: "(tftp)<Path>?mac=<MAC>", which [TFTPConfigHandler]
+	// answers with the same configuration /grub would, its kernel and
+	// initrds over TFTP (Options.TFTP). Off, the output is the HTTP-only
+	// first stage.
+	TFTP bool
 }
 
 func (f FirstStage) path() (string, error) {
@@ -110,8 +121,8 @@ func (f FirstStage) path() (string, error) {
 //	  terminal_output serial console
 //	fi
 //	set root='(http,10.99.0.1:8080)'
-//	echo 'metalboot: loading http://10.99.0.1:8080/grub?mac='"${net_default_mac}"
-//	configfile "/grub?mac=${net_default_mac}"
+//	echo 'metalboot: loading http://10.99.0.1:8080/grub?mac='"${net_default_mac}&arch=${grub_cpu}"
+//	configfile "/grub?mac=${net_default_mac}&arch=${grub_cpu}"
 //	echo …explains the failure…
 func (f FirstStage) Render() ([]byte, error) {
 	if f.HTTPAddr == "" {
@@ -140,7 +151,13 @@ func (f FirstStage) Render() ([]byte, error) {
 
 	b := make([]byte, 0, 1024)
 	b = append(b, "# metalboot first stage: generated, do not edit\n"...)
-	b = append(b, "insmod net\ninsmod http\n"...)
+	if f.TFTP {
+		// A locked-down GRUB refuses every module: do not fetch http.mod
+		// just to have it refused.
+		b = append(b, "insmod net\nset metalboot_http=n\nif [ \"$lockdown\" != \"y\" ]; then\n  if insmod http; then\n    set metalboot_http=y\n  fi\nfi\n"...)
+	} else {
+		b = append(b, "insmod net\ninsmod http\n"...)
+	}
 	b = append(b, "if [ \"$grub_platform\" = \"efi\" ]; then\n  insmod efinet\n"...)
 	if f.Serial != nil && f.Serial.EFI {
 		b = appendSerial(b, f.Serial, "  ")
@@ -150,37 +167,36 @@ func (f FirstStage) Render() ([]byte, error) {
 		b = appendSerial(b, f.Serial, "  ")
 	}
 	b = append(b, "fi\n"...)
+	indent := ""
+	if f.TFTP {
+		b = append(b, "if [ \"$metalboot_http\" = \"y\" ]; then\n"...)
+		indent = "  "
+	}
 	root := "(http," + f.HTTPAddr + ")"
-	b = append(b, "set root="...)
+	b = append(b, indent+"set root="...)
 	b = AppendQuote(b, root)
 	b = append(b, '\n')
 
 	url := "http://" + f.HTTPAddr + p + "?mac="
-	// macWord is the MAC as the request carries it: GRUB's variable in
-	// double quotes (the measured form; p holds no character special inside
-	// double quotes), or the pinned MAC, quoted.
+	// macWord is the rest of the query as the request carries it, as GRUB
+	// words: the MAC (GRUB's variable, or the pinned one) and arch=,
+	// GRUB's $grub_cpu (i386 on BIOS, x86_64, arm64), which the server
+	// matches as profile.KeyArch so one group can send each architecture
+	// its own kernel. The variables stand in double quotes (the measured
+	// form; p holds no character special inside double quotes, and '&' is
+	// not special there).
 	var macWord string
 	if f.MAC.IsZero() {
-		macWord = "\"${net_default_mac}\""
+		macWord = "\"${net_default_mac}&arch=${grub_cpu}\""
 	} else {
-		macWord = Quote(f.MAC.String())
+		macWord = Quote(f.MAC.String()+"&arch=") + "\"${grub_cpu}\""
 	}
-	b = append(b, "echo "...)
-	b = AppendQuote(b, "metalboot: loading "+url)
-	b = append(b, macWord+"\n"...)
-	if f.MAC.IsZero() {
-		b = append(b, "configfile \""+p+"?mac=${net_default_mac}\"\n"...)
-	} else {
-		b = append(b, "configfile "...)
-		b = AppendQuote(b, p+"?mac="+f.MAC.String())
-		b = append(b, '\n')
+	b = appendLoad(b, indent, url, "", p, macWord, f.MAC)
+	if f.TFTP {
+		b = append(b, "else\n"...)
+		b = appendLoad(b, indent, "(tftp)"+p+"?mac=", "(tftp)", p, macWord, f.MAC)
+		b = append(b, "fi\n"...)
 	}
-	// configfile returns silently when the fetch fails.
-	b = append(b, "echo "...)
-	b = AppendQuote(b, "metalboot: could not load "+url)
-	b = append(b, macWord+" "...)
-	b = AppendQuote(b, "(is the server up? does this MAC match a group? the server log says why)")
-	b = append(b, '\n')
 	switch f.OnFailure {
 	case FailExit:
 		b = append(b, "echo "...)
@@ -192,6 +208,29 @@ func (f FirstStage) Render() ([]byte, error) {
 		b = append(b, "\nsleep "+strconv.Itoa(timeout)+"\nreboot\n"...)
 	}
 	return b, nil
+}
+
+// appendLoad writes the echo, the configfile command that loads the
+// machine's configuration from dev (a GRUB device such as "(tftp)", or ""
+// for $root) and path p, and the echo that explains a failure (configfile
+// returns silently when the fetch fails). what names the location in the
+// messages, up to the MAC.
+func appendLoad(b []byte, indent, what, dev, p, macWord string, mac hwaddr.MAC) []byte {
+	b = append(b, indent+"echo "...)
+	b = AppendQuote(b, "metalboot: loading "+what)
+	b = append(b, macWord+"\n"...)
+	if mac.IsZero() {
+		b = append(b, indent+"configfile \""+dev+p+"?mac=${net_default_mac}&arch=${grub_cpu}\"\n"...)
+	} else {
+		b = append(b, indent+"configfile "...)
+		b = AppendQuote(b, dev+p+"?mac="+mac.String()+"&arch=")
+		b = append(b, "\"${grub_cpu}\"\n"...)
+	}
+	b = append(b, indent+"echo "...)
+	b = AppendQuote(b, "metalboot: could not load "+what)
+	b = append(b, macWord+" "...)
+	b = AppendQuote(b, "(is the server up? does this MAC match a group? the server log says why)")
+	return append(b, '\n')
 }
 
 func appendSerial(b []byte, s *Serial, indent string) []byte {

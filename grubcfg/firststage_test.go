@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -44,7 +45,7 @@ func TestFirstStageMeasuredLines(t *testing.T) {
 	assert.Contains(t, s, "\ninsmod net\ninsmod http\n")
 	assert.Contains(t, s, "if [ \"$grub_platform\" = \"efi\" ]; then\n  insmod efinet\n")
 	assert.Contains(t, s, "\nset root='(http,10.99.0.1:8080)'\n")
-	assert.Contains(t, s, "\nconfigfile \"/grub?mac=${net_default_mac}\"\n")
+	assert.Contains(t, s, "\nconfigfile \"/grub?mac=${net_default_mac}&arch=${grub_cpu}\"\n")
 	assert.Contains(t, s, "  serial --unit=0 --speed=115200\n  terminal_input serial console\n  terminal_output serial console\n")
 	// configfile returns silently on failure: an echo follows it.
 	toks, err := lexGRUB(s)
@@ -54,10 +55,15 @@ func TestFirstStageMeasuredLines(t *testing.T) {
 		if c[0] == "configfile" {
 			require.Less(t, i+1, len(cmds))
 			assert.Equal(t, "echo", cmds[i+1][0])
-			assert.Equal(t, []string{"configfile", "/grub?mac=<VAR${net_default_mac}>"}, c)
+			assert.Equal(t, []string{"configfile", "/grub?mac=<VAR${net_default_mac}>&arch=<VAR${grub_cpu}>"}, c)
 		}
 	}
-	assert.NotContains(t, s, "&")
+	// '&' (a GRUB metacharacter) only inside double quotes.
+	for _, line := range strings.Split(s, "\n") {
+		if i := strings.IndexByte(line, '&'); i >= 0 {
+			assert.Equal(t, 1, strings.Count(line[:i], "\"")%2, "unquoted & in %q", line)
+		}
+	}
 }
 
 func TestFirstStageErrors(t *testing.T) {
@@ -146,11 +152,11 @@ func TestFirstStageHandler(t *testing.T) {
 	resp, body := get("/grub.cfg")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "text/plain; charset=utf-8", resp.Header.Get("Content-Type"))
-	assert.Contains(t, body, `configfile "/grub?mac=${net_default_mac}"`)
+	assert.Contains(t, body, `configfile "/grub?mac=${net_default_mac}&arch=${grub_cpu}"`)
 	requireGRUBAccepts(t, body)
 
 	_, body = get("/grub/grub.cfg-01-52-54-00-12-34-56")
-	assert.Contains(t, body, "configfile '/grub?mac=52:54:00:12:34:56'")
+	assert.Contains(t, body, "configfile '/grub?mac=52:54:00:12:34:56&arch='\"${grub_cpu}\"")
 	requireGRUBAccepts(t, body)
 
 	resp, err = http.Post(srv.URL+"/grub.cfg", "text/plain", nil)

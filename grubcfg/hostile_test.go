@@ -343,7 +343,7 @@ func FuzzFirstStageName(f *testing.F) {
 		if got := commandNames(t, FirstStage{HTTPAddr: "10.99.0.1:8080", MAC: mac}); !assert.ObjectsAreEqual(want, got) {
 			t.Fatalf("%q: commands %q, want %q", name, got, want)
 		}
-		if !strings.Contains(string(cfg), "configfile '/grub?mac="+mac.String()+"'\n") {
+		if !strings.Contains(string(cfg), "configfile '/grub?mac="+mac.String()+"&arch='\"${grub_cpu}\"\n") {
 			t.Fatalf("%q: configfile line missing:\n%s", name, cfg)
 		}
 	})

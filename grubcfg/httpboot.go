@@ -43,20 +43,28 @@ func httpBootEarlyConfig(hostport, prefix string) (string, error) {
 		"set prefix=(http," + hostport + ")" + prefix + "\n", nil
 }
 
-// MakeHTTPBootImage writes the UEFI x86-64 HTTP-boot image for a server at
+// MakeHTTPBootImage writes the UEFI HTTP-boot image for a server at
 // hostport to out with grub-mkimage (Debian package grub-common), taking
-// modules from grubDir (Debian: /usr/lib/grub/x86_64-efi, package
-// grub-efi-amd64-bin). The image embeds [HTTPBootEarlyConfig]; the rest of
-// GRUB's modules must be served under /grub/x86_64-efi/ (labserver serves
-// its TFTP root there, as made by grub-mknetdir). [MakeNetDir] calls it
-// with the path DHCP hands HTTP-boot clients ([BootFilePath]); call it
-// directly only for a layout of your own.
+// modules from grubDir: /usr/lib/grub/x86_64-efi (package
+// grub-efi-amd64-bin) for x86-64, or an arm64-efi directory (package
+// grub-efi-arm64-bin) for ARM64. The image's format is the platform
+// grubDir's modinfo.sh names (x86_64-efi, arm64-efi); a directory of a
+// platform that is not UEFI is an error. The image embeds
+// [HTTPBootEarlyConfig]; the rest of GRUB's modules must be served under
+// /grub/<platform>/ (labserver serves its TFTP root there, as made by
+// grub-mknetdir). [MakeNetDir] calls it with the path DHCP hands HTTP-boot
+// clients ([BootFilePath]); call it directly only for a layout of your
+// own.
 func MakeHTTPBootImage(ctx context.Context, grubDir, out, hostport string) error {
 	return makeHTTPBootImage(ctx, grubDir, out, hostport, "/grub")
 }
 
 func makeHTTPBootImage(ctx context.Context, grubDir, out, hostport, prefix string) error {
 	cfg, err := httpBootEarlyConfig(hostport, prefix)
+	if err != nil {
+		return err
+	}
+	format, err := efiPlatform(grubDir)
 	if err != nil {
 		return err
 	}
@@ -72,11 +80,39 @@ func makeHTTPBootImage(ctx context.Context, grubDir, out, hostport, prefix strin
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("grubcfg: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, "grub-mkimage", "-O", "x86_64-efi", "-d", grubDir,
+	cmd := exec.CommandContext(ctx, "grub-mkimage", "-O", format, "-d", grubDir,
 		"-o", out, "-p", "(http,"+hostport+")"+prefix, "-c", early,
 		"efinet", "net", "http", "normal")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("grubcfg: grub-mkimage for HTTP boot: %v: %s", err, bytes.TrimSpace(b))
 	}
 	return nil
+}
+
+// efiPlatform reads the platform of a GRUB module directory from its
+// modinfo.sh (grub_modinfo_target_cpu, grub_modinfo_platform), e.g.
+// "arm64-efi", and reports an error unless it is a UEFI platform.
+func efiPlatform(grubDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(grubDir, "modinfo.sh"))
+	if err != nil {
+		return "", fmt.Errorf("grubcfg: GRUB modules: %w", err)
+	}
+	var cpu, platform string
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		v = strings.Trim(v, `"'`)
+		switch k {
+		case "grub_modinfo_target_cpu":
+			cpu = v
+		case "grub_modinfo_platform":
+			platform = v
+		}
+	}
+	if platform != "efi" || cpu == "" || strings.ContainsAny(cpu, " /\t") {
+		return "", fmt.Errorf("grubcfg: %s: GRUB for %q-%q, not UEFI: no HTTP-boot image", grubDir, cpu, platform)
+	}
+	return cpu + "-" + platform, nil
 }

@@ -39,7 +39,7 @@ import (
 func TestRealGRUBNetBootEFI(t *testing.T) {
 	reqs, ua, s, guestAddr := netbootEFI(t, false)
 	require.NotEmpty(t, reqs, "GRUB made no HTTP request; console:\n%s", s)
-	assert.Equal(t, "/grub?mac=52:54:00:12:34:56", reqs[0], "the first stage's configfile reaches the server intact")
+	assert.Equal(t, "/grub?mac=52:54:00:12:34:56&arch=x86_64", reqs[0], "the first stage's configfile reaches the server intact, $grub_cpu included")
 	assert.True(t, strings.HasPrefix(ua, "GRUB 2.0"), "User-Agent %q", ua)
 	assert.Contains(t, reqs, "/assets/vmlinuz", "GRUB booted an entry and fetched its kernel; console:\n%s", s)
 	assert.Contains(t, s, "metalboot: loading http://"+guestAddr+"/grub?mac=52:54:00:12:34:56")
@@ -58,7 +58,7 @@ func TestRealGRUBNetBootEFI(t *testing.T) {
 func TestRealGRUBLocalBootEFI(t *testing.T) {
 	reqs, _, s, _ := netbootEFI(t, true)
 	require.NotEmpty(t, reqs, "GRUB made no HTTP request; console:\n%s", s)
-	assert.Equal(t, "/grub?mac=52:54:00:12:34:56", reqs[0])
+	assert.Equal(t, "/grub?mac=52:54:00:12:34:56&arch=x86_64", reqs[0])
 	assert.NotContains(t, reqs, "/assets/vmlinuz", "an installed machine loads no installer")
 	i := strings.Index(s, "metalboot: installed; returning to the firmware")
 	require.GreaterOrEqual(t, i, 0, "local-boot entry ran; console:\n%s", s)

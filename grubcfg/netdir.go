@@ -27,7 +27,12 @@ const (
 	// also serve the UEFI HTTP-boot image.
 	PlatformEFIx64 = "x86_64-efi"
 	// PlatformEFIARM64 is GRUB for UEFI ARM64 (Debian
-	// grub-efi-arm64-bin), the boot file of dhcpsrv.ArchEFIARM64.
+	// grub-efi-arm64-bin), the boot file of dhcpsrv.ArchEFIARM64; its
+	// modules also serve the ARM64 UEFI HTTP-boot image. On an amd64
+	// server the package is not installable; unpack it instead
+	// (dpkg --add-architecture arm64; apt-get update; apt-get download
+	// grub-efi-arm64-bin:arm64; dpkg -x) and name its
+	// usr/lib/grub/arm64-efi in NetDirOptions.PlatformDirs.
 	PlatformEFIARM64 = "arm64-efi"
 )
 
@@ -50,6 +55,13 @@ var platformArch = map[string]dhcpsrv.Arch{
 	PlatformBIOS:     dhcpsrv.ArchBIOS,
 	PlatformEFIx64:   dhcpsrv.ArchEFIx64,
 	PlatformEFIARM64: dhcpsrv.ArchEFIARM64,
+}
+
+// platformHTTPArch is the UEFI HTTP-boot architecture whose boot file
+// (the HTTP-boot image, core-http.efi) a platform's modules make.
+var platformHTTPArch = map[string]dhcpsrv.Arch{
+	PlatformEFIx64:   dhcpsrv.ArchEFIx64HTTP,
+	PlatformEFIARM64: dhcpsrv.ArchEFIARM64HTTP,
 }
 
 // BootFilePath returns where the boot file that DHCP hands a client of
@@ -82,22 +94,30 @@ type NetDirOptions struct {
 	// GrubLibDir holds GRUB's module directories, one per platform; ""
 	// means DefaultGrubLibDir.
 	GrubLibDir string
+	// PlatformDirs names the module directory of a platform where it is
+	// not GrubLibDir/<platform>, e.g. {PlatformEFIARM64:
+	// "/srv/grub-arm64/usr/lib/grub/arm64-efi"} for Debian's
+	// grub-efi-arm64-bin unpacked with dpkg -x on an amd64 server. A key
+	// that is not a platform is an error; nil means none.
+	PlatformDirs map[string]string
 	// Platforms lists the platforms to make (PlatformBIOS, PlatformEFIx64,
 	// PlatformEFIARM64); nil means DefaultPlatforms. A platform whose
 	// module directory is missing is skipped (NetDir.Skipped), not an
 	// error; an unknown name is an error.
 	Platforms []string
 	// HTTPHost is the HTTP server machines reach for UEFI HTTP boot, as
-	// "host:port" or a host alone for port 80 (base_url's host). When set
-	// and the x86_64-efi modules are installed, MakeNetDir also makes the
-	// UEFI HTTP-boot image (see MakeHTTPBootImage) that reads GRUB's
-	// modules and first stage from it. "" skips the image.
+	// "host:port" or a host alone for port 80 (base_url's host). When set,
+	// MakeNetDir also makes the UEFI HTTP-boot image (see
+	// MakeHTTPBootImage) of each UEFI platform it made (x86_64-efi,
+	// arm64-efi), which reads GRUB's modules and first stage from it. ""
+	// skips the images.
 	HTTPHost string
 }
 
 // Skip is something MakeNetDir did not make, and why.
 type Skip struct {
-	// What names it: a platform, or "UEFI HTTP boot image".
+	// What names it: a platform, "UEFI HTTP boot image" (x86-64) or
+	// "UEFI HTTP boot image (arm64-efi)".
 	What string
 	// Reason says why, e.g. "/usr/lib/grub/arm64-efi not installed".
 	Reason string
@@ -112,9 +132,13 @@ type NetDir struct {
 	Dir string
 	// Made lists the platforms grub-mknetdir made, in order.
 	Made []string
-	// HTTPBootImage is the UEFI HTTP-boot image, relative to Dir
+	// HTTPBootImage is the UEFI x86-64 HTTP-boot image, relative to Dir
 	// (slash-separated); "" when it was not made.
 	HTTPBootImage string
+	// HTTPBootImages maps each platform whose UEFI HTTP-boot image was
+	// made (x86_64-efi, arm64-efi) to the image, relative to Dir
+	// (slash-separated).
+	HTTPBootImages map[string]string
 	// HTTPHost is the server the HTTP-boot image reads from, with its
 	// port ("" when the image was not made).
 	HTTPHost string
@@ -128,8 +152,10 @@ type NetDir struct {
 
 // MakeNetDir writes GRUB's network images into dir, a TFTP root, with
 // grub-mknetdir (Debian package grub-common), one per platform whose
-// modules are installed, and the UEFI HTTP-boot image when
-// opts.HTTPHost is set (MakeHTTPBootImage). The files land exactly where
+// modules are installed (under GrubLibDir, or where PlatformDirs says),
+// and the UEFI HTTP-boot image of each UEFI platform made when
+// opts.HTTPHost is set (MakeHTTPBootImage). Every platform gets the same
+// first stage. The files land exactly where
 // dhcpsrv's default boot policy points clients (dhcpsrv.DefaultBootFiles,
 // see BootFilePath): grub-mknetdir's --subdir is taken from those paths
 // (grub/<platform>/core.*), and each boot file is checked to exist
@@ -162,6 +188,17 @@ func MakeNetDir(ctx context.Context, dir string, opts NetDirOptions) (*NetDir, e
 		}
 		subdirs[p] = sub
 	}
+	for p := range opts.PlatformDirs {
+		if _, ok := platformArch[p]; !ok {
+			return nil, fmt.Errorf("%w: PlatformDirs: GRUB platform %q (want %s)", ErrBadOption, p, strings.Join(DefaultPlatforms, ", "))
+		}
+	}
+	modDir := func(p string) string {
+		if d := opts.PlatformDirs[p]; d != "" {
+			return d
+		}
+		return filepath.Join(lib, p)
+	}
 	hostport := ""
 	if opts.HTTPHost != "" {
 		hostport = withPort(opts.HTTPHost)
@@ -174,13 +211,13 @@ func MakeNetDir(ctx context.Context, dir string, opts NetDirOptions) (*NetDir, e
 		return nil, fmt.Errorf("grubcfg: %w: grub-mknetdir not found (apt-get install grub-common grub-efi-amd64-bin grub-pc-bin)", ErrNoGRUB)
 	}
 
-	nd := &NetDir{Dir: dir, BootFiles: map[dhcpsrv.Arch]string{}}
+	nd := &NetDir{Dir: dir, BootFiles: map[dhcpsrv.Arch]string{}, HTTPBootImages: map[string]string{}}
 	made := map[string]bool{} // files made, slash-separated
 	for _, p := range platforms {
 		if slices.Contains(nd.Made, p) {
 			continue
 		}
-		mods := filepath.Join(lib, p)
+		mods := modDir(p)
 		if _, err := os.Stat(filepath.Join(mods, "modinfo.sh")); err != nil {
 			nd.Skipped = append(nd.Skipped, Skip{What: p, Reason: mods + " not installed"})
 			continue
@@ -205,24 +242,39 @@ func MakeNetDir(ctx context.Context, dir string, opts NetDirOptions) (*NetDir, e
 			ErrNoGRUB, lib, strings.Join(reasons, "; "))
 	}
 
-	const image = "UEFI HTTP boot image"
-	switch {
-	case hostport == "":
-		nd.Skipped = append(nd.Skipped, Skip{What: image, Reason: "no HTTP host given"})
-	case !slices.Contains(nd.Made, PlatformEFIx64):
-		nd.Skipped = append(nd.Skipped, Skip{What: image, Reason: PlatformEFIx64 + " not made"})
-	default:
-		file, ok := BootFilePath(dhcpsrv.ArchEFIx64HTTP)
-		if !ok {
-			nd.Skipped = append(nd.Skipped, Skip{What: image, Reason: "dhcpsrv.DefaultBootFiles has no path for " + dhcpsrv.ArchEFIx64HTTP.String()})
-			break
+	for _, p := range []string{PlatformEFIx64, PlatformEFIARM64} {
+		image := "UEFI HTTP boot image"
+		if p != PlatformEFIx64 {
+			image += " (" + p + ")"
 		}
-		prefix := "/" + subdirs[PlatformEFIx64]
-		if err := makeHTTPBootImage(ctx, filepath.Join(lib, PlatformEFIx64), filepath.Join(dir, filepath.FromSlash(file)), hostport, prefix); err != nil {
-			return nil, err
+		arch := platformHTTPArch[p]
+		switch {
+		case !slices.Contains(platforms, p):
+			// Not asked for: nothing to say.
+		case hostport == "":
+			nd.Skipped = append(nd.Skipped, Skip{What: image, Reason: "no HTTP host given"})
+		case !slices.Contains(nd.Made, p):
+			// The platform's own Skip says why; x86-64's image is
+			// named too, as labs expect it.
+			if p == PlatformEFIx64 {
+				nd.Skipped = append(nd.Skipped, Skip{What: image, Reason: p + " not made"})
+			}
+		default:
+			file, ok := BootFilePath(arch)
+			if !ok {
+				nd.Skipped = append(nd.Skipped, Skip{What: image, Reason: "dhcpsrv.DefaultBootFiles has no path for " + arch.String()})
+				break
+			}
+			prefix := "/" + subdirs[p]
+			if err := makeHTTPBootImage(ctx, modDir(p), filepath.Join(dir, filepath.FromSlash(file)), hostport, prefix); err != nil {
+				return nil, err
+			}
+			if p == PlatformEFIx64 {
+				nd.HTTPBootImage = file
+			}
+			nd.HTTPBootImages[p], nd.HTTPHost = file, hostport
+			made[file] = true
 		}
-		nd.HTTPBootImage, nd.HTTPHost = file, hostport
-		made[file] = true
 	}
 	for arch := range dhcpsrv.DefaultBootFiles {
 		if f, ok := BootFilePath(arch); ok && made[f] {

@@ -59,6 +59,12 @@ type Options struct {
 	// chainloading LocalDisk, handing the boot back to the PXE ROM, which
 	// on most firmware goes on with the next boot device.
 	BIOSExit bool
+	// TFTP, when set, renders for a GRUB without HTTP (Debian's signed
+	// GRUB, the Secure Boot chain): kernel and initrds are loaded over
+	// TFTP from the tree the HTTP server also serves (see TFTPFiles and
+	// TFTPConfigHandler). A location only HTTP can reach is an error
+	// wrapping ErrNeedsHTTP. Nil: locations as FilePath gives them.
+	TFTP *TFTPFiles
 }
 
 func (o Options) validate() (efi, bios Loader, err error) {
@@ -72,6 +78,9 @@ func (o Options) validate() (efi, bios Loader, err error) {
 		return efi, bios, err
 	}
 	if bios, err = o.BIOSLoader.orDefault(); err != nil {
+		return efi, bios, err
+	}
+	if err := o.TFTP.validate(); err != nil {
 		return efi, bios, err
 	}
 	if o.LocalDisk != "" && !validDevice(o.LocalDisk) {
@@ -128,7 +137,11 @@ func AppendConfig(dst []byte, m *profile.Machine, opts Options) ([]byte, error) 
 	if boot.Kernel == "" {
 		return dst, fmt.Errorf("%w: profile %q", ErrNoKernel, m.Profile.ID)
 	}
-	kernel, err := FilePath(boot.Kernel)
+	filePath := FilePath
+	if opts.TFTP != nil {
+		filePath = opts.TFTP.FilePath
+	}
+	kernel, err := filePath(boot.Kernel)
 	if err != nil {
 		return dst, fmt.Errorf("profile %q: kernel: %w", m.Profile.ID, err)
 	}
@@ -142,7 +155,7 @@ func AppendConfig(dst []byte, m *profile.Machine, opts Options) ([]byte, error) 
 		if err != nil {
 			return dst, fmt.Errorf("profile %q: initrd: %w", m.Profile.ID, err)
 		}
-		f, err := FilePath(in.Path)
+		f, err := filePath(in.Path)
 		if err != nil {
 			return dst, fmt.Errorf("profile %q: initrd: %w", m.Profile.ID, err)
 		}

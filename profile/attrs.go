@@ -28,7 +28,9 @@ const (
 // selector attributes: every parameter becomes an attribute (as in
 // matchbox), "mac" is parsed and put in canonical form, "uuid" is checked
 // and lower-cased, "hostname" must be an RFC 1123 host name and is
-// lower-cased (one trailing dot is dropped). Parameter names are
+// lower-cased (one trailing dot is dropped), "arch" must name an
+// architecture NormalizeArch knows and is put in its canonical form.
+// Parameter names are
 // case-insensitive: "mac" and "MAC" are the same attribute, so both in one
 // query are "given twice". Repeated, overlong or malformed parameters, and
 // values with characters outside [A-Za-z0-9.:_@/+=,-], are rejected with an
@@ -121,6 +123,15 @@ func normalizeAttr(k, v string) (string, string, error) {
 			return "", "", err
 		}
 		return k, h, nil
+	case KeyArch:
+		if v == "" {
+			return k, "", nil
+		}
+		a, err := NormalizeArch(v)
+		if err != nil {
+			return "", "", err
+		}
+		return k, a, nil
 	}
 	for _, c := range v {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(".:_@/+=,-", c)) {

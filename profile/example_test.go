@@ -77,6 +77,7 @@ func ExampleOpenFS() {
 	// Output:
 	// 00:23:32:2f:40:3c mp.lab 172.22.10.50
 	// 00:30:48:fb:e2:44 smpc.lab 172.22.10.54
+	// d8:3a:dd:48:2b:10 arm.lab 172.22.10.56
 	// smpc-installed installed
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -18,6 +19,11 @@ type Facts struct {
 	IP       netip.Addr
 	UUID     string
 	Hostname string
+	// Arch is the machine's architecture as DHCP saw it (option 93, e.g.
+	// "arm64" for client architectures 11 and 19), a name NormalizeArch
+	// takes; "" when unknown. It takes part in matching (KeyArch) when the
+	// request names no architecture itself.
+	Arch string
 }
 
 // FactSource looks up facts by MAC; labserver fills it from DHCP leases.
@@ -45,7 +51,8 @@ type Resolver struct {
 	// BaseURL is what rendered configs point machines at, e.g.
 	// "http://10.99.0.1:8080"; a trailing slash is removed.
 	BaseURL string
-	// Facts, when set, supplies UUID, hostname and IP for a MAC. Each
+	// Facts, when set, supplies UUID, hostname, IP and architecture for
+	// a MAC. Each
 	// fact is validated for what it claims to be (see Resolve); an
 	// invalid one is dropped and logged.
 	Facts FactSource
@@ -62,7 +69,11 @@ type Resolver struct {
 // when no group matches. ctx is
 // passed to the FactSource (Middleware passes the request's context).
 //
-// The machine's hostname is the request's, else the group's "hostname"
+// The machine's architecture (KeyArch) is the request's, else the
+// FactSource's: it is added to the attributes before matching, so a group
+// selecting {"arch": "arm64"} matches a machine whose DHCP lease says
+// ARM64 even when its boot loader did not say so. The machine's hostname
+// is the request's, else the group's "hostname"
 // metadata, else the FactSource's; its UUID the request's, else the
 // FactSource's; its IP address the FactSource's, else the group's "ip"
 // metadata. Facts are validated first: a hostname must be an RFC 1123 host
@@ -89,6 +100,23 @@ func (r *Resolver) Resolve(ctx context.Context, attrs map[string]string, rawQuer
 
 // resolve is Resolve for attributes already normalised (ParseQuery's).
 func (r *Resolver) resolve(ctx context.Context, attrs map[string]string, rawQuery string) (*Machine, error) {
+	var (
+		mac       hwaddr.MAC
+		facts     Facts
+		haveFacts bool
+	)
+	if s, ok := attrs[KeyMAC]; ok {
+		mac, _ = hwaddr.Parse(s) // validated by ParseQuery
+	}
+	if r.Facts != nil && !mac.IsZero() {
+		if facts, haveFacts = r.Facts.Facts(ctx, mac); haveFacts {
+			facts = r.checkFacts(mac, facts)
+		}
+	}
+	if _, ok := attrs[KeyArch]; !ok && facts.Arch != "" {
+		attrs = maps.Clone(attrs)
+		attrs[KeyArch] = facts.Arch
+	}
 	inv := r.Store.Inventory()
 	g, p, err := inv.Match(attrs)
 	if err != nil {
@@ -102,10 +130,8 @@ func (r *Resolver) resolve(ctx context.Context, attrs map[string]string, rawQuer
 		BaseURL:  strings.TrimSuffix(r.BaseURL, "/"),
 		UUID:     attrs[KeyUUID],
 		Hostname: attrs[KeyHostname],
+		MAC:      mac,
 		inv:      inv,
-	}
-	if s, ok := attrs[KeyMAC]; ok {
-		m.MAC, _ = hwaddr.Parse(s) // validated by ParseQuery
 	}
 	if s, ok := g.Metadata["hostname"].(string); ok && m.Hostname == "" {
 		m.Hostname = s
@@ -113,18 +139,15 @@ func (r *Resolver) resolve(ctx context.Context, attrs map[string]string, rawQuer
 	if s, ok := g.Metadata["ip"].(string); ok {
 		m.IP, _ = netip.ParseAddr(s)
 	}
-	if r.Facts != nil && !m.MAC.IsZero() {
-		if f, ok := r.Facts.Facts(ctx, m.MAC); ok {
-			f = r.checkFacts(m.MAC, f)
-			if m.UUID == "" {
-				m.UUID = f.UUID
-			}
-			if m.Hostname == "" {
-				m.Hostname = f.Hostname
-			}
-			if f.IP.IsValid() {
-				m.IP = f.IP
-			}
+	if haveFacts {
+		if m.UUID == "" {
+			m.UUID = facts.UUID
+		}
+		if m.Hostname == "" {
+			m.Hostname = facts.Hostname
+		}
+		if facts.IP.IsValid() {
+			m.IP = facts.IP
 		}
 	}
 	return m, nil
@@ -132,7 +155,8 @@ func (r *Resolver) resolve(ctx context.Context, attrs map[string]string, rawQuer
 
 // checkFacts validates each fact for what it claims to be: a hostname is
 // an RFC 1123 host name (lower-cased), a UUID the 8-4-4-4-12 hexadecimal
-// form (lower-cased), an IP address a valid address without zone (an
+// form (lower-cased), an architecture a name NormalizeArch takes (made
+// canonical), an IP address a valid address without zone (an
 // IPv4-mapped IPv6 address becomes IPv4). A fact that is not is dropped
 // and logged as a warning: a FactSource fills facts from the network (DHCP
 // options), and they end up in rendered configs.
@@ -155,6 +179,13 @@ func (r *Resolver) checkFacts(mac hwaddr.MAC, f Facts) Facts {
 			drop(KeyUUID, f.UUID, err)
 		}
 		f.UUID = u
+	}
+	if f.Arch != "" {
+		a, err := NormalizeArch(f.Arch)
+		if err != nil {
+			drop(KeyArch, f.Arch, err)
+		}
+		f.Arch = a
 	}
 	if f.IP.IsValid() {
 		if f.IP.Zone() != "" {

@@ -118,11 +118,13 @@ func TestDemoInventory(t *testing.T) {
 	inv := st.Inventory()
 	assert.Empty(t, inv.Warnings())
 	hosts := inv.Hosts()
-	require.Len(t, hosts, 2)
+	require.Len(t, hosts, 3)
 	assert.Equal(t, "mp.lab", hosts[0].Hostname)
 	assert.Equal(t, netip.MustParseAddr("172.22.10.50"), hosts[0].IP)
 	assert.Equal(t, "smpc.lab", hosts[1].Hostname)
 	assert.Equal(t, netip.MustParseAddr("172.22.10.54"), hosts[1].IP)
+	assert.Equal(t, "arm.lab", hosts[2].Hostname)
+	assert.Equal(t, netip.MustParseAddr("172.22.10.56"), hosts[2].IP)
 
 	m := resolve(t, st, "mac=00:30:48:fb:e2:44")
 	assert.Equal(t, "smpc", m.Group.ID)
@@ -140,6 +142,21 @@ func TestDemoInventory(t *testing.T) {
 	assert.Equal(t, "default", m.Group.ID)
 	m = resolve(t, st, "mac=02:00:00:00:00:99&os=installed")
 	assert.Equal(t, "default-installed", m.Group.ID, "an unknown machine that installed is not reinstalled")
+
+	// arm.lab is selected by its MAC and its architecture: its ARM64
+	// installer, and after installation its installed config.
+	m = resolve(t, st, "mac=d8:3a:dd:48:2b:10&arch=arm64")
+	assert.Equal(t, "arm", m.Group.ID)
+	b, err = m.RenderBoot()
+	require.NoError(t, err)
+	assert.Equal(t, "/assets/flatcar-arm64/current/flatcar_production_pxe.vmlinuz", b.Kernel)
+	assert.Contains(t, b.Args, "ignition.config.url=http://deploy.lab:8080/ignition?mac=d8:3a:dd:48:2b:10&arch=arm64")
+	m = resolve(t, st, "mac=d8:3a:dd:48:2b:10&arch=aarch64&os=installed")
+	assert.Equal(t, "arm-installed", m.Group.ID)
+	// x86 machines send arch too (GRUB's $grub_cpu): it changes nothing
+	// for groups that do not select it.
+	m = resolve(t, st, "mac=00:23:32:2f:40:3c&arch=x86_64")
+	assert.Equal(t, "mp", m.Group.ID)
 }
 
 func profileJSON(id string) *fstest.MapFile {

@@ -57,4 +57,8 @@ const (
 	KeyUUID     = "uuid"
 	KeyOS       = "os"
 	KeyHostname = "hostname"
+	// KeyArch is the machine's CPU architecture (see NormalizeArch): sent
+	// by GRUB's first stage ($grub_cpu) and by iPXE (${buildarch}), or
+	// known from the DHCP lease (Facts.Arch, option 93).
+	KeyArch = "arch"
 )

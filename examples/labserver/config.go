@@ -47,7 +47,13 @@ type Config struct {
 	// DHCP hands GRUB's images) or "ipxe" (firmware gets the iPXE binary,
 	// iPXE gets /boot.ipxe). A group's metadata "boot_loader" overrides it
 	// for its machines.
-	BootLoader string    `yaml:"boot_loader"`
+	BootLoader string `yaml:"boot_loader"`
+	// SecureBoot makes DHCP hand UEFI x86-64 machines that boot with GRUB
+	// the Secure Boot chain (shim → Debian-signed GRUB → signed kernel,
+	// all over TFTP) instead of the unsigned GRUB image. A group's
+	// metadata "secure_boot" (true or false) overrides it for its
+	// machines.
+	SecureBoot bool      `yaml:"secure_boot"`
 	DNSConfig  DNSConfig `yaml:"dns_zone"`
 	DHCP       *DHCP     `yaml:"dhcp"`
 	// Store shares leases with other labservers through etcd (etcd.go);
@@ -88,7 +94,7 @@ type DHCP struct {
 	// router advertises on the segment. Default true.
 	EndIPv6Wait  *bool             `yaml:"end_ipv6_wait"`
 	Reservations []Reservation     `yaml:"reservations"`
-	BootFiles    map[string]string `yaml:"boot_files"` // bios, efi64, arm64, http
+	BootFiles    map[string]string `yaml:"boot_files"` // bios, efi64, arm64, http, arm64-http
 }
 
 // Reservation is a fixed address for a MAC, in addition to those the
@@ -188,6 +194,7 @@ type settings struct {
 	AdminAllow          []netip.Prefix
 	IgnitionLeased      bool   // only the lease holder (and admin_allow) gets a machine's config
 	BootLoader          string // loaderGRUB or loaderIPXE: the lab's default
+	SecureBoot          bool   // the lab's default: UEFI x64 GRUB machines get shim
 	Domain              string
 	Upstreams           []string
 	Records             map[string]netip.Addr
@@ -340,6 +347,7 @@ func (c *Config) resolve() (*settings, error) {
 	default:
 		return nil, c.errorf("ignition_clients", "%q: want leased or any", c.IgnitionClients)
 	}
+	s.SecureBoot = c.SecureBoot
 	if s.Store, err = c.resolveStore(); err != nil {
 		return nil, err
 	}

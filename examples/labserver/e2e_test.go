@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -51,7 +52,15 @@ func makeNetDir(ctx context.Context, dir string) (e2e.BootFiles, error) {
 	if _, _, err := ipxe.InstallBinaries(dir, ""); err != nil {
 		return e2e.BootFiles{}, err
 	}
-	return e2e.BootFiles{BIOS: nd.BootFiles[dhcpsrv.ArchBIOS], EFI: nd.BootFiles[dhcpsrv.ArchEFIx64], HTTP: nd.BootFiles[dhcpsrv.ArchEFIx64HTTP]}, nil
+	bf := e2e.BootFiles{BIOS: nd.BootFiles[dhcpsrv.ArchBIOS], EFI: nd.BootFiles[dhcpsrv.ArchEFIx64], HTTP: nd.BootFiles[dhcpsrv.ArchEFIx64HTTP]}
+	// The Secure Boot chain, when shim-signed and grub-efi-amd64-signed
+	// are installed (TestE2ESecureBoot needs it).
+	if sb, err := grubcfg.InstallSecureBoot(dir, grubcfg.SecureBootOptions{}); err == nil {
+		bf.Shim = sb.BootFiles[dhcpsrv.ArchEFIx64]
+	} else if !errors.Is(err, grubcfg.ErrNoSecureBoot) {
+		return e2e.BootFiles{}, err
+	}
+	return bf, nil
 }
 
 // e2eLab is a running labserver with its network, ready for machines.
@@ -67,10 +76,18 @@ type e2eLab struct {
 // is its dhcp.boot_files (nil: GRUB's images).
 func startE2ELab(t *testing.T, machines []e2e.Machine, bootFiles map[string]string) *e2eLab {
 	t.Helper()
+	return startE2ELabWith(t, machines, func(c *e2e.LabserverConfig) { c.BootFiles = bootFiles })
+}
+
+// startE2ELabWith is startE2ELab with lab.yaml's settings changed by
+// configure (data, assets and paths are set before it runs).
+func startE2ELabWith(t *testing.T, machines []e2e.Machine, configure func(*e2e.LabserverConfig)) *e2eLab {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: boots QEMU machines; skipped with -short")
 	}
-	assets := e2e.Prepare(t, makeNetDir)
+	assets := e2e.Prepare(t, tftpRootFor(t, machines))
+	addARM64Assets(t, assets, machines)
 	lab := e2e.NewLab(t)
 	// METALBOOT_E2E_IPV6 says what answers iPXE's IPv6 router
 	// solicitations, to compare boot times (internal/bench/README.md):
@@ -94,10 +111,12 @@ func startE2ELab(t *testing.T, machines []e2e.Machine, bootFiles map[string]stri
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "lab.yaml")
-	yaml := e2e.LabserverYAML(e2e.LabserverConfig{
+	lc := e2e.LabserverConfig{
 		Data: data, Assets: assets.Dir, TFTPRoot: assets.TFTPRoot, State: filepath.Join(dir, "state"),
-		KeepIPv6Wait: mode == "none", BootFiles: bootFiles,
-	})
+		KeepIPv6Wait: mode == "none",
+	}
+	configure(&lc)
+	yaml := e2e.LabserverYAML(lc)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

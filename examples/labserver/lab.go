@@ -246,7 +246,7 @@ func (l *lab) banner() string {
 	var b strings.Builder
 	inv := "data directory " + l.s.Data
 	if l.demo {
-		inv = "embedded demo inventory (mp.lab 00:23:32:2f:40:3c UEFI, smpc.lab 00:30:48:fb:e2:44 BIOS)"
+		inv = "embedded demo inventory (mp.lab 00:23:32:2f:40:3c UEFI, smpc.lab 00:30:48:fb:e2:44 BIOS, arm.lab d8:3a:dd:48:2b:10 UEFI ARM64 by arch=arm64)"
 	}
 	if st := l.s.Store; st != nil { // etcd.go
 		inv = fmt.Sprintf("inventory in etcd %s under %sinventory/; leases, install state and timeline shared there", strings.Join(st.Endpoints, ","), st.Prefix)
@@ -333,11 +333,12 @@ func askReinstall(s *settings, mac string, out interface{ Write([]byte) (int, er
 }
 
 // makeTFTPRoot writes GRUB's network images for every installed platform
-// into dir, where DHCP's default boot files point, and the UEFI HTTP-boot
-// image for the HTTP server at httpHost (base_url's host and port):
-// grubcfg.MakeNetDir. It says what it made and skipped.
-func makeTFTPRoot(dir, httpHost string, out io.Writer) error {
-	nd, err := grubcfg.MakeNetDir(context.Background(), dir, grubcfg.NetDirOptions{HTTPHost: httpHost})
+// (and those -grub-dir names: platformDirs) into dir, where DHCP's
+// default boot files point, and the UEFI HTTP-boot images for the HTTP
+// server at httpHost (base_url's host and port): grubcfg.MakeNetDir. It
+// says what it made and skipped.
+func makeTFTPRoot(dir, httpHost string, platformDirs map[string]string, out io.Writer) error {
+	nd, err := grubcfg.MakeNetDir(context.Background(), dir, grubcfg.NetDirOptions{HTTPHost: httpHost, PlatformDirs: platformDirs})
 	if err != nil {
 		return err
 	}
@@ -352,10 +353,13 @@ func makeTFTPRoot(dir, httpHost string, out io.Writer) error {
 			fmt.Fprintf(out, "boot file for %s: %s\n", arch, filepath.Join(dir, filepath.FromSlash(nd.BootFiles[arch])))
 		}
 	}
-	if nd.HTTPBootImage != "" {
-		fmt.Fprintf(out, "UEFI HTTP boot image for http://%s: %s\n", nd.HTTPHost, filepath.Join(dir, filepath.FromSlash(nd.HTTPBootImage)))
+	for _, p := range slices.Sorted(maps.Keys(nd.HTTPBootImages)) {
+		fmt.Fprintf(out, "UEFI HTTP boot image (%s) for http://%s: %s\n", p, nd.HTTPHost, filepath.Join(dir, filepath.FromSlash(nd.HTTPBootImages[p])))
 	}
 	if err := installIPXE(dir, out); err != nil {
+		return err
+	}
+	if err := installSecureBoot(dir, out); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "serve it with: labserver -tftp-root %s (first-stage grub.cfg is generated)\n", dir)

@@ -105,7 +105,7 @@ func TestDemoGrubAndIgnition(t *testing.T) {
 
 	code, body = get(t, srv.URL+"/grub.cfg")
 	require.Equal(t, 200, code)
-	assert.Contains(t, body, `configfile "/grub?mac=${net_default_mac}"`)
+	assert.Contains(t, body, `configfile "/grub?mac=${net_default_mac}&arch=${grub_cpu}"`)
 	grubCheck(t, body)
 }
 

@@ -50,11 +50,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		tftpRoot   = fl.String("tftp-root", "", "directory served over TFTP (made by -make-tftp-root)")
 		baseURL    = fl.String("base-url", "", "URL machines reach this server at (default http://<http address>)")
 		stateDir   = fl.String("state", "", "directory for leases and install state (default: in memory)")
-		makeRoot   = fl.String("make-tftp-root", "", "write GRUB network images for BIOS and UEFI into DIR with grub-mknetdir, then exit")
+		makeRoot   = fl.String("make-tftp-root", "", "write GRUB network images for BIOS, UEFI x86-64 and UEFI ARM64 (each whose modules are there) into DIR with grub-mknetdir, then exit")
 		reinstall  = fl.String("reinstall", "", "ask the running server (at -http) to reinstall the machine with this MAC, then exit")
 		logLevel   = fl.String("log-level", "", "debug, info, warn or error (default info)")
 		discard    = fl.Bool("discard-corrupt-state", false, "a state file (leases, install state) that does not read back: move it aside (renamed *.corrupt-<time>) and start empty, instead of refusing to start")
 	)
+	gdirs := grubDirs{}
+	fl.Var(gdirs, "grub-dir", "with -make-tftp-root: PLATFORM=DIR, GRUB modules of a platform not under /usr/lib/grub, e.g. arm64-efi=<dpkg -x of grub-efi-arm64-bin:arm64>/usr/lib/grub/arm64-efi (repeatable)")
 	storeFl := addStoreFlags(fl)
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -106,7 +108,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if *makeRoot != "" {
-		if err := makeTFTPRoot(*makeRoot, s.BaseURL.Host, stdout); err != nil {
+		if err := makeTFTPRoot(*makeRoot, s.BaseURL.Host, gdirs, stdout); err != nil {
 			fmt.Fprintf(stderr, "labserver: %v\n", err)
 			return exitFail
 		}

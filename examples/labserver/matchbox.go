@@ -72,14 +72,22 @@ func (l *lab) bootPolicy(files map[dhcpsrv.Arch]string) dhcpsrv.BootPolicy {
 }
 
 // dhcpLoader is dhcpsrv.BootPolicy.Loader: the loader of the group the
-// MAC alone matches in the current inventory (the lab's when none does).
-func (l *lab) dhcpLoader(_ context.Context, mac hwaddr.MAC, _ dhcpsrv.ClientInfo) dhcpsrv.Loader {
-	g, _, err := l.store.Inventory().Match(map[string]string{profile.KeyMAC: mac.String()})
+// MAC and the architecture the client sent (option 93, as profile.KeyArch)
+// match in the current inventory (the lab's when none does).
+func (l *lab) dhcpLoader(_ context.Context, mac hwaddr.MAC, ci dhcpsrv.ClientInfo) dhcpsrv.Loader {
+	attrs := map[string]string{profile.KeyMAC: mac.String()}
+	if cpu := ci.Arch.CPU(); cpu != "" {
+		attrs[profile.KeyArch] = cpu
+	}
+	g, _, err := l.store.Inventory().Match(attrs)
 	if err != nil {
 		g = nil
 	}
 	if l.groupLoader(g) == loaderIPXE {
 		return dhcpsrv.LoaderIPXE
+	}
+	if l.groupSecureBoot(g) {
+		return dhcpsrv.LoaderShim
 	}
 	return dhcpsrv.LoaderGRUB
 }
@@ -104,6 +112,7 @@ func (l *lab) checkInventory(inv *profile.Inventory) error {
 			}
 		}
 	}
+	errs = append(errs, l.checkSecureBoot(inv)...)
 	warned := map[string]bool{}
 	for _, p := range append(grubcfg.Check(inv), ipxe.Check(inv)...) {
 		if l.groupLoader(p.Group) == p.Loader {

@@ -60,7 +60,7 @@ func TestBannerCommands(t *testing.T) {
 		require.NoError(t, err, "%s: %s", name, out)
 		b, err := os.ReadFile(local)
 		require.NoError(t, err)
-		want := `configfile "/grub?mac=${net_default_mac}"`
+		want := `configfile "/grub?mac=${net_default_mac}&arch=${grub_cpu}"`
 		if strings.Contains(name, "-01-") {
 			want = `/grub?mac=00:30:48:fb:e2:44`
 		}
@@ -107,7 +107,7 @@ func TestMakeTFTPRoot(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, httpImage))
 	require.NoError(t, err)
 	assert.Contains(t, string(b), "set prefix=(http,10.0.0.5:8080)/grub")
-	assert.Contains(t, out.String(), "UEFI HTTP boot image for http://10.0.0.5:8080")
+	assert.Contains(t, out.String(), "UEFI HTTP boot image (x86_64-efi) for http://10.0.0.5:8080")
 }
 
 // TestBannerTryLinesRun runs every command under the banner's "Try:", as

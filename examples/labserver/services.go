@@ -29,10 +29,13 @@ func (l *lab) startTFTP(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("first stage: %w", err)
 	}
+	if root, err = l.mountAssetsTFTP(root); err != nil {
+		return err
+	}
 	srv := &tftpsrv.Server{
 		Addr:       l.s.TFTP,
 		FS:         root,
-		Handler:    first,
+		Handler:    tftpsrv.Chain(first, l.tftpConfig()),
 		Logger:     l.log.With("component", "tftp"),
 		OnTransfer: l.onTransfer,
 	}
@@ -59,6 +62,7 @@ func (l *lab) onTransfer(t tftpsrv.Transfer) {
 		return
 	}
 	l.eventIP(ip, stageTFTP, fmt.Sprintf("%s (%d bytes, %s)", t.Filename, t.Bytes, t.Duration.Round(time.Millisecond)))
+	l.tftpAssetEvent(ip, t.Filename)
 }
 
 // startDNS serves the lab zone from the inventory, config records and DHCP

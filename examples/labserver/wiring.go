@@ -26,7 +26,9 @@ func (l *lab) grubOptions() grubcfg.Options {
 }
 
 func (l *lab) firstStage(mac hwaddr.MAC) grubcfg.FirstStage {
-	f := grubcfg.FirstStage{HTTPAddr: l.s.BaseURL.Host, MAC: mac, OnFailure: grubcfg.FailPrompt}
+	// TFTP: Debian's signed GRUB (Secure Boot) reads the same grub.cfg
+	// and has no http: it loads grub?mac=… over TFTP (tftpConfig).
+	f := grubcfg.FirstStage{HTTPAddr: l.s.BaseURL.Host, MAC: mac, OnFailure: grubcfg.FailPrompt, TFTP: true}
 	if l.s.Serial {
 		f.Serial = &grubcfg.Serial{Speed: l.s.SerialSpeed}
 	}
@@ -36,9 +38,15 @@ func (l *lab) firstStage(mac hwaddr.MAC) grubcfg.FirstStage {
 // grubHandler serves /grub: the machine's install config, or a local-disk
 // boot once it has installed.
 func (l *lab) grubHandler() http.Handler {
-	h := &grubcfg.Handler{
+	return grubcfg.CloseAfterResponse(l.newGrubHandler(l.grubOptions()))
+}
+
+// newGrubHandler is the /grub handler with opts (the per-machine
+// configuration over TFTP uses one with Options.TFTP).
+func (l *lab) newGrubHandler(opts grubcfg.Options) *grubcfg.Handler {
+	return &grubcfg.Handler{
 		Resolver:  l.resolver,
-		Options:   l.grubOptions(),
+		Options:   opts,
 		Logger:    l.log.With("component", "grub"),
 		LocalBoot: func(m *profile.Machine) bool { return !m.MAC.IsZero() && l.state.isInstalled(m.MAC) },
 		OnServe: func(r *http.Request, m *profile.Machine, local bool) {
@@ -52,7 +60,6 @@ func (l *lab) grubHandler() http.Handler {
 			}
 		},
 	}
-	return grubcfg.CloseAfterResponse(h)
 }
 
 // rememberBoot tells the timeline which paths are this machine's kernel and
@@ -285,7 +292,7 @@ func (l *lab) leaseFacts(ctx context.Context, m hwaddr.MAC) (profile.Facts, bool
 	if !ok {
 		return profile.Facts{}, false
 	}
-	return profile.Facts{IP: le.IP, UUID: le.UUID, Hostname: le.Hostname}, true
+	return profile.Facts{IP: le.IP, UUID: le.UUID, Hostname: le.Hostname, Arch: le.Arch.CPU()}, true
 }
 
 // tftpOverHTTP serves the TFTP root over HTTP under /grub/ for UEFI HTTP

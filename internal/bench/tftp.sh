@@ -16,6 +16,11 @@
 #     and by atftp asking for blksize 1468 and RFC 7440 windowsize 16 (as
 #     EDK2 firmware can; tftpd-hpa and dnsmasq ignore windowsize and answer
 #     lockstep): MB/s (1 MB = 10^6 bytes);
+#   - a GRUB boot pair: a kernel (PAIR_KERNEL_KB, 13.5 MiB like Debian's
+#     signed cloud kernel) then an initrd (PAIR_INITRD_KB, 2.4 MiB), fetched
+#     one after the other the way GRUB without HTTP does (the Secure Boot
+#     chain's signed GRUB: blksize 1024, no windowsize; curl): seconds for
+#     the pair, as RESULT lines tftp_grub_pair_mbps;
 #   - a boot storm: STORM (200) curl clients at once, each fetching a
 #     1.5 MiB core.efi-sized file with blksize 1468: failures (exit status or
 #     wrong checksum), wall time, aggregate MB/s, server peak RSS (VmHWM).
@@ -31,6 +36,8 @@ STORM=${STORM:-200}
 BIG_MB=${BIG_MB:-64}
 STORM_FILE_KB=${STORM_FILE_KB:-1536}
 CLIENT_TIMEOUT=${CLIENT_TIMEOUT:-120}
+PAIR_KERNEL_KB=${PAIR_KERNEL_KB:-13858}
+PAIR_INITRD_KB=${PAIR_INITRD_KB:-2414}
 
 for bin in ip go curl tftp atftp in.tftpd dnsmasq sha256sum; do
 	command -v "$bin" >/dev/null || { echo "tftp.sh: $bin not found" >&2; exit 2; }
@@ -58,6 +65,12 @@ head -c $((STORM_FILE_KB << 10)) /dev/urandom >"$work/root/grub/x86_64-efi/core.
 chmod a+r "$work/root/big.bin" "$work/root/grub/x86_64-efi/core.efi"
 big_sum=$(sha256sum <"$work/root/big.bin" | cut -d' ' -f1)
 core_sum=$(sha256sum <"$work/root/grub/x86_64-efi/core.efi" | cut -d' ' -f1)
+mkdir -p "$work/root/assets"
+head -c $((PAIR_KERNEL_KB << 10)) /dev/urandom >"$work/root/assets/vmlinuz"
+head -c $((PAIR_INITRD_KB << 10)) /dev/urandom >"$work/root/assets/initrd.img"
+chmod -R a+rX "$work/root/assets"
+pair_sum=$(cat "$work/root/assets/vmlinuz" "$work/root/assets/initrd.img" | sha256sum | cut -d' ' -f1)
+pair_bytes=$(((PAIR_KERNEL_KB + PAIR_INITRD_KB) << 10))
 big_bytes=$((BIG_MB << 20))
 core_bytes=$((STORM_FILE_KB << 10))
 
@@ -138,6 +151,23 @@ fetch_big() {
 	fi
 }
 
+# fetch_pair: the kernel, then the initrd, as GRUB fetches them (blksize
+# 1024, lockstep); prints seconds or FAIL
+fetch_pair() {
+	local t0 t1 f
+	rm -f "$work/out/vmlinuz" "$work/out/initrd.img"
+	t0=$(now)
+	for f in vmlinuz initrd.img; do
+		nsexec timeout "$CLIENT_TIMEOUT" curl -sS --tftp-blksize 1024 -o "$work/out/$f" "tftp://127.0.0.1/assets/$f" >"$work/client.log" 2>&1 || true
+	done
+	t1=$(now)
+	if [ "$(cat "$work/out/vmlinuz" "$work/out/initrd.img" 2>/dev/null | sha256sum | cut -d' ' -f1)" = "$pair_sum" ]; then
+		awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+	else
+		echo FAIL
+	fi
+}
+
 # storm: prints "failures seconds"
 storm() {
 	rm -rf "$work/out/storm" && mkdir -p "$work/out/storm"
@@ -157,12 +187,13 @@ storm() {
 
 servers=(metalboot metalboot-lockstep metalboot-1port tftpd-hpa dnsmasq)
 clients=(tftp-hpa curl-1024 curl-1468 atftp-w16)
-declare -A big storm_fail storm_secs rss
+declare -A big storm_fail storm_secs rss pair
 for s in "${servers[@]}"; do
 	start_server "$s"
 	for c in "${clients[@]}"; do
 		big[$s,$c]=$(fetch_big "$c")
 	done
+	pair[$s]=$(fetch_pair)
 	read -r storm_fail[$s] storm_secs[$s] < <(storm)
 	rss[$s]=$(peak_rss_kb)
 	stop_server
@@ -191,5 +222,17 @@ for m in metalboot metalboot-lockstep metalboot-1port; do
 		printf "%-28s" "$m vs $peer:"
 		for c in "${clients[@]}"; do printf " %s %s" "$c" "$(ratio "${big[$m,$c]}" "${big[$peer,$c]}")"; done
 		printf " storm %s\n" "$(ratio "${storm_secs[$m]}" "${storm_secs[$peer]}")"
+	done
+done
+echo
+echo "GRUB boot pair (kernel $PAIR_KERNEL_KB KiB + initrd $PAIR_INITRD_KB KiB, curl blksize 1024, no windowsize): seconds"
+for s in "${servers[@]}"; do printf "  %-20s %s\n" "$s" "${pair[$s]}"; done
+pair_mbps() { [ "$1" = FAIL ] && echo FAIL || mbps "$pair_bytes" "$1"; }
+for m in metalboot metalboot-lockstep; do
+	for peer in tftpd-hpa dnsmasq; do
+		a=$(pair_mbps "${pair[$m]}") b=$(pair_mbps "${pair[$peer]}")
+		name=tftp_grub_pair_mbps
+		[ "$m" = metalboot-lockstep ] && name=tftp_grub_pair_mbps_lockstep
+		echo "RESULT name=$name metalboot=$a peer=$peer:$b ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "n/a" }')"
 	done
 done

@@ -18,6 +18,11 @@
 //     metalboot.ignition= (or metalboot.url=) on the kernel command line and
 //     prints it between [MarkerIgnitionBegin] and [MarkerIgnitionEnd] on the
 //     serial console, then powers off.
+//   - [PrepareARM64] (prefetch) and [NeedARM64Packages] (tests): Debian's
+//     arm64 GRUB modules (grub-efi-arm64-bin), cloud kernel and
+//     busybox-static, unpacked into the same cache, for [ARM64] machines
+//     (AAVMF on QEMU's virt machine); [WriteARM64Assets] builds their
+//     kernel and initrd.
 //   - [NewLab]: a namespace with a bridge 10.99.0.1/24, tap devices for the
 //     machines and router advertisements on the bridge (so iPXE does not
 //     wait for IPv6); [Lab.Start] runs server processes inside it, stopped by
@@ -36,8 +41,10 @@
 //
 // Everything skips with a clear message when not root or when a Debian
 // package is missing: qemu-system-x86, ovmf, ipxe-qemu, grub-efi-amd64-bin,
-// grub-pc-bin, grub-common, busybox-static, iproute2 (and apt/dpkg to fetch
-// the kernel package linux-image-*-cloud-amd64 on first use).
+// grub-pc-bin, grub-common, busybox-static, iproute2, and for ARM64
+// qemu-system-arm and qemu-efi-aarch64 (and apt/dpkg to fetch the kernel
+// package linux-image-*-cloud-amd64, and the arm64 packages, on first
+// use).
 package e2e
 
 import (
@@ -121,7 +128,7 @@ func Prepare(t testing.TB, tftpRoot TFTPRootFunc) *Assets {
 	if err := copyFile(k.Vmlinuz, a.Vmlinuz); err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
-	if err := WriteInitrd(a.Initrd, InitrdConfig{Modules: k.Modules}); err != nil {
+	if err := WriteInitrd(a.Initrd, InitrdConfig{Modules: k.Modules, EFIModules: k.EFIModules}); err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
 	if err := os.MkdirAll(a.TFTPRoot, 0o755); err != nil {

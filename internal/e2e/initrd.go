@@ -21,7 +21,16 @@ const (
 	MarkerIgnitionEnd   = "METALBOOT-IGNITION-END"
 	MarkerError         = "METALBOOT-ERROR"
 	MarkerPoweroff      = "METALBOOT-POWEROFF"
+	// MarkerSecureBoot starts the line on which a UEFI machine's initrd
+	// prints the bytes of the SecureBoot EFI variable (attributes, then
+	// the value: 01 when Secure Boot is on), or "unreadable".
+	MarkerSecureBoot = "METALBOOT-SECUREBOOT"
 )
+
+// EFIModules are the modules the initrd loads on a UEFI machine, before
+// it reads the SecureBoot variable from efivarfs (a module in Debian's
+// cloud kernel).
+var EFIModules = []string{"efivarfs"}
 
 // DefaultURLParams are the kernel command-line parameters, in order of
 // preference, whose value the initrd fetches: labserver profiles use
@@ -46,6 +55,9 @@ type InitrdConfig struct {
 	// URLParams are the kernel parameters holding the URL to fetch; empty
 	// means [DefaultURLParams].
 	URLParams []string
+	// EFIModules are loaded only on a UEFI machine, e.g.
+	// [Kernel.EFIModules].
+	EFIModules []string
 }
 
 // udhcpcScript configures the leased address; udhcpc passes mask as a prefix
@@ -81,6 +93,19 @@ for m in /lib/modules/*.ko; do
 	[ -e "$m" ] || continue
 	insmod "$m" || echo "insmod $m failed"
 done
+if [ -d /sys/firmware/efi ]; then
+	for m in /lib/efi/*.ko; do
+		[ -e "$m" ] || continue
+		insmod "$m" || echo "insmod $m failed"
+	done
+	mount -t efivarfs efivarfs /sys/firmware/efi/efivars || echo "mount efivarfs failed"
+	sb=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+	if [ -r "$sb" ]; then
+		echo "` + MarkerSecureBoot + `" $(od -An -tx1 "$sb")
+	else
+		echo "` + MarkerSecureBoot + ` unreadable:" $(ls /sys/firmware/efi/efivars | head -n 5)
+	fi
+fi
 url=
 for p in @PARAMS@; do
 	for x in $(cat /proc/cmdline); do
@@ -123,7 +148,7 @@ func BuildInitrd(w io.Writer, cfg InitrdConfig) error {
 		params = DefaultURLParams
 	}
 	c := NewCPIOWriter(w)
-	for _, d := range []string{"bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules", "root", "run", "var"} {
+	for _, d := range []string{"bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules", "lib/efi", "root", "run", "var"} {
 		if err := c.Dir(d, 0o755); err != nil {
 			return err
 		}
@@ -137,7 +162,7 @@ func BuildInitrd(w io.Writer, cfg InitrdConfig) error {
 	if err := c.File("bin/busybox", 0o755, bin); err != nil {
 		return err
 	}
-	for _, a := range []string{"sh", "mount", "cat", "echo", "ip", "udhcpc", "wget", "insmod", "poweroff", "sleep", "printf", "ls", "dmesg"} {
+	for _, a := range []string{"sh", "mount", "cat", "echo", "ip", "udhcpc", "wget", "insmod", "poweroff", "sleep", "printf", "ls", "dmesg", "od", "head"} {
 		if err := c.Symlink("bin/"+a, "busybox"); err != nil {
 			return err
 		}
@@ -149,6 +174,15 @@ func BuildInitrd(w io.Writer, cfg InitrdConfig) error {
 		}
 		name := fmt.Sprintf("lib/modules/%02d-%s", i, filepath.Base(m))
 		if err := c.File(name, 0o644, data); err != nil {
+			return err
+		}
+	}
+	for _, m := range cfg.EFIModules {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			return fmt.Errorf("e2e: initrd: read module: %w", err)
+		}
+		if err := c.File("lib/efi/"+filepath.Base(m), 0o644, data); err != nil {
 			return err
 		}
 	}

@@ -39,6 +39,9 @@ type Kernel struct {
 	Vmlinuz string
 	// Modules are the .ko files of [VirtioModules], in load order.
 	Modules []string
+	// EFIModules are the .ko files of [EFIModules] the package has
+	// (efivarfs: the initrd reads the SecureBoot variable through it).
+	EFIModules []string
 }
 
 // CacheDir returns METALBOOT_E2E_CACHE or [DefaultCacheDir].
@@ -170,6 +173,11 @@ func loadKernel(pkg, dir string) (*Kernel, error) {
 			return nil, fmt.Errorf("%w: %s: module %s.ko not found (compressed modules are not supported)", ErrNoKernel, modRoot, m)
 		}
 		k.Modules = append(k.Modules, p)
+	}
+	for _, m := range EFIModules {
+		if p, ok := found[m]; ok {
+			k.EFIModules = append(k.EFIModules, p)
+		}
 	}
 	return k, nil
 }

@@ -48,12 +48,19 @@ type Machine struct {
 	IPXE bool
 	// Profile is the profile its group boots ([ProfileID] when empty).
 	Profile string
+	// SecureBoot boots a UEFI machine with Secure Boot enforced
+	// (VMConfig.SecureBoot); the lab's secure_boot hands it shim.
+	SecureBoot bool
+	// Unsigned puts a Secure Boot machine's group off the Secure Boot
+	// chain (metadata secure_boot false): DHCP hands it the unsigned
+	// GRUB image, which its firmware must refuse.
+	Unsigned bool
 }
 
 // VMConfig is the machine's QEMU configuration (Dir, Tap and Timeout are
 // left for the caller).
 func (m Machine) VMConfig() VMConfig {
-	c := VMConfig{Name: m.Name, Firmware: m.Firmware, MAC: m.MAC, UseOVMFPXE: m.OVMFPXE, HTTPBoot: m.HTTPBoot}
+	c := VMConfig{Name: m.Name, Firmware: m.Firmware, MAC: m.MAC, UseOVMFPXE: m.OVMFPXE, HTTPBoot: m.HTTPBoot, SecureBoot: m.SecureBoot}
 	if m.IPXE && m.Firmware == BIOS {
 		// SeaBIOS's serial console (sercon): the iPXE option ROM prints
 		// through the BIOS, which otherwise shows only on a display.
@@ -163,7 +170,9 @@ passwd:
 // [ProfileNamedID] in the form of matchbox's Fedora CoreOS profiles
 // ("--name main /assets/initrd.cpio" and the argument initrd=main); one
 // group per machine selecting its MAC (metadata hostname) with the
-// machine's profile; and the Ignition template [IgnitionTemplate].
+// machine's profile (ARM64 machines: two groups, see arm64Groups, and
+// the profile [ProfileARM64ID]); and the Ignition template
+// [IgnitionTemplate].
 func WriteDataDir(dir string, machines []Machine) error {
 	plain := map[string]any{
 		"id":   ProfileID,
@@ -190,9 +199,17 @@ func WriteDataDir(dir string, machines []Machine) error {
 		filepath.Join("profiles", ProfileNamedID+".json"): named,
 	}
 	for _, m := range machines {
-		md := map[string]string{"hostname": m.Hostname, "firmware": string(m.Firmware)}
+		if m.Firmware == ARM64 {
+			files[filepath.Join("profiles", ProfileARM64ID+".json")] = arm64Profile()
+			maps.Copy(files, arm64Groups(m))
+			continue
+		}
+		md := map[string]any{"hostname": m.Hostname, "firmware": string(m.Firmware)}
 		if m.IPXE {
 			md["boot_loader"] = "ipxe"
+		}
+		if m.Unsigned {
+			md["secure_boot"] = false
 		}
 		files[filepath.Join("groups", "e2e-"+m.Name+".json")] = map[string]any{
 			"id":       "e2e-" + m.Name,
@@ -234,6 +251,8 @@ type LabserverConfig struct {
 	// KeepIPv6Wait turns labserver's router advertisements off
 	// (dhcp.end_ipv6_wait: false), to measure what they save.
 	KeepIPv6Wait bool
+	// SecureBoot is the lab's secure_boot: UEFI x86-64 machines get shim.
+	SecureBoot bool
 }
 
 // LabserverYAML renders examples/labserver's config file for the lab
@@ -253,6 +272,7 @@ state: ` + q(c.State) + `
 # on the server would; machines get only their own config (leased).
 admin_allow: [127.0.0.0/8, ` + ServerIP + `/32]
 ignition_clients: leased
+secure_boot: ` + fmt.Sprint(c.SecureBoot) + `
 dhcp:
   interface: ` + BridgeName + `
   server_ip: ` + ServerIP + `

@@ -116,7 +116,7 @@ type VMConfig struct {
 	// Timeout bounds QEMU's run time (it runs under `timeout`); zero means
 	// 3 minutes.
 	Timeout time.Duration
-	// MemoryMB is the guest RAM; zero means 512.
+	// MemoryMB is the guest RAM; zero means 512 (1024 for ARM64).
 	MemoryMB int
 	// UseOVMFPXE disables the iPXE option ROM of the NIC under UEFI so that
 	// OVMF's own PXE client (EDK2's, as on real hardware) boots.
@@ -128,6 +128,10 @@ type VMConfig struct {
 	// UUID is the SMBIOS system UUID (QEMU -uuid), which firmware sends in
 	// DHCP option 97; empty means QEMU's default.
 	UUID string
+	// SecureBoot runs a UEFI machine with Secure Boot enforced (see
+	// [SecureBootArgs]): OVMF's Secure Boot build with Microsoft's keys
+	// enrolled, OVMF's own PXE (implies UseOVMFPXE).
+	SecureBoot bool
 }
 
 // UserNet is QEMU's user-mode network (slirp): QEMU itself answers the
@@ -159,12 +163,19 @@ type VM struct {
 	err  error
 }
 
-// QEMUArgs returns the qemu-system-x86_64 arguments for cfg, writing the
-// serial console to serial and using vars as the UEFI VARS flash.
+// QEMUArgs returns the QEMU arguments for cfg (qemu-system-x86_64's, or
+// qemu-system-aarch64's for [ARM64]), writing the serial console to
+// serial and using vars as the UEFI VARS flash.
 func QEMUArgs(cfg VMConfig, accel, serial, vars string) []string {
 	mem := cfg.MemoryMB
 	if mem == 0 {
 		mem = 512
+		if cfg.Firmware == ARM64 {
+			mem = 1024
+		}
+	}
+	if cfg.Firmware == ARM64 {
+		accel = "tcg" // no ARM64 KVM on an x86 host
 	}
 	args := []string{
 		"-nodefaults", "-no-user-config", "-display", "none",
@@ -186,10 +197,14 @@ func QEMUArgs(cfg VMConfig, accel, serial, vars string) []string {
 	nic := "virtio-net-pci,netdev=n0,mac=" + cfg.MAC.String() + ",bootindex=1"
 	switch cfg.Firmware {
 	case UEFI:
-		args = append(args, "-machine", "q35",
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
-			"-drive", "if=pflash,format=raw,unit=1,file="+qemuOpt(vars))
-		if cfg.UseOVMFPXE || cfg.HTTPBoot {
+		if cfg.SecureBoot {
+			args = append(args, SecureBootArgs(vars)...)
+		} else {
+			args = append(args, "-machine", "q35",
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+				"-drive", "if=pflash,format=raw,unit=1,file="+qemuOpt(vars))
+		}
+		if cfg.UseOVMFPXE || cfg.HTTPBoot || cfg.SecureBoot {
 			nic += ",romfile="
 		}
 		if cfg.HTTPBoot {
@@ -197,6 +212,10 @@ func QEMUArgs(cfg VMConfig, accel, serial, vars string) []string {
 				"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
 				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
 		}
+	case ARM64:
+		machine, rom := arm64QEMUArgs(cfg, vars)
+		args = append(args, machine...)
+		nic += rom
 	default:
 		args = append(args, "-machine", "pc")
 	}
@@ -228,10 +247,18 @@ func StartVM(t testing.TB, ns *netns.NS, cfg VMConfig) *VM {
 	}
 	serial := filepath.Join(cfg.Dir, cfg.Name+"-serial.log")
 	vars := filepath.Join(cfg.Dir, cfg.Name+"-OVMF_VARS.fd")
-	if cfg.Firmware == UEFI {
-		if err := copyFile(OVMFVars, vars); err != nil {
+	qemu := QEMUBinary
+	switch cfg.Firmware {
+	case UEFI:
+		if err := copyFile(varsTemplate(cfg), vars); err != nil {
 			t.Fatalf("e2e: fresh OVMF VARS: %v", err)
 		}
+	case ARM64:
+		vars = filepath.Join(cfg.Dir, cfg.Name+"-AAVMF_VARS.fd")
+		if err := copyFile(AAVMFVars, vars); err != nil {
+			t.Fatalf("e2e: fresh AAVMF VARS: %v", err)
+		}
+		qemu = QEMUARM64Binary
 	}
 	if err := os.WriteFile(serial, nil, 0o644); err != nil {
 		t.Fatalf("e2e: %v", err)
@@ -240,7 +267,7 @@ func StartVM(t testing.TB, ns *netns.NS, cfg VMConfig) *VM {
 	if timeout == 0 {
 		timeout = 3 * time.Minute
 	}
-	args := append([]string{"-k", "5", strconv.Itoa(int(timeout.Seconds())), QEMUBinary},
+	args := append([]string{"-k", "5", strconv.Itoa(int(timeout.Seconds())), qemu},
 		QEMUArgs(cfg, Accel(), serial, vars)...)
 	vm := &VM{Config: cfg, SerialLog: serial, Args: args, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -31,11 +31,25 @@ type BootFiles struct {
 	// firmware fetches it from the HTTP server at "/"+HTTP (labserver
 	// serves the TFTP root under /grub/). Empty: no HTTP-boot image.
 	HTTP string
+	// ARM64 is the image for UEFI ARM64 (client architecture 11), e.g.
+	// grub/arm64-efi/core.efi; ARM64HTTP the one for ARM64 UEFI HTTP
+	// boot (19). Empty: none (no ARM64 machines).
+	ARM64, ARM64HTTP string
+	// Shim is the Secure Boot first stage (shim, next to the signed GRUB
+	// it loads) for UEFI x86-64 machines with Secure Boot. Empty: no
+	// Secure Boot chain.
+	Shim string
 }
 
 // For returns the boot file machine m's firmware fetches.
 func (b BootFiles) For(m Machine) string {
 	switch {
+	case m.Firmware == ARM64 && m.HTTPBoot:
+		return b.ARM64HTTP
+	case m.Firmware == ARM64:
+		return b.ARM64
+	case m.SecureBoot && !m.Unsigned:
+		return b.Shim
 	case m.HTTPBoot:
 		return b.HTTP
 	case m.Firmware == UEFI:
@@ -53,9 +67,9 @@ type TFTPRootFunc func(ctx context.Context, dir string) (BootFiles, error)
 
 // checkBootFiles reports a boot file that is not a regular file in root.
 func checkBootFiles(root string, b BootFiles) error {
-	for _, x := range []struct{ what, file string }{{"BIOS", b.BIOS}, {"UEFI", b.EFI}, {"HTTP boot", b.HTTP}} {
+	for _, x := range []struct{ what, file string }{{"BIOS", b.BIOS}, {"UEFI", b.EFI}, {"HTTP boot", b.HTTP}, {"ARM64", b.ARM64}, {"ARM64 HTTP boot", b.ARM64HTTP}, {"Secure Boot", b.Shim}} {
 		what, f := x.what, x.file
-		if f == "" && what == "HTTP boot" {
+		if f == "" && what != "BIOS" && what != "UEFI" {
 			continue
 		}
 		if f == "" {

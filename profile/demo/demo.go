@@ -1,10 +1,16 @@
 // Package demo embeds the demo inventory that examples/labserver serves when
 // started without a data directory: a small lab with its server deploy.lab
-// (172.22.10.2) and two machines,
+// (172.22.10.2) and three machines,
 //
 //	mp.lab    172.22.10.50  00:23:32:2f:40:3c  UEFI, installs Flatcar to /dev/sda
 //	smpc.lab  172.22.10.54  00:30:48:fb:e2:44  BIOS, installs Flatcar to /dev/sdb
+//	arm.lab   172.22.10.56  d8:3a:dd:48:2b:10  UEFI ARM64, installs Flatcar for
+//	                                          ARM64 to /dev/vda; its groups
+//	                                          select {"mac", "arch": "arm64"}
 //
+// (arch is what GRUB's first stage, iPXE and the DHCP lease report, see
+// profile.KeyArch; a request for arm.lab's MAC without it gets the
+// default group),
 // plus a default group for any other machine. It is a matchbox-compatible
 // data directory (profiles/, groups/, ignition/), so it also serves as an
 // example of one; metadata carries "hostname" and "ip", which labserver

@@ -30,7 +30,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
@@ -81,17 +80,6 @@ func main() {
 		fmt.Printf("lease journal %d leases: OpenJournal %.3fs, heap %.1f MiB (%.0f B/lease)\n", *leases, d.Seconds(), heap/(1<<20), heap/float64(*leases))
 		fmt.Printf("RESULT name=dhcp_start_%d_leases_s metalboot=%.3f peer=none:0 ratio=n/a\n", *leases, d.Seconds())
 	}
-}
-
-// cpuTime is the process's user+system CPU time so far: on a machine
-// shared with other work, the wall time of a load says more about the
-// neighbours than about the loader.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func fail(err error) {
