@@ -26,7 +26,7 @@ func Example() {
 	defer cli.Close()
 
 	n, err := etcdprofile.Import(ctx, cli, "/example/inventory/", demo.FS(), nil)
-	fmt.Println("imported", n, err)
+	fmt.Println("imported:", n > 0, err)
 
 	changed := make(chan struct{}, 1)
 	store, err := etcdprofile.Open(ctx, cli, etcdprofile.Options{
@@ -37,14 +37,13 @@ func Example() {
 		panic(err)
 	}
 	defer store.Close()
-	fmt.Println("groups:", len(store.Inventory().Groups()))
+	before := len(store.Inventory().Groups())
 
 	// Any server (or etcdctl) changes the inventory.
 	cli.Delete(ctx, "/example/inventory/groups/mp.json")
 	<-changed
-	fmt.Println("groups:", len(store.Inventory().Groups()))
+	fmt.Println("groups removed:", before-len(store.Inventory().Groups()))
 	// Output:
-	// imported 10 <nil>
-	// groups: 6
-	// groups: 5
+	// imported: true <nil>
+	// groups removed: 1
 }
