@@ -663,21 +663,30 @@ func (s *Server) serveConn(ctx context.Context, conn net.PacketConn) error {
 		buf := make([]byte, 1500)
 		n, peer, err := conn.ReadFrom(buf)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if again, err := readFailed(ctx, err); !again {
+				return err
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
-				return fmt.Errorf("dhcpsrv: connection closed: %w", err)
-			}
-			return fmt.Errorf("dhcpsrv: read: %w", err)
+			continue
 		}
 		s.stats.packetsIn.Add(1)
 		jobs <- packet{buf[:n], peer}
 	}
+}
+
+// readFailed tells a read error to retry (a deadline that is not the end
+// of ctx) from the end of serving: nil when ctx ended, the error otherwise.
+func readFailed(ctx context.Context, err error) (again bool, _ error) {
+	if ctx.Err() != nil {
+		return false, nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true, nil
+	}
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("dhcpsrv: connection closed: %w", err)
+	}
+	return false, fmt.Errorf("dhcpsrv: read: %w", err)
 }
 
 // serveInline reads and handles packets in one goroutine (Workers 1).
@@ -686,17 +695,10 @@ func (s *Server) serveInline(ctx context.Context, conn net.PacketConn, port int)
 		buf := make([]byte, 1500) // nothing of a packet outlives it, but a hook may keep a reference
 		n, peer, err := conn.ReadFrom(buf)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if again, err := readFailed(ctx, err); !again {
+				return err
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
-				return fmt.Errorf("dhcpsrv: connection closed: %w", err)
-			}
-			return fmt.Errorf("dhcpsrv: read: %w", err)
+			continue
 		}
 		s.stats.packetsIn.Add(1)
 		out, dst := s.handlePacket(ctx, buf[:n], port, peer)

@@ -8,12 +8,9 @@ import (
 	"maps"
 	"net/url"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"text/template"
 	"text/template/parse"
 
@@ -22,6 +19,7 @@ import (
 	"github.com/coreos/vcontext/report"
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
+	"github.com/metalboot/metalboot/internal/par"
 	"github.com/metalboot/metalboot/profile"
 )
 
@@ -794,31 +792,8 @@ func check(inv *profile.Inventory) (*compiledSet, []string, error) {
 			}
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), (len(groups)+255)/256)
-	if workers <= 1 {
-		cache := mapCache{}
-		for i := range groups {
-			one(i, cache)
-		}
-	} else {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				cache := mapCache{}
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= len(groups) {
-						return
-					}
-					one(i, cache)
-				}
-			}()
-		}
-		wg.Wait()
-	}
+	// A translation cache per goroutine: no lock on the hot path.
+	par.DoWith(len(groups), 256, func() mapCache { return mapCache{} }, one)
 	// A translation's warnings once, for the first group that has it.
 	seen := map[string]bool{}
 	for i, r := range res {

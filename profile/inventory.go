@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
+	"github.com/metalboot/metalboot/internal/par"
 )
 
 // ErrNoMatch is returned by Inventory.Match when no group matches.
@@ -575,7 +573,7 @@ func (b *builder) checkRender() {
 		}
 		res[i].names, res[i].args = names, boot.Args
 	}
-	parallel(len(groups), one)
+	par.Do(len(groups), 256, one)
 	warned := map[string]bool{}
 	for i, r := range res {
 		if r.err != nil {
@@ -591,34 +589,6 @@ func (b *builder) checkRender() {
 			}
 		}
 	}
-}
-
-// parallel calls f(0) … f(n-1) on GOMAXPROCS goroutines (one when n is
-// small).
-func parallel(n int, f func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), (n+255)/256)
-	if workers <= 1 {
-		for i := range n {
-			f(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 func describeNames(names map[string]bool) string {

@@ -9,12 +9,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/metalboot/metalboot/internal/par"
 )
 
 // Store gives the current inventory. Implementations must be safe for
@@ -295,29 +296,7 @@ func decodeAll[T any](fsys fs.FS, files []dirFile, cache map[string]decoded[T], 
 			}
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), (len(files)+63)/64)
-	if workers <= 1 {
-		for i := range files {
-			one(i)
-		}
-	} else {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= len(files) {
-						return
-					}
-					one(i)
-				}
-			}()
-		}
-		wg.Wait()
-	}
+	par.Do(len(files), 64, one)
 	next := make(map[string]decoded[T], len(files))
 	for i, f := range files {
 		if out[i].key != (fileKey{}) {
