@@ -689,8 +689,37 @@ func readFailed(ctx context.Context, err error) (again bool, _ error) {
 	return false, fmt.Errorf("dhcpsrv: read: %w", err)
 }
 
-// serveInline reads and handles packets in one goroutine (Workers 1).
+// serveInline reads and handles packets in one goroutine (Workers 1). On
+// Linux (amd64, arm64) it reads and answers in batches with raw system
+// calls (internal/sockets.ServeUDP): Go's ReadFrom and WriteTo let the
+// runtime hand the processor to another thread during most sends.
 func (s *Server) serveInline(ctx context.Context, conn net.PacketConn, port int) error {
+	if udp, ok := conn.(*net.UDPConn); ok && sockets.RawUDP {
+		_, err := sockets.ServeUDP(udp, 1500, func(b []byte, from netip.AddrPort, _ []byte) ([]byte, netip.AddrPort) {
+			s.stats.packetsIn.Add(1)
+			// b is reused for the next datagram: handlePacket keeps
+			// nothing of it (FromBytes copies), except through hooks,
+			// which get decoded values.
+			out, dst := s.handlePacket(ctx, b, port, net.UDPAddrFromAddrPort(from))
+			if out == nil {
+				return nil, netip.AddrPort{}
+			}
+			s.stats.packetsOut.Add(1)
+			ua, _ := dst.(*net.UDPAddr)
+			if ua == nil {
+				return out, netip.AddrPort{}
+			}
+			ap := ua.AddrPort()
+			return out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}, func(err error) {
+			s.stats.packetsOut.Add(^uint64(0)) // counted when handed over; not sent
+			s.stats.sendErrors.Add(1)
+			s.log.Warn("dhcpsrv: send", "err", err)
+		})
+		if again, rerr := readFailed(ctx, err); !again {
+			return rerr
+		}
+	}
 	for {
 		buf := make([]byte, 1500) // nothing of a packet outlives it, but a hook may keep a reference
 		n, peer, err := conn.ReadFrom(buf)

@@ -382,13 +382,13 @@ func (s *Server) udpReader(ctx context.Context, pc net.PacketConn, wg *sync.Wait
 	if udp != nil {
 		// Authoritative and cached answers in the poller's read loop;
 		// queries to forward leave it for their own goroutine.
-		ok, err := sockets.ServeUDP(udp, len(in), func(b []byte, from netip.AddrPort, out []byte) []byte {
+		ok, err := sockets.ServeUDP(udp, len(in), func(b []byte, from netip.AddrPort, out []byte) ([]byte, netip.AddrPort) {
 			resp, fwd := s.handlePacket(ctx, b, out, from.Addr(), true)
 			if fwd != nil {
 				s.forwardUDP(ctx, pc, udp, fwd, from, wg)
-				return nil
+				return nil, netip.AddrPort{}
 			}
-			return resp
+			return resp, netip.AddrPort{}
 		}, func(error) { s.stats.sendErrors.Add(1) })
 		if ok {
 			if ctx.Err() != nil {

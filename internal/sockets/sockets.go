@@ -5,6 +5,7 @@ package sockets
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -36,3 +37,8 @@ func InterruptReads(ctx context.Context, setDeadline func(time.Time) error) (res
 		}
 	}
 }
+
+// Handler answers one datagram for ServeUDP: b is the datagram, from its
+// sender, out a buffer to build the answer in. It returns the answer (nil:
+// none) and where to send it (the zero AddrPort: to the sender).
+type Handler func(b []byte, from netip.AddrPort, out []byte) (resp []byte, to netip.AddrPort)

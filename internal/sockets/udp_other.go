@@ -4,7 +4,6 @@ package sockets
 
 import (
 	"net"
-	"net/netip"
 )
 
 // RawUDP reports whether ServeUDP works here.
@@ -12,6 +11,6 @@ const RawUDP = false
 
 // ServeUDP is the read loop of Linux on amd64 and arm64 (see udp_raw.go); here ok
 // is false and the caller uses its portable loop.
-func ServeUDP(c *net.UDPConn, size int, handle func(b []byte, from netip.AddrPort, out []byte) []byte, sendErr func(error)) (ok bool, err error) {
+func ServeUDP(c *net.UDPConn, size int, handle Handler, sendErr func(error)) (ok bool, err error) {
 	return false, nil
 }

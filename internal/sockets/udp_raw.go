@@ -16,10 +16,11 @@ const RawUDP = true
 // ServeUDP reads every datagram queued on c and answers it in one pass,
 // then waits (in Go's network poller) for more: handle gets the datagram
 // (at most size bytes), its sender and a buffer of size bytes to build the
-// answer in, and returns the answer (nil: none), which must stay as it is
-// until handle is called with the same buffer again (build it in out, or
-// return bytes nobody changes). It returns when a read fails (a deadline
-// set by InterruptReads included) with that error.
+// answer in, and returns the answer (nil: none) and where to send it (the
+// zero AddrPort: to the sender). The answer must stay as it is until
+// handle is called with the same buffer again (build it in out, or return
+// bytes nobody changes). It returns when a read fails (a deadline set by
+// InterruptReads included) with that error.
 //
 // Why: net.UDPConn's ReadFrom and WriteTo enter the scheduler's system
 // call state, and on a machine where a loopback sendto takes ~10 µs the
@@ -35,7 +36,7 @@ const RawUDP = true
 // uses its portable loop.
 //
 // sendErr, if not nil, is called for each answer that could not be sent.
-func ServeUDP(c *net.UDPConn, size int, handle func(b []byte, from netip.AddrPort, out []byte) []byte, sendErr func(error)) (ok bool, err error) {
+func ServeUDP(c *net.UDPConn, size int, handle Handler, sendErr func(error)) (ok bool, err error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return false, nil
@@ -82,7 +83,7 @@ func newBatch(size int) *batch {
 	return b
 }
 
-func (b *batch) serve(fd uintptr, handle func([]byte, netip.AddrPort, []byte) []byte, sendErr func(error), rerr *error) bool {
+func (b *batch) serve(fd uintptr, handle Handler, sendErr func(error), rerr *error) bool {
 	for {
 		for i := range batchSize {
 			b.riov[i].Base = &b.in[i][0]
@@ -111,7 +112,7 @@ func (b *batch) serve(fd uintptr, handle func([]byte, netip.AddrPort, []byte) []
 			if !ok {
 				continue
 			}
-			resp := handle(b.in[i][:b.rmsg[i].n], from, b.out[k])
+			resp, to := handle(b.in[i][:b.rmsg[i].n], from, b.out[k])
 			if len(resp) == 0 {
 				continue
 			}
@@ -120,6 +121,11 @@ func (b *batch) serve(fd uintptr, handle func([]byte, netip.AddrPort, []byte) []
 			b.smsg[k] = mmsghdr{}
 			b.smsg[k].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
 			b.smsg[k].hdr.Namelen = b.rmsg[i].hdr.Namelen
+			if to.IsValid() && to != from {
+				// Elsewhere: the sender's sockaddr slot is free once
+				// handled, so the destination is written into it.
+				b.smsg[k].hdr.Namelen = putSockaddr(&b.names[i], to)
+			}
 			b.smsg[k].hdr.Iov = &b.siov[k]
 			b.smsg[k].hdr.Iovlen = 1
 			k++
@@ -164,6 +170,26 @@ func addrPort(sa *syscall.RawSockaddrAny) (netip.AddrPort, bool) {
 		return netip.AddrPortFrom(a, port), true
 	}
 	return netip.AddrPort{}, false
+}
+
+// putSockaddr writes to into sa and returns its length.
+func putSockaddr(sa *syscall.RawSockaddrAny, to netip.AddrPort) uint32 {
+	port := to.Port()
+	nport := port>>8 | port<<8
+	a := to.Addr()
+	if a.Is4() {
+		p := (*syscall.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*p = syscall.RawSockaddrInet4{Family: syscall.AF_INET, Port: nport, Addr: a.As4()}
+		return syscall.SizeofSockaddrInet4
+	}
+	p := (*syscall.RawSockaddrInet6)(unsafe.Pointer(sa))
+	*p = syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Port: nport, Addr: a.As16()}
+	if z := a.Zone(); z != "" {
+		if ifi, err := net.InterfaceByName(z); err == nil {
+			p.Scope_id = uint32(ifi.Index)
+		}
+	}
+	return syscall.SizeofSockaddrInet6
 }
 
 func zoneName(idx uint32) string {
