@@ -132,7 +132,7 @@ func prepareARM64(ctx context.Context, cacheDir string) (*ARM64Packages, error) 
 	var p ARM64Packages
 	kpkg, err := resolveARM64Kernel(ctx)
 	if err == nil {
-		p.Kernel, err = unpackDeb(ctx, cacheDir, kpkg, kpkg+":arm64", func(dir string) (*Kernel, error) { return loadKernel(kpkg, dir) })
+		p.Kernel, err = unpackDeb(ctx, cacheDir, kpkg, kpkg+":arm64", ErrNoARM64, archHint(ctx), func(dir string) (*Kernel, error) { return loadKernel(kpkg, dir) })
 	}
 	if err != nil {
 		k, cerr := cachedARM64Kernel(cacheDir)
@@ -342,7 +342,7 @@ func unpackVersioned[T any](ctx context.Context, cacheDir, pkg string, check fun
 		return zero, err
 	}
 	name := pkg + "_" + strings.ReplaceAll(ver, ":", "%3a") + "_arm64"
-	return unpackDeb(ctx, cacheDir, name, pkg+":arm64="+ver, check)
+	return unpackDeb(ctx, cacheDir, name, pkg+":arm64="+ver, ErrNoARM64, archHint(ctx), check)
 }
 
 // candidateARM64 is apt's candidate version of pkg:arm64.
@@ -361,8 +361,9 @@ func candidateARM64(ctx context.Context, pkg string) (string, error) {
 // unpackDeb returns check(cacheDir/name), downloading spec with `apt-get
 // download` and unpacking it there with `dpkg-deb -x` first unless it
 // already passes. A finished extraction is published by renaming, so
-// concurrent runs and interrupted ones never see half a package.
-func unpackDeb[T any](ctx context.Context, cacheDir, name, spec string, check func(dir string) (T, error)) (T, error) {
+// concurrent runs and interrupted ones never see half a package. A failed
+// download wraps errNo, followed by hint() (nil: none).
+func unpackDeb[T any](ctx context.Context, cacheDir, name, spec string, errNo error, hint func() string, check func(dir string) (T, error)) (T, error) {
 	var zero T
 	dir := filepath.Join(cacheDir, name)
 	if v, err := check(dir); err == nil {
@@ -376,14 +377,21 @@ func unpackDeb[T any](ctx context.Context, cacheDir, name, spec string, check fu
 		return zero, fmt.Errorf("e2e: cache: %w", err)
 	}
 	defer os.RemoveAll(work)
+	// apt-get download writes into the working directory; -o
+	// APT::Sandbox::User=root avoids the _apt permission warning in a
+	// root-owned directory.
 	dl := exec.CommandContext(ctx, "apt-get", "download", "-o", "APT::Sandbox::User=root", spec)
 	dl.Dir = work
 	if out, err := dl.CombinedOutput(); err != nil {
-		return zero, fmt.Errorf("%w: apt-get download %s: %v: %s%s", ErrNoARM64, spec, err, lastLines(string(out), 5), addArchHint(ctx))
+		h := ""
+		if hint != nil {
+			h = hint()
+		}
+		return zero, fmt.Errorf("%w: apt-get download %s: %v: %s%s", errNo, spec, err, lastLines(string(out), 5), h)
 	}
 	debs, _ := filepath.Glob(filepath.Join(work, "*.deb"))
 	if len(debs) != 1 {
-		return zero, fmt.Errorf("%w: apt-get download %s produced %d .deb files", ErrNoARM64, spec, len(debs))
+		return zero, fmt.Errorf("%w: apt-get download %s produced %d .deb files", errNo, spec, len(debs))
 	}
 	x := filepath.Join(work, "x")
 	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
@@ -415,6 +423,11 @@ func addArchHint(ctx context.Context) string {
 		return ""
 	}
 	return " (as root: dpkg --add-architecture arm64 && apt-get update; .ci/test does this)"
+}
+
+// archHint is addArchHint, asked only when a download failed.
+func archHint(ctx context.Context) func() string {
+	return func() string { return addArchHint(ctx) }
 }
 
 func statFile(p string) error {

@@ -96,44 +96,7 @@ func prepareKernel(ctx context.Context, cacheDir string) (*Kernel, error) {
 		}
 		return nil, err
 	}
-	dir := filepath.Join(cacheDir, pkg)
-	if k, err := loadKernel(pkg, dir); err == nil {
-		return k, nil
-	}
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("e2e: kernel cache: %w", err)
-	}
-	work, err := os.MkdirTemp(cacheDir, ".dl-")
-	if err != nil {
-		return nil, fmt.Errorf("e2e: kernel cache: %w", err)
-	}
-	defer os.RemoveAll(work)
-	// apt-get download writes into the working directory; -o
-	// APT::Sandbox::User=root avoids the _apt permission warning in a
-	// root-owned directory.
-	dl := exec.CommandContext(ctx, "apt-get", "download", "-o", "APT::Sandbox::User=root", pkg)
-	dl.Dir = work
-	if out, err := dl.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("%w: apt-get download %s: %v: %s", ErrNoKernel, pkg, err, lastLines(string(out), 5))
-	}
-	debs, _ := filepath.Glob(filepath.Join(work, pkg+"_*.deb"))
-	if len(debs) != 1 {
-		return nil, fmt.Errorf("%w: apt-get download %s produced %d .deb files", ErrNoKernel, pkg, len(debs))
-	}
-	x := filepath.Join(work, "x")
-	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("e2e: dpkg-deb -x %s: %v: %s", debs[0], err, bytes.TrimSpace(out))
-	}
-	if _, err := loadKernel(pkg, x); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(x, dir); err != nil {
-		if k, lerr := loadKernel(pkg, dir); lerr == nil { // a concurrent run won
-			return k, nil
-		}
-		return nil, fmt.Errorf("e2e: kernel cache: %w", err)
-	}
-	return loadKernel(pkg, dir)
+	return unpackDeb(ctx, cacheDir, pkg, pkg, ErrNoKernel, nil, func(dir string) (*Kernel, error) { return loadKernel(pkg, dir) })
 }
 
 func cachedKernel(cacheDir string) (*Kernel, error) {
