@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
 	"github.com/metalboot/metalboot/dhcpsrv/etcdstore"
@@ -31,23 +30,6 @@ import (
 var shared *etcdtest.Cluster
 
 func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m, 3, &shared)) }
-
-func sharedCluster(t *testing.T) *etcdtest.Cluster {
-	t.Helper()
-	if shared == nil {
-		etcdtest.Need(t)
-		t.Skip("etcdstore: the shared etcd cluster did not start")
-	}
-	return shared
-}
-
-func newClient(t *testing.T, c *etcdtest.Cluster) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	require.NoError(t, err)
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
 
 func open(t *testing.T, cli *clientv3.Client, prefix string) *etcdstore.Store {
 	t.Helper()
@@ -67,25 +49,15 @@ var (
 
 // eventually polls cond until it holds (the other store's watch delivered
 // a change) or a generous bound passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not seen: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // TestCompareAndSwapAcrossStores: two stores (two servers) on one prefix
 // see each other's writes, and a write on a revision the other store
 // replaced fails with ErrConflict, however stale the writer's view.
 func TestCompareAndSwapAcrossStores(t *testing.T) {
-	c := sharedCluster(t)
+	c := etcdtest.Shared(t, shared)
 	ctx := context.Background()
-	a := open(t, newClient(t, c), prefix(t))
-	b := open(t, newClient(t, c), prefix(t))
+	a := open(t, c.Client(t), prefix(t))
+	b := open(t, c.Client(t), prefix(t))
 
 	l, err := a.CompareAndSwap(ctx, 0, dhcpsrv.Lease{IP: ip1, MAC: macA, Hostname: "mp", Expires: time.Now().Add(time.Hour)})
 	require.NoError(t, err)
@@ -98,7 +70,7 @@ func TestCompareAndSwapAcrossStores(t *testing.T) {
 	require.ErrorIs(t, err, dhcpsrv.ErrConflict)
 
 	// b sees a's record through its watch (or the conflict's read).
-	eventually(t, "a's lease in b", func() bool {
+	etcdtest.Eventually(t, "a's lease in b", func() bool {
 		g, err := b.Get(ctx, ip1)
 		return err == nil && g.MAC == macA && g.Rev == l.Rev && g.Hostname == "mp"
 	})
@@ -119,7 +91,7 @@ func TestCompareAndSwapAcrossStores(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, l2.Rev, g.Rev)
 	require.NoError(t, a.CompareAndDelete(ctx, ip1, l2.Rev))
-	eventually(t, "the delete in b", func() bool {
+	etcdtest.Eventually(t, "the delete in b", func() bool {
 		_, err := b.Get(ctx, ip1)
 		return errors.Is(err, dhcpsrv.ErrNotFound)
 	})
@@ -132,10 +104,10 @@ func TestCompareAndSwapAcrossStores(t *testing.T) {
 // TestClaims: an address claimed for one client cannot be claimed or
 // bound for another, from any store, until the claim expires by itself.
 func TestClaims(t *testing.T) {
-	c := sharedCluster(t)
+	c := etcdtest.Shared(t, shared)
 	ctx := context.Background()
-	a := open(t, newClient(t, c), prefix(t))
-	b := open(t, newClient(t, c), prefix(t))
+	a := open(t, c.Client(t), prefix(t))
+	b := open(t, c.Client(t), prefix(t))
 
 	require.NoError(t, a.ClaimOffer(ctx, ip1, macA, time.Second))
 	// b has perhaps not seen the claim yet: etcd's comparison refuses.
@@ -149,7 +121,7 @@ func TestClaims(t *testing.T) {
 	require.NoError(t, b.ClaimOffer(ctx, ip1, macA, time.Second))
 
 	// The claim expires (etcd lease of about 2 s): then b may claim it.
-	eventually(t, "the claim expired", func() bool {
+	etcdtest.Eventually(t, "the claim expired", func() bool {
 		_, ok := b.Claimed(ctx, macA)
 		return !ok
 	})
@@ -158,7 +130,7 @@ func TestClaims(t *testing.T) {
 	require.NoError(t, err)
 	// A claim on a lease record the claimer has not seen fails: b claims
 	// on its mirror's revision, which compares with etcd's.
-	eventually(t, "lease in b", func() bool { _, err := b.Get(ctx, ip1); return err == nil })
+	etcdtest.Eventually(t, "lease in b", func() bool { _, err := b.Get(ctx, ip1); return err == nil })
 	_, err = a.CompareAndSwap(ctx, l.Rev, dhcpsrv.Lease{IP: ip1, MAC: macB, State: dhcpsrv.StateReleased, Expires: time.Now()})
 	require.NoError(t, err)
 	// b's mirror may still hold l.Rev; then its claim fails and refreshes.
@@ -304,12 +276,12 @@ func (lg *ledger) check(t *testing.T, cli *clientv3.Client, prefix string, hold 
 // address is offered to two clients within the hold time, none is ACKed
 // to two, and every ACK is in etcd.
 func TestServersRaceForOnePool(t *testing.T) {
-	c := sharedCluster(t)
+	c := etcdtest.Shared(t, shared)
 	ctx := context.Background()
 	p := prefix(t)
 	var stores []*etcdstore.Store
 	for range 4 {
-		stores = append(stores, open(t, newClient(t, c), p))
+		stores = append(stores, open(t, c.Client(t), p))
 	}
 	const hold = 30 * time.Second
 	servers := newServers(t, stores, "10.99.0.100", "10.99.0.163", hold)
@@ -327,7 +299,7 @@ func TestServersRaceForOnePool(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	acked := lg.check(t, newClient(t, c), p, hold)
+	acked := lg.check(t, c.Client(t), p, hold)
 	var st dhcpsrv.Stats
 	for _, s := range servers {
 		x := s.Stats()
@@ -353,7 +325,7 @@ func TestServersSurviveMemberKill(t *testing.T) {
 	c := etcdtest.Start(t, 3)
 	ctx := context.Background()
 	p := prefix(t)
-	stores := []*etcdstore.Store{open(t, newClient(t, c), p), open(t, newClient(t, c), p)}
+	stores := []*etcdstore.Store{open(t, c.Client(t), p), open(t, c.Client(t), p)}
 	const hold = 30 * time.Second
 	servers := newServers(t, stores, "10.99.0.100", "10.99.0.250", hold)
 	lg := newLedger()
@@ -384,12 +356,12 @@ func TestServersSurviveMemberKill(t *testing.T) {
 	c.Kill(0)
 	<-done
 	run(60, 20)
-	acked := lg.check(t, newClient(t, c), p, hold)
+	acked := lg.check(t, c.Client(t), p, hold)
 	assert.Equal(t, 80, acked, "every client got an address")
 	for _, s := range stores {
 		// The stores noticed nothing lasting: the client moved to
 		// another member.
-		eventually(t, "store healthy", func() bool { return s.Err() == nil })
+		etcdtest.Eventually(t, "store healthy", func() bool { return s.Err() == nil })
 	}
 }
 
@@ -399,7 +371,7 @@ func TestServersSurviveMemberKill(t *testing.T) {
 func TestLosingQuorumStopsNewAddresses(t *testing.T) {
 	c := etcdtest.Start(t, 3)
 	ctx := context.Background()
-	cli := newClient(t, c)
+	cli := c.Client(t)
 	st, err := etcdstore.Open(ctx, cli, etcdstore.Options{Prefix: prefix(t), RequestTimeout: 500 * time.Millisecond})
 	require.NoError(t, err)
 	defer st.Close()
@@ -411,14 +383,14 @@ func TestLosingQuorumStopsNewAddresses(t *testing.T) {
 	c.Kill(1)
 	c.Kill(2)
 	d, _ := dhcpv4.NewDiscovery(net.HardwareAddr(macB[:]))
-	eventually(t, "no offer without quorum", func() bool { return srv.Reply(ctx, d) == nil })
+	etcdtest.Eventually(t, "no offer without quorum", func() bool { return srv.Reply(ctx, d) == nil })
 	require.NotZero(t, srv.Stats().StoreErrors)
 	require.ErrorIs(t, st.Err(), etcdstore.ErrUnavailable)
 
 	c.Restart(1)
 	c.Restart(2)
-	eventually(t, "offers again", func() bool { return lg.dora(ctx, []*dhcpsrv.Server{srv}, macB, rnd).IsValid() })
-	eventually(t, "store healthy", func() bool { return st.Err() == nil })
+	etcdtest.Eventually(t, "offers again", func() bool { return lg.dora(ctx, []*dhcpsrv.Server{srv}, macB, rnd).IsValid() })
+	etcdtest.Eventually(t, "store healthy", func() bool { return st.Err() == nil })
 	lg.check(t, cli, prefix(t), 10*time.Second)
 }
 

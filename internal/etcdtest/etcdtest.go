@@ -362,3 +362,27 @@ func Main(m *testing.M, n int, c **Cluster) int {
 	}
 	return m.Run()
 }
+
+// Shared returns c, the cluster Main started for a package's tests, or
+// skips the test with the reason when there is none.
+func Shared(t testing.TB, c *Cluster) *Cluster {
+	t.Helper()
+	if c == nil {
+		Need(t)
+		t.Skip("etcdtest: the shared etcd cluster did not start")
+	}
+	return c
+}
+
+// Eventually polls cond every 10 ms and fails the test when it has not
+// held within 30 s ("not seen: what").
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not seen: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

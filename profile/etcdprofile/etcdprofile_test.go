@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,32 +22,12 @@ var shared *etcdtest.Cluster
 
 func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m, 3, &shared)) }
 
-func cluster(t *testing.T) *etcdtest.Cluster {
-	t.Helper()
-	if shared == nil {
-		etcdtest.Need(t)
-		t.Skip("etcdprofile: the etcd cluster did not start")
-	}
-	return shared
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not seen: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestWatchedInventory: two stores on one prefix serve an imported
 // data directory; a change reaches both; a broken change is rejected by
 // both (Err says why, OnReload hears it) and the last good inventory
 // keeps serving; mending it serves the mended one.
 func TestWatchedInventory(t *testing.T) {
-	c := cluster(t)
+	c := etcdtest.Shared(t, shared)
 	cli := c.Client(t)
 	ctx := context.Background()
 	const prefix = "/watched/inventory/"
@@ -84,7 +63,7 @@ func TestWatchedInventory(t *testing.T) {
 	_, err = cli.Put(ctx, prefix+"groups/extra.json", `{"id":"extra","profile":"extra","selector":{"mac":"52:54:00:00:00:77","os":"installed"}}`)
 	require.NoError(t, err)
 	for _, s := range []*etcdprofile.Store{a, b} {
-		waitFor(t, "the extra group", func() bool {
+		etcdtest.Eventually(t, "the extra group", func() bool {
 			_, ok := s.Inventory().Profile("extra")
 			return ok && len(s.Inventory().Groups()) == len(want.Groups())+1
 		})
@@ -95,7 +74,7 @@ func TestWatchedInventory(t *testing.T) {
 	_, err = cli.Put(ctx, prefix+"groups/broken.json", `{"id":"broken","profile":"missing","selector":{"mac":"52:54:00:00:00:78","os":"installed"}}`)
 	require.NoError(t, err)
 	for _, s := range []*etcdprofile.Store{a, b} {
-		waitFor(t, "the rejection", func() bool { return s.Err() != nil })
+		etcdtest.Eventually(t, "the rejection", func() bool { return s.Err() != nil })
 		assert.ErrorIs(t, s.Err(), profile.ErrInvalid)
 		assert.Contains(t, s.Err().Error(), "missing")
 		assert.NoError(t, s.WatchErr())
@@ -111,7 +90,7 @@ func TestWatchedInventory(t *testing.T) {
 	_, err = cli.Put(ctx, prefix+"profiles/missing.json", `{"id":"missing","boot":{"kernel":"/k"}}`)
 	require.NoError(t, err)
 	for _, s := range []*etcdprofile.Store{a, b} {
-		waitFor(t, "the mended inventory", func() bool { _, ok := s.Inventory().Profile("missing"); return ok && s.Err() == nil })
+		etcdtest.Eventually(t, "the mended inventory", func() bool { _, ok := s.Inventory().Profile("missing"); return ok && s.Err() == nil })
 	}
 }
 
@@ -125,7 +104,7 @@ func demoInventory(t *testing.T) *profile.Inventory {
 // byte; an import replaces (keys of files not imported are deleted); a
 // broken directory is refused whole; Export refuses a used directory.
 func TestImportExport(t *testing.T) {
-	c := cluster(t)
+	c := etcdtest.Shared(t, shared)
 	cli := c.Client(t)
 	ctx := context.Background()
 	const prefix = "/io/inventory/"
