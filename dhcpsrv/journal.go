@@ -473,11 +473,9 @@ func (j *Journal) waitDurable(seq uint64) error {
 	j.buf = j.spare[:0]
 	j.mu.Unlock()
 
-	if j.syncInterval > 0 {
-		return j.writeLater(data, target)
-	}
+	later := j.syncInterval > 0
 	_, err := j.f.Write(data)
-	if err == nil {
+	if err == nil && !later {
 		err = j.f.Sync()
 	}
 	j.mu.Lock()
@@ -487,21 +485,11 @@ func (j *Journal) waitDurable(seq uint64) error {
 		j.err = fmt.Errorf("dhcpsrv: journal write: %w", err)
 		return j.err
 	}
-	j.durable = target
-	return nil
-}
-
-// writeLater writes data (records up to target) to the file and makes
-// sure an fsync follows within the sync interval; syncMu held.
-func (j *Journal) writeLater(data []byte, target uint64) error {
-	_, err := j.f.Write(data)
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.spare = data[:0]
-	if err != nil {
-		j.err = fmt.Errorf("dhcpsrv: journal write: %w", err)
-		return j.err
+	if !later {
+		j.durable = target
+		return nil
 	}
+	// With a sync interval: written, and an fsync follows within it.
 	j.inFile = target
 	if !j.syncDue {
 		j.syncDue = true
@@ -510,7 +498,7 @@ func (j *Journal) writeLater(data []byte, target uint64) error {
 	return nil
 }
 
-// syncPending fsyncs what writeLater wrote. An error is sticky, as a
+// syncPending fsyncs what waitDurable wrote with a sync interval. An error is sticky, as a
 // failed write is: later writes fail, and the server stops ACKing.
 func (j *Journal) syncPending() {
 	j.syncMu.Lock()
