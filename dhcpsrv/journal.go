@@ -460,8 +460,7 @@ func (j *Journal) waitDurable(seq uint64) error {
 		return nil
 	}
 	j.mu.Lock()
-	if j.err != nil {
-		err := j.err
+	if err := j.usable(); err != nil {
 		j.mu.Unlock()
 		return err
 	}
@@ -474,7 +473,7 @@ func (j *Journal) waitDurable(seq uint64) error {
 	j.mu.Unlock()
 
 	later := j.syncInterval > 0
-	_, err := j.f.Write(data)
+	err := writeAll(j.f, data)
 	if err == nil && !later {
 		err = j.f.Sync()
 	}
