@@ -105,6 +105,21 @@ func TestBenchActiveActive(t *testing.T) {
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %s |\n", r.name, r.sustained, r.peak, fo)
 	}
 	t.Log(b.String())
+	// RESULT lines for internal/bench/run (etcd.sh), on stdout.
+	by := map[string]result{}
+	for _, r := range results {
+		by[r.name] = r
+	}
+	res := func(name string, a, b float64, peer string) {
+		ratio := "n/a"
+		if b > 0 {
+			ratio = fmt.Sprintf("%.2f", a/b)
+		}
+		fmt.Printf("RESULT name=%s metalboot=%.2f peer=%s:%.2f ratio=%s\n", name, a, peer, b, ratio)
+	}
+	res("etcd_pair_dora_per_s", by["etcd-2"].sustained, by["kea-ha-2"].sustained, "kea-ha")
+	res("etcd_pair_failover_s", by["etcd-2"].failover.Seconds(), by["kea-ha-2"].failover.Seconds(), "kea-ha")
+	res("etcd_one_server_dora_per_s", by["etcd-1"].sustained, by["journal-1"].sustained, "journal")
 }
 
 var (
