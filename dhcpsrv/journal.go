@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
+	"github.com/metalboot/metalboot/internal/files"
 )
 
 // compactMin is the number of file records below which the journal is
@@ -570,7 +571,7 @@ func (j *Journal) replaceFile(data []byte) error {
 		err = os.Rename(tmp, filepath.Join(j.dir, journalName))
 	}
 	if err == nil {
-		err = syncDir(j.dir)
+		err = files.SyncDir(j.dir)
 	}
 	if err != nil {
 		return fmt.Errorf("dhcpsrv: journal snapshot: %w", err)
@@ -584,15 +585,6 @@ func (j *Journal) replaceFile(data []byte) error {
 	}
 	j.f = nf
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Close fsyncs what a SyncInterval left pending (without one every write

@@ -1,13 +1,12 @@
 package dhcpsrv
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"time"
+
+	"github.com/metalboot/metalboot/internal/files"
 )
 
 // JournalError is returned (as *JournalError) by OpenJournal for a
@@ -112,37 +111,20 @@ func (j *Journal) Recovery() JournalRecovery {
 // "<crc32 hex> <json>"; the error names the offset of the bad one).
 //
 // MoveAside takes the journal directory's lock first, so it fails while a
-// server has the journal open. It never overwrites an existing file: it
-// fails if the new name exists. It fails with an error wrapping
+// server has the journal open. It never overwrites an existing file (a
+// taken name gets ".1", ".2"… added). It fails with an error wrapping
 // fs.ErrNotExist when path does not exist.
 func MoveAside(path string) (string, error) {
-	dir := filepath.Dir(path)
 	if _, err := os.Lstat(path); err != nil {
 		return "", fmt.Errorf("dhcpsrv: move journal aside: %w", err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := lockDir(filepath.Dir(path))
 	if err != nil {
 		return "", err
 	}
 	defer lock.Close()
-	dst := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000000000Z")
-	// A hard link never replaces an existing name (rename would).
-	if err := os.Link(path, dst); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return "", fmt.Errorf("dhcpsrv: move journal aside: %w", err)
-		}
-		// No hard links on this file system: check, then rename (the
-		// directory lock keeps other metalboot processes out).
-		if _, serr := os.Lstat(dst); !errors.Is(serr, fs.ErrNotExist) {
-			return "", fmt.Errorf("dhcpsrv: move journal aside: %s exists", dst)
-		}
-		if err := os.Rename(path, dst); err != nil {
-			return "", fmt.Errorf("dhcpsrv: move journal aside: %w", err)
-		}
-	} else if err := os.Remove(path); err != nil {
-		return "", fmt.Errorf("dhcpsrv: move journal aside: %w", err)
-	}
-	if err := syncDir(dir); err != nil {
+	dst, err := files.MoveAside(path)
+	if err != nil {
 		return "", fmt.Errorf("dhcpsrv: move journal aside: %w", err)
 	}
 	return dst, nil

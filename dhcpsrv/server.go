@@ -1323,62 +1323,63 @@ func (s *Server) commit(ctx context.Context, mac hwaddr.MAC, ip netip.Addr, sn *
 }
 
 func (s *Server) release(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC) {
-	ip := ipOf(req.ClientIPAddr)
-	if !ip.IsValid() {
-		return
-	}
-	cur, err := s.store.Get(ctx, ip)
-	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			s.sourceFailed(req, mac, err)
+	l, ok := s.changeLease(ctx, req, mac, ipOf(req.ClientIPAddr), "release", func(cur Lease) (Lease, bool) {
+		if cur.State != StateBound {
+			return cur, false
 		}
-		return
-	}
-	if cur.MAC != mac || cur.State != StateBound {
-		return
-	}
-	now := s.now()
-	cur.State, cur.Expires = StateReleased, now
-	l, err := s.store.CompareAndSwap(ctx, cur.Rev, cur)
-	if err != nil {
-		if !errors.Is(err, ErrConflict) {
-			s.stats.storeErrors.Add(1)
-		}
-		s.log.Warn("dhcpsrv: release", "mac", mac, "ip", ip, "err", err)
-		return
-	}
-	if s.OnRelease != nil {
+		cur.State, cur.Expires = StateReleased, s.now()
+		return cur, true
+	})
+	if ok && s.OnRelease != nil {
 		s.OnRelease(s.checkStored(l))
 	}
 }
 
 func (s *Server) decline(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC) {
-	ip := ipOf(req.RequestedIPAddress())
+	d := s.DeclineTime
+	if d <= 0 {
+		d = DefaultDeclineTime
+	}
+	l, ok := s.changeLease(ctx, req, mac, ipOf(req.RequestedIPAddress()), "decline", func(cur Lease) (Lease, bool) {
+		return Lease{IP: cur.IP, State: StateDeclined, Expires: s.now().Add(d)}, true
+	})
+	if ok {
+		s.log.Warn("dhcpsrv: address declined by client, quarantined", "mac", mac, "ip", l.IP, "for", d)
+	}
+}
+
+// changeLease applies a client's RELEASE or DECLINE (what) to the lease on
+// ip: only when the lease exists and is held by mac, and change (given the
+// stored lease) says there is something to store. It reports the stored
+// lease; a store failure is counted and logged, and a lost race (another
+// write since the read) is dropped, as the client's message would be.
+func (s *Server) changeLease(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC, ip netip.Addr, what string, change func(Lease) (Lease, bool)) (Lease, bool) {
 	if !ip.IsValid() {
-		return
+		return Lease{}, false
 	}
 	cur, err := s.store.Get(ctx, ip)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			s.sourceFailed(req, mac, err)
 		}
-		return
+		return Lease{}, false
 	}
 	if cur.MAC != mac {
-		return
+		return Lease{}, false
 	}
-	d := s.DeclineTime
-	if d <= 0 {
-		d = DefaultDeclineTime
+	next, ok := change(cur)
+	if !ok {
+		return Lease{}, false
 	}
-	if _, err := s.store.CompareAndSwap(ctx, cur.Rev, Lease{IP: ip, State: StateDeclined, Expires: s.now().Add(d)}); err != nil {
+	l, err := s.store.CompareAndSwap(ctx, cur.Rev, next)
+	if err != nil {
 		if !errors.Is(err, ErrConflict) {
 			s.stats.storeErrors.Add(1)
 		}
-		s.log.Warn("dhcpsrv: decline", "mac", mac, "ip", ip, "err", err)
-		return
+		s.log.Warn("dhcpsrv: "+what, "mac", mac, "ip", ip, "err", err)
+		return Lease{}, false
 	}
-	s.log.Warn("dhcpsrv: address declined by client, quarantined", "mac", mac, "ip", ip, "for", d)
+	return l, true
 }
 
 func (s *Server) inform(ctx context.Context, req *dhcpv4.DHCPv4, mac hwaddr.MAC) *dhcpv4.DHCPv4 {

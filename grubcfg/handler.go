@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/metalboot/metalboot/internal/bootserve"
 	"github.com/metalboot/metalboot/profile"
 )
 
@@ -55,6 +56,15 @@ type Handler struct {
 
 	once sync.Once
 	h    http.Handler
+}
+
+var grubLoader = bootserve.Loader{
+	Name: "GRUB", What: "GRUB configuration", Log: "grub config",
+	NoKernel: ErrNoKernel,
+	Unbootable: func(err error) bool {
+		return errors.Is(err, ErrBadPath) || errors.Is(err, ErrUnsupportedURL) || errors.Is(err, profile.ErrBadInitrd)
+	},
+	Describe: describe,
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
@@ -149,23 +159,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		b, err = AppendConfig((*bp)[:0], m, h.Options)
 	}
 	if err != nil {
-		if errors.Is(err, ErrNoKernel) {
-			profile.Error(w, http.StatusNotFound, "no network boot for "+describe(m)+": the profile has no boot.kernel")
-			return
-		}
-		if errors.Is(err, ErrBadPath) || errors.Is(err, ErrUnsupportedURL) || errors.Is(err, profile.ErrBadInitrd) {
-			h.logger().Warn("grub config not served: GRUB cannot boot the profile", "machine", describe(m), "err", err)
-			profile.Error(w, http.StatusNotFound, "no GRUB boot for "+describe(m)+": "+err.Error())
-			return
-		}
-		var ve *profile.ValueError
-		if errors.As(err, &ve) {
-			h.logger().Info("grub config not served: a value from the request", "machine", describe(m), "err", err)
-			profile.Error(w, http.StatusBadRequest, "bad request: cannot render the GRUB configuration of "+describe(m)+": "+ve.Error())
-			return
-		}
-		h.logger().Error("grub config", "machine", describe(m), "err", err)
-		profile.Error(w, http.StatusInternalServerError, "cannot render the GRUB configuration of "+describe(m)+" (see the server log)")
+		grubLoader.Fail(w, h.logger(), m, err)
 		return
 	}
 	*bp = b

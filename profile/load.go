@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/metalboot/metalboot/internal/files"
 	"github.com/metalboot/metalboot/internal/par"
 )
 
@@ -225,29 +226,12 @@ func readFile(fsys fs.FS, f dirFile) ([]byte, fs.FileInfo, error) {
 
 func regularAndSmall(info fs.FileInfo) error {
 	if !info.Mode().IsRegular() {
-		return fmt.Errorf("not a regular file (%s)", fileType(info.Mode()))
+		return fmt.Errorf("not a regular file (%s)", files.Kind(info.Mode()))
 	}
 	if info.Size() > maxFile {
 		return fmt.Errorf("larger than %d bytes (%d bytes)", maxFile, info.Size())
 	}
 	return nil
-}
-
-func fileType(m fs.FileMode) string {
-	switch t := m.Type(); {
-	case t&fs.ModeDir != 0:
-		return "a directory"
-	case t&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case t&fs.ModeSocket != 0:
-		return "a socket"
-	case t&fs.ModeDevice != 0:
-		return "a device"
-	case t&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	default:
-		return "mode " + m.String()
-	}
 }
 
 // decoded is one file decoded by decodeAll.

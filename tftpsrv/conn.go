@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/metalboot/metalboot/internal/sockets"
 )
 
 // listenReadBuffer is the receive buffer asked for the listening socket.
@@ -167,11 +169,10 @@ func (c *mtuCache) maxBlock(ifIndex int, v6 bool) int {
 
 // udpTransport is a transfer on its own UDP socket, connected to the client
 // (RFC 1350: each side picks a new transfer ID), so the kernel delivers only
-// that client's packets.
+// that client's packets. Reads and sends go through sockets.Connected:
+// raw system calls on Linux, one sendmmsg(2) for a window.
 type udpTransport struct {
-	c        *net.UDPConn
-	p4       *ipv4.PacketConn // WriteBatch: sendmmsg(2) for a window
-	msgs     []ipv4.Message
+	c        *sockets.Connected
 	deadline time.Time
 }
 
@@ -184,37 +185,19 @@ func dialTransport(info packetInfo) (*udpTransport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &udpTransport{c: c, p4: ipv4.NewPacketConn(c)}, nil
+	sc, err := sockets.NewConnected(c)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &udpTransport{c: sc}, nil
 }
 
-func (t *udpTransport) send(pkts [][]byte) error {
-	if len(pkts) == 1 {
-		_, err := t.c.Write(pkts[0])
-		return err
-	}
-	if cap(t.msgs) < len(pkts) {
-		t.msgs = make([]ipv4.Message, len(pkts))
-		for i := range t.msgs {
-			t.msgs[i].Buffers = make([][]byte, 1)
-		}
-	}
-	msgs := t.msgs[:len(pkts)]
-	for i, p := range pkts {
-		msgs[i].Buffers[0] = p
-	}
-	for len(msgs) > 0 {
-		n, err := t.p4.WriteBatch(msgs, 0)
-		if err != nil {
-			return err
-		}
-		msgs = msgs[n:]
-	}
-	return nil
-}
+func (t *udpTransport) send(pkts [][]byte) error { return t.c.Send(pkts) }
 
 func (t *udpTransport) recv(buf []byte, deadline time.Time) (int, error) {
 	if !deadline.Equal(t.deadline) {
-		if err := t.c.SetReadDeadline(deadline); err != nil {
+		if err := t.c.Conn().SetReadDeadline(deadline); err != nil {
 			return 0, err
 		}
 		t.deadline = deadline
@@ -226,7 +209,7 @@ func (t *udpTransport) recv(buf []byte, deadline time.Time) (int, error) {
 	return n, err
 }
 
-func (t *udpTransport) close() { t.c.Close() }
+func (t *udpTransport) close() { t.c.Conn().Close() }
 
 // portMux demultiplexes the listening socket in single-port mode: packets
 // from a client with a transfer in progress go to that transfer; anything

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/metalboot/metalboot/internal/files"
 	"github.com/metalboot/metalboot/internal/sockets"
 )
 
@@ -628,7 +629,7 @@ func (s *Server) open(ctx context.Context, req *Request) (r io.Reader, size int6
 		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w", req.Filename, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w (%s)", req.Filename, ErrNotRegular, fileKind(fi.Mode()))
+		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w (%s)", req.Filename, ErrNotRegular, files.Kind(fi.Mode()))
 	}
 	f, err := s.FS.Open(name)
 	if err != nil {
@@ -641,29 +642,9 @@ func (s *Server) open(ctx context.Context, req *Request) (r io.Reader, size int6
 	}
 	if !fi.Mode().IsRegular() { // replaced between Stat and Open
 		f.Close()
-		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w (%s)", req.Filename, ErrNotRegular, fileKind(fi.Mode()))
+		return nil, -1, false, nil, fmt.Errorf("tftpsrv: %q: %w (%s)", req.Filename, ErrNotRegular, files.Kind(fi.Mode()))
 	}
 	return f, fi.Size(), false, f, nil
-}
-
-// fileKind names the type of a file that is not regular, for logs.
-func fileKind(m fs.FileMode) string {
-	switch t := m.Type(); {
-	case t&fs.ModeDir != 0:
-		return "directory"
-	case t&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case t&fs.ModeSocket != 0:
-		return "socket"
-	case t&fs.ModeCharDevice != 0:
-		return "character device"
-	case t&fs.ModeDevice != 0:
-		return "device"
-	case t&fs.ModeSymlink != 0:
-		return "symbolic link"
-	default:
-		return "irregular file " + t.String()
-	}
 }
 
 func (s *Server) callHandler(ctx context.Context, req *Request) (data []byte, err error) {

@@ -91,15 +91,8 @@ func TestE2EARM64Boot(t *testing.T) {
 		}
 	}
 	l.bootTwice(t, pxe, "/grub", ": the 4-tuple was not reused, the test proves nothing", checkArch)
-	t.Run("uefi-http-boot", func(t *testing.T) {
-		start := time.Now()
-		res := l.boot(t, "1", httpBoot)
-		if t.Failed() {
-			t.FailNow()
-		}
-		l.checkTimeline(t, start, httpBoot)
-		l.checkIgnition(t, res, httpBoot)
-		console := e2e.StripANSI(res[0].VM.Serial())
+	l.bootOnce(t, "uefi-http-boot", httpBoot, func(t *testing.T, res e2e.BootResult) {
+		console := e2e.StripANSI(res.VM.Serial())
 		if want := "/grub?mac=" + httpBoot.MAC.String() + "&arch=arm64"; !strings.Contains(console, want) {
 			t.Errorf("%s: the console never showed %q", httpBoot.Name, want)
 		}

@@ -262,15 +262,7 @@ func TestE2EFirmwareBoot(t *testing.T) {
 	l.bootTwice(t, machines, "/grub", ": the 4-tuple was not reused, the test proves nothing", nil)
 	// UEFI HTTP boot: OVMF with its PXE options off asks DHCP as an
 	// "HTTPClient" and gets a URL; GRUB then comes from /grub/ over HTTP.
-	t.Run("uefi-http-boot", func(t *testing.T) {
-		start := time.Now()
-		res := l.boot(t, "1", httpBoot)
-		if t.Failed() {
-			t.FailNow()
-		}
-		l.checkTimeline(t, start, httpBoot)
-		l.checkIgnition(t, res, httpBoot)
-	})
+	l.bootOnce(t, "uefi-http-boot", httpBoot, nil)
 	// A machine no group matches: /grub answers 404, and GRUB (which runs
 	// the body of any answer) prints the reason on the console.
 	t.Run("unknown-machine", func(t *testing.T) {
@@ -319,6 +311,25 @@ func TestE2EIPXEBoot(t *testing.T) {
 					t.Errorf("%s: the console never showed %q (the /ipxe script's echo)", machines[i].Name, want)
 				}
 			}
+		}
+	})
+}
+
+// bootOnce boots machine m once, in subtest name: it must go through every
+// stage and print its own Ignition config; then check (when not nil) looks
+// at the result.
+func (l *e2eLab) bootOnce(t *testing.T, name string, m e2e.Machine, check func(*testing.T, e2e.BootResult)) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		start := time.Now()
+		res := l.boot(t, "1", m)
+		if t.Failed() {
+			t.FailNow()
+		}
+		l.checkTimeline(t, start, m)
+		l.checkIgnition(t, res, m)
+		if check != nil {
+			check(t, res[0])
 		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
 	"github.com/metalboot/metalboot/grubcfg"
+	"github.com/metalboot/metalboot/internal/files"
 	"github.com/metalboot/metalboot/profile"
 )
 
@@ -320,7 +321,7 @@ func (c confined) Open(name string) (fs.File, error) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
 	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("not a regular file (%s)", st.Mode().Type())
+		err = fmt.Errorf("not a regular file (%s)", files.Kind(st.Mode()))
 	}
 	var f fs.File
 	if err == nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
+	"github.com/metalboot/metalboot/internal/files"
 )
 
 // installState remembers which machines have installed, so that their next
@@ -63,7 +64,7 @@ func openInstallState(dir string, discard bool, log *slog.Logger) (*installState
 	s.file = filepath.Join(dir, "installed.json")
 	err := s.load()
 	if errors.Is(err, errCorruptState) && discard {
-		aside, merr := moveAside(s.file)
+		aside, merr := files.MoveAside(s.file)
 		if merr != nil {
 			return nil, fmt.Errorf("%w; moving it aside: %v", err, merr)
 		}
@@ -89,7 +90,7 @@ func (s *installState) load() error {
 	if st, err := f.Stat(); err != nil {
 		return err
 	} else if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file", s.file)
+		return fmt.Errorf("%s: not a regular file (%s)", s.file, files.Kind(st.Mode()))
 	}
 	b, err := io.ReadAll(f)
 	if err != nil {
@@ -123,29 +124,6 @@ func (s *installState) load() error {
 		s.installed[mac] = v
 	}
 	return nil
-}
-
-// moveAside renames file to file.corrupt-<UTC time>, never over an
-// existing file, and returns the new name.
-func moveAside(file string) (string, error) {
-	base := file + ".corrupt-" + time.Now().UTC().Format("20060102T150405Z")
-	for i := 0; ; i++ {
-		name := base
-		if i > 0 {
-			name = fmt.Sprintf("%s.%d", base, i)
-		}
-		if _, err := os.Lstat(name); err == nil {
-			continue
-		}
-		// A hard link then an unlink never replaces an existing name.
-		if err := os.Link(file, name); err != nil {
-			if errors.Is(err, fs.ErrExist) {
-				continue
-			}
-			return "", err
-		}
-		return name, os.Remove(file)
-	}
 }
 
 func (s *installState) isInstalled(m hwaddr.MAC) bool {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/metalboot/metalboot/internal/bootserve"
 	"github.com/metalboot/metalboot/profile"
 )
 
@@ -51,6 +52,15 @@ type Handler struct {
 	h    http.Handler
 }
 
+var ipxeLoader = bootserve.Loader{
+	Name: "iPXE", What: "iPXE script", Log: "ipxe script",
+	NoKernel: ErrNoKernel,
+	Unbootable: func(err error) bool {
+		return errors.Is(err, ErrBadLocation) || errors.Is(err, ErrBadInitrdName) || errors.Is(err, profile.ErrBadInitrd) || errors.Is(err, ErrUnencodable)
+	},
+	Describe: describe,
+}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // ServeHTTP implements http.Handler.
@@ -93,20 +103,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		b, err = AppendScript((*bp)[:0], m)
 	}
 	if err != nil {
-		var ve *profile.ValueError
-		switch {
-		case errors.Is(err, ErrNoKernel):
-			profile.Error(w, http.StatusNotFound, "no network boot for "+describe(m)+": the profile has no boot.kernel")
-		case errors.As(err, &ve):
-			h.logger().Info("ipxe script not served: a value from the request", "machine", describe(m), "err", err)
-			profile.Error(w, http.StatusBadRequest, "bad request: cannot render the iPXE script of "+describe(m)+": "+ve.Error())
-		case errors.Is(err, ErrBadLocation) || errors.Is(err, ErrBadInitrdName) || errors.Is(err, profile.ErrBadInitrd) || errors.Is(err, ErrUnencodable):
-			h.logger().Warn("ipxe script not served: iPXE cannot boot the profile", "machine", describe(m), "err", err)
-			profile.Error(w, http.StatusNotFound, "no iPXE boot for "+describe(m)+": "+err.Error())
-		default:
-			h.logger().Error("ipxe script", "machine", describe(m), "err", err)
-			profile.Error(w, http.StatusInternalServerError, "cannot render the iPXE script of "+describe(m)+" (see the server log)")
-		}
+		ipxeLoader.Fail(w, h.logger(), m, err)
 		return
 	}
 	*bp = b

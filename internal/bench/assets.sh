@@ -22,27 +22,15 @@ PORT_MB=${PORT_MB:-18680}
 PORT_NG=${PORT_NG:-18681}
 PORT_MX=${PORT_MX:-18682}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-MATCHBOX_VERSION=v0.11.0
+# shellcheck source=internal/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 for p in go curl nginx awk; do
 	command -v "$p" >/dev/null || { echo "assets.sh: $p not found (apt-get install curl nginx-light)" >&2; exit 1; }
 done
-CACHE=${CACHE:-/var/cache/metalboot-bench}
-if ! mkdir -p "$CACHE" 2>/dev/null || [ ! -w "$CACHE" ]; then
-	CACHE=${TMPDIR:-/tmp}/metalboot-bench-cache
-	mkdir -p "$CACHE"
-fi
-MATCHBOX_BIN=${MATCHBOX_BIN:-$CACHE/matchbox-$MATCHBOX_VERSION}
+matchbox_cache
 [ -x "$MATCHBOX_BIN" ] || { echo "assets.sh: $MATCHBOX_BIN missing: run internal/bench/http.sh (or FETCH_ONLY=1 http.sh) once" >&2; exit 1; }
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mb-assets-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+scratch mb-assets-bench
 
 mkdir -p "$TMP/assets/flatcar" "$TMP/data/profiles" "$TMP/data/groups" "$TMP/ngx"
 FILE=flatcar/initrd.img

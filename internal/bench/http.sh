@@ -57,26 +57,14 @@ PORT_MB=${PORT_MB:-18580}
 PORT_MX=${PORT_MX:-18581}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DATA=${DATA:-$ROOT/internal/fixtures/seedlab}
-MATCHBOX_VERSION=v0.11.0
+# shellcheck source=internal/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 for p in go curl awk; do
 	command -v "$p" >/dev/null || { echo "http.sh: $p not found" >&2; exit 1; }
 done
-CACHE=${CACHE:-/var/cache/metalboot-bench}
-if ! mkdir -p "$CACHE" 2>/dev/null || [ ! -w "$CACHE" ]; then
-	CACHE=${TMPDIR:-/tmp}/metalboot-bench-cache
-	mkdir -p "$CACHE"
-fi
-MATCHBOX_BIN=${MATCHBOX_BIN:-$CACHE/matchbox-$MATCHBOX_VERSION}
+matchbox_cache
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mb-http-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+scratch mb-http-bench
 
 SRV_CPU=() LOAD_CPU=() PINNING="not pinned (no taskset or fewer than 2 CPUs)"
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then

@@ -198,3 +198,136 @@ func zoneName(idx uint32) string {
 	}
 	return ""
 }
+
+// Connected is a connected UDP socket (a TFTP transfer's own port) whose
+// Read and Send are raw system calls inside the socket's RawConn
+// callbacks, for the reason ServeUDP gives: a transfer in lockstep reads
+// one ACK and sends one block per round trip, and net.UDPConn's Read and
+// Write each went through the scheduler's system-call state, which wakes
+// the runtime's monitor thread whenever every processor was idle, that is
+// on every block. Deadlines set on the conn apply to Read as they do to
+// net.UDPConn.Read.
+type Connected struct {
+	c    *net.UDPConn
+	rc   syscall.RawConn
+	iov  []syscall.Iovec
+	msgs []mmsghdr
+}
+
+// NewConnected wraps c, which must be connected (net.DialUDP).
+func NewConnected(c *net.UDPConn) (*Connected, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &Connected{c: c, rc: rc}, nil
+}
+
+// Conn returns the wrapped socket (for deadlines and Close).
+func (c *Connected) Conn() *net.UDPConn { return c.c }
+
+// Read reads one datagram into b, waiting in Go's poller (and so for the
+// read deadline) while none is queued.
+func (c *Connected) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, errors.New("sockets: Read into an empty buffer")
+	}
+	var (
+		n    int
+		rerr error
+	)
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), syscall.MSG_DONTWAIT, 0, 0)
+			switch e {
+			case 0:
+				n = int(r)
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			default:
+				rerr = e
+			}
+			return true
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, rerr
+}
+
+// Send sends each packet as one datagram, in order: one send(2) for one
+// packet, sendmmsg(2) for more; it waits in the poller while the socket's
+// buffer is full.
+func (c *Connected) Send(pkts [][]byte) error {
+	for len(pkts) > 0 {
+		if len(pkts) == 1 && len(pkts[0]) > 0 {
+			p := pkts[0]
+			var serr error
+			err := c.rc.Write(func(fd uintptr) bool {
+				for {
+					_, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_DONTWAIT, 0, 0)
+					switch e {
+					case syscall.EINTR:
+						continue
+					case syscall.EAGAIN:
+						return false
+					case 0:
+					default:
+						serr = e
+					}
+					return true
+				}
+			})
+			if err == nil {
+				err = serr
+			}
+			return err
+		}
+		k := min(len(pkts), batchSize)
+		if cap(c.msgs) < k {
+			c.msgs = make([]mmsghdr, batchSize)
+			c.iov = make([]syscall.Iovec, batchSize)
+		}
+		for i := range k {
+			if len(pkts[i]) == 0 {
+				return errors.New("sockets: Send of an empty packet")
+			}
+			c.iov[i].Base = &pkts[i][0]
+			c.iov[i].SetLen(len(pkts[i]))
+			c.msgs[i] = mmsghdr{}
+			c.msgs[i].hdr.Iov = &c.iov[i]
+			c.msgs[i].hdr.Iovlen = 1
+		}
+		var (
+			sent int
+			serr error
+		)
+		err := c.rc.Write(func(fd uintptr) bool {
+			for {
+				r, _, e := syscall.RawSyscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&c.msgs[0])), uintptr(k), syscall.MSG_DONTWAIT, 0, 0)
+				switch e {
+				case syscall.EINTR:
+					continue
+				case syscall.EAGAIN:
+					return false
+				case 0:
+					sent = int(r)
+				default:
+					serr = e
+				}
+				return true
+			}
+		})
+		if err == nil {
+			err = serr
+		}
+		if err != nil {
+			return err
+		}
+		pkts = pkts[sent:]
+	}
+	return nil
+}
