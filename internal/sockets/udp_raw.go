@@ -206,12 +206,19 @@ func zoneName(idx uint32) string {
 // Write each went through the scheduler's system-call state, which wakes
 // the runtime's monitor thread whenever every processor was idle, that is
 // on every block. Deadlines set on the conn apply to Read as they do to
-// net.UDPConn.Read.
+// net.UDPConn.Read. A Connected is used by one goroutine at a time.
 type Connected struct {
-	c    *net.UDPConn
-	rc   syscall.RawConn
-	iov  []syscall.Iovec
-	msgs []mmsghdr
+	c  *net.UDPConn
+	rc syscall.RawConn
+	// The callbacks and what they work on, made once: a closure per call
+	// would allocate per packet.
+	readFn, sendFn, batchFn func(fd uintptr) bool
+	buf                     []byte
+	n                       int
+	err                     error
+	iov                     [batchSize]syscall.Iovec
+	msgs                    [batchSize]mmsghdr
+	k                       int
 }
 
 // NewConnected wraps c, which must be connected (net.DialUDP).
@@ -220,7 +227,9 @@ func NewConnected(c *net.UDPConn) (*Connected, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Connected{c: c, rc: rc}, nil
+	sc := &Connected{c: c, rc: rc}
+	sc.readFn, sc.sendFn, sc.batchFn = sc.read, sc.send, sc.sendBatch
+	return sc, nil
 }
 
 // Conn returns the wrapped socket (for deadlines and Close).
@@ -232,102 +241,107 @@ func (c *Connected) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, errors.New("sockets: Read into an empty buffer")
 	}
-	var (
-		n    int
-		rerr error
-	)
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), syscall.MSG_DONTWAIT, 0, 0)
-			switch e {
-			case 0:
-				n = int(r)
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			default:
-				rerr = e
-			}
-			return true
-		}
-	})
+	c.buf, c.n, c.err = b, 0, nil
+	err := c.rc.Read(c.readFn)
+	c.buf = nil
 	if err != nil {
 		return 0, err
 	}
-	return n, rerr
+	return c.n, c.err
+}
+
+func (c *Connected) read(fd uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)), syscall.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			c.n = int(r)
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.err = e
+		}
+		return true
+	}
 }
 
 // Send sends each packet as one datagram, in order: one send(2) for one
 // packet, sendmmsg(2) for more; it waits in the poller while the socket's
 // buffer is full.
 func (c *Connected) Send(pkts [][]byte) error {
+	for _, p := range pkts {
+		if len(p) == 0 {
+			return errors.New("sockets: Send of an empty packet")
+		}
+	}
+	if len(pkts) == 1 {
+		c.buf, c.err = pkts[0], nil
+		err := c.rc.Write(c.sendFn)
+		c.buf = nil
+		if err == nil {
+			err = c.err
+		}
+		return err
+	}
 	for len(pkts) > 0 {
-		if len(pkts) == 1 && len(pkts[0]) > 0 {
-			p := pkts[0]
-			var serr error
-			err := c.rc.Write(func(fd uintptr) bool {
-				for {
-					_, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_DONTWAIT, 0, 0)
-					switch e {
-					case syscall.EINTR:
-						continue
-					case syscall.EAGAIN:
-						return false
-					case 0:
-					default:
-						serr = e
-					}
-					return true
-				}
-			})
-			if err == nil {
-				err = serr
-			}
-			return err
-		}
 		k := min(len(pkts), batchSize)
-		if cap(c.msgs) < k {
-			c.msgs = make([]mmsghdr, batchSize)
-			c.iov = make([]syscall.Iovec, batchSize)
-		}
 		for i := range k {
-			if len(pkts[i]) == 0 {
-				return errors.New("sockets: Send of an empty packet")
-			}
 			c.iov[i].Base = &pkts[i][0]
 			c.iov[i].SetLen(len(pkts[i]))
 			c.msgs[i] = mmsghdr{}
 			c.msgs[i].hdr.Iov = &c.iov[i]
 			c.msgs[i].hdr.Iovlen = 1
 		}
-		var (
-			sent int
-			serr error
-		)
-		err := c.rc.Write(func(fd uintptr) bool {
-			for {
-				r, _, e := syscall.RawSyscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&c.msgs[0])), uintptr(k), syscall.MSG_DONTWAIT, 0, 0)
-				switch e {
-				case syscall.EINTR:
-					continue
-				case syscall.EAGAIN:
-					return false
-				case 0:
-					sent = int(r)
-				default:
-					serr = e
-				}
-				return true
-			}
-		})
+		c.k, c.n, c.err = k, 0, nil
+		err := c.rc.Write(c.batchFn)
+		for i := range k {
+			c.iov[i].Base = nil // keep no packet alive
+		}
 		if err == nil {
-			err = serr
+			err = c.err
+		}
+		if err == nil && c.n == 0 {
+			err = errors.New("sockets: sendmmsg sent nothing")
 		}
 		if err != nil {
 			return err
 		}
-		pkts = pkts[sent:]
+		pkts = pkts[c.n:]
 	}
 	return nil
+}
+
+func (c *Connected) send(fd uintptr) bool {
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)), syscall.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case 0:
+		default:
+			c.err = e
+		}
+		return true
+	}
+}
+
+func (c *Connected) sendBatch(fd uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&c.msgs[0])), uintptr(c.k), syscall.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case 0:
+			c.n = int(r)
+		default:
+			c.err = e
+		}
+		return true
+	}
 }
