@@ -251,20 +251,9 @@ func (c *Connected) Read(b []byte) (int, error) {
 }
 
 func (c *Connected) read(fd uintptr) bool {
-	for {
-		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)), syscall.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			c.n = int(r)
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		default:
-			c.err = e
-		}
-		return true
-	}
+	r, wait, err := rawIO(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)))
+	c.n, c.err = int(r), err
+	return !wait
 }
 
 // Send sends each packet as one datagram, in order: one send(2) for one
@@ -314,34 +303,32 @@ func (c *Connected) Send(pkts [][]byte) error {
 }
 
 func (c *Connected) send(fd uintptr) bool {
-	for {
-		_, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)), syscall.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		case 0:
-		default:
-			c.err = e
-		}
-		return true
-	}
+	_, wait, err := rawIO(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)))
+	c.err = err
+	return !wait
 }
 
 func (c *Connected) sendBatch(fd uintptr) bool {
+	r, wait, err := rawIO(sysSendmmsg, fd, uintptr(unsafe.Pointer(&c.msgs[0])), uintptr(c.k))
+	c.n, c.err = int(r), err
+	return !wait
+}
+
+// rawIO makes one non-blocking (MSG_DONTWAIT) socket call trap(fd, p, n,
+// flags) as a raw system call, again after EINTR: wait is true for EAGAIN
+// (the RawConn callback then returns false and waits in the poller).
+func rawIO(trap, fd, p, n uintptr) (r uintptr, wait bool, err error) {
 	for {
-		r, _, e := syscall.RawSyscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&c.msgs[0])), uintptr(c.k), syscall.MSG_DONTWAIT, 0, 0)
+		r, _, e := syscall.RawSyscall6(trap, fd, p, n, syscall.MSG_DONTWAIT, 0, 0)
 		switch e {
+		case 0:
+			return r, false, nil
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false
-		case 0:
-			c.n = int(r)
+			return 0, true, nil
 		default:
-			c.err = e
+			return 0, false, e
 		}
-		return true
 	}
 }
