@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,4 +66,25 @@ func TestConnected(t *testing.T) {
 	n, err := sc.Read(buf)
 	require.NoError(t, err)
 	assert.Equal(t, len(buf), n)
+
+	// Send from two goroutines at once (a transfer's error packet is sent
+	// from a context's AfterFunc while the transfer sends): every packet
+	// arrives whole (and -race sees no shared state).
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Go(func() {
+			for range 20 {
+				assert.NoError(t, sc.Send([][]byte{[]byte(fmt.Sprintf("g%d", g)), []byte(fmt.Sprintf("g%d", g))}))
+			}
+		})
+	}
+	wg.Wait()
+	got := map[string]int{}
+	for range 80 {
+		require.NoError(t, peer.SetReadDeadline(time.Now().Add(5*time.Second)))
+		n, _, err := peer.ReadFromUDP(buf)
+		require.NoError(t, err)
+		got[string(buf[:n])]++
+	}
+	assert.Equal(t, map[string]int{"g0": 40, "g1": 40}, got)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -206,16 +207,23 @@ func zoneName(idx uint32) string {
 // Write each went through the scheduler's system-call state, which wakes
 // the runtime's monitor thread whenever every processor was idle, that is
 // on every block. Deadlines set on the conn apply to Read as they do to
-// net.UDPConn.Read. A Connected is used by one goroutine at a time.
+// net.UDPConn.Read. Send may be called from several goroutines, Read
+// from one at a time.
 type Connected struct {
 	c  *net.UDPConn
 	rc syscall.RawConn
 	// The callbacks and what they work on, made once: a closure per call
-	// would allocate per packet.
+	// would allocate per packet. Read's state is its own (one reader at a
+	// time); Send's is under smu, since a transfer's error packet may be
+	// sent from another goroutine while the transfer sends.
 	readFn, sendFn, batchFn func(fd uintptr) bool
-	buf                     []byte
-	n                       int
-	err                     error
+	rbuf                    []byte
+	rn                      int
+	rerr                    error
+	smu                     sync.Mutex
+	sbuf                    []byte
+	sn                      int
+	serr                    error
 	iov                     [batchSize]syscall.Iovec
 	msgs                    [batchSize]mmsghdr
 	k                       int
@@ -241,18 +249,18 @@ func (c *Connected) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, errors.New("sockets: Read into an empty buffer")
 	}
-	c.buf, c.n, c.err = b, 0, nil
+	c.rbuf, c.rn, c.rerr = b, 0, nil
 	err := c.rc.Read(c.readFn)
-	c.buf = nil
+	c.rbuf = nil
 	if err != nil {
 		return 0, err
 	}
-	return c.n, c.err
+	return c.rn, c.rerr
 }
 
 func (c *Connected) read(fd uintptr) bool {
-	r, wait, err := rawIO(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)))
-	c.n, c.err = int(r), err
+	r, wait, err := rawIO(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+	c.rn, c.rerr = int(r), err
 	return !wait
 }
 
@@ -265,12 +273,14 @@ func (c *Connected) Send(pkts [][]byte) error {
 			return errors.New("sockets: Send of an empty packet")
 		}
 	}
+	c.smu.Lock()
+	defer c.smu.Unlock()
 	if len(pkts) == 1 {
-		c.buf, c.err = pkts[0], nil
+		c.sbuf, c.serr = pkts[0], nil
 		err := c.rc.Write(c.sendFn)
-		c.buf = nil
+		c.sbuf = nil
 		if err == nil {
-			err = c.err
+			err = c.serr
 		}
 		return err
 	}
@@ -283,34 +293,34 @@ func (c *Connected) Send(pkts [][]byte) error {
 			c.msgs[i].hdr.Iov = &c.iov[i]
 			c.msgs[i].hdr.Iovlen = 1
 		}
-		c.k, c.n, c.err = k, 0, nil
+		c.k, c.sn, c.serr = k, 0, nil
 		err := c.rc.Write(c.batchFn)
 		for i := range k {
 			c.iov[i].Base = nil // keep no packet alive
 		}
 		if err == nil {
-			err = c.err
+			err = c.serr
 		}
-		if err == nil && c.n == 0 {
+		if err == nil && c.sn == 0 {
 			err = errors.New("sockets: sendmmsg sent nothing")
 		}
 		if err != nil {
 			return err
 		}
-		pkts = pkts[c.n:]
+		pkts = pkts[c.sn:]
 	}
 	return nil
 }
 
 func (c *Connected) send(fd uintptr) bool {
-	_, wait, err := rawIO(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)))
-	c.err = err
+	_, wait, err := rawIO(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&c.sbuf[0])), uintptr(len(c.sbuf)))
+	c.serr = err
 	return !wait
 }
 
 func (c *Connected) sendBatch(fd uintptr) bool {
 	r, wait, err := rawIO(sysSendmmsg, fd, uintptr(unsafe.Pointer(&c.msgs[0])), uintptr(c.k))
-	c.n, c.err = int(r), err
+	c.sn, c.serr = int(r), err
 	return !wait
 }
 
