@@ -3,11 +3,11 @@ package grubcfg
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/internal/files"
 )
 
 // Debian's signed binaries of the UEFI x86-64 Secure Boot chain (Debian 12:
@@ -108,7 +108,7 @@ func InstallSecureBoot(dir string, opts SecureBootOptions) (*SecureBoot, error) 
 		copies = append(copies, SecureBootFile{MokManagerName, mm})
 	}
 	for _, c := range copies {
-		if err := copyAtomic(c.From, filepath.Join(dir, filepath.FromSlash(c.Name))); err != nil {
+		if err := files.CopyAtomic(c.From, filepath.Join(dir, filepath.FromSlash(c.Name))); err != nil {
 			return nil, fmt.Errorf("grubcfg: Secure Boot: %w", err)
 		}
 		sb.Files = append(sb.Files, c)
@@ -119,34 +119,4 @@ func InstallSecureBoot(dir string, opts SecureBootOptions) (*SecureBoot, error) 
 		}
 	}
 	return sb, nil
-}
-
-// copyAtomic copies src to dst through a temporary file renamed into
-// place, so a TFTP server never serves half a file.
-func copyAtomic(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := io.Copy(tmp, in); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
 }

@@ -2,7 +2,6 @@ package ipxe
 
 import (
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/metalboot/metalboot/dhcpsrv"
+	"github.com/metalboot/metalboot/internal/files"
 )
 
 // BootParams are the iPXE settings the boot script reports to /ipxe, as
@@ -134,37 +134,10 @@ func InstallBinaries(dir, srcDir string) (made, skipped []string, err error) {
 			continue
 		}
 		dst := filepath.Join(dir, filepath.FromSlash(rel))
-		if err := copyFile(src, dst); err != nil {
+		if err := files.CopyAtomic(src, dst); err != nil {
 			return made, skipped, fmt.Errorf("ipxe: %w", err)
 		}
 		made = append(made, rel)
 	}
 	return made, skipped, nil
-}
-
-// copyFile copies src to dst (mode 0644), making dst's directory.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
+	"github.com/metalboot/metalboot/internal/files"
 	"github.com/metalboot/metalboot/internal/netns"
 )
 
@@ -214,7 +215,7 @@ func WriteARM64Assets(assetsDir string, p *ARM64Packages) (*ARM64Assets, error) 
 		return nil, fmt.Errorf("e2e: %w", err)
 	}
 	a := &ARM64Assets{Packages: p, Vmlinuz: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.cpio")}
-	if err := copyFile(p.Kernel.Vmlinuz, a.Vmlinuz); err != nil {
+	if err := files.CopyAtomic(p.Kernel.Vmlinuz, a.Vmlinuz); err != nil {
 		return nil, fmt.Errorf("e2e: %w", err)
 	}
 	if err := WriteInitrd(a.Initrd, InitrdConfig{Busybox: p.Busybox, Modules: p.Kernel.Modules}); err != nil {

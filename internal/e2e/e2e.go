@@ -63,6 +63,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalboot/metalboot/internal/files"
 	"github.com/metalboot/metalboot/internal/netns"
 )
 
@@ -125,7 +126,7 @@ func Prepare(t testing.TB, tftpRoot TFTPRootFunc) *Assets {
 	}
 	a.Vmlinuz = filepath.Join(a.Dir, "vmlinuz")
 	a.Initrd = filepath.Join(a.Dir, "initrd.cpio")
-	if err := copyFile(k.Vmlinuz, a.Vmlinuz); err != nil {
+	if err := files.CopyAtomic(k.Vmlinuz, a.Vmlinuz); err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
 	if err := WriteInitrd(a.Initrd, InitrdConfig{Modules: k.Modules, EFIModules: k.EFIModules}); err != nil {

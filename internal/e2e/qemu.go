@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/metalboot/metalboot/dhcpsrv/hwaddr"
+	"github.com/metalboot/metalboot/internal/files"
 	"github.com/metalboot/metalboot/internal/netns"
 )
 
@@ -250,12 +251,12 @@ func StartVM(t testing.TB, ns *netns.NS, cfg VMConfig) *VM {
 	qemu := QEMUBinary
 	switch cfg.Firmware {
 	case UEFI:
-		if err := copyFile(varsTemplate(cfg), vars); err != nil {
+		if err := files.CopyAtomic(varsTemplate(cfg), vars); err != nil {
 			t.Fatalf("e2e: fresh OVMF VARS: %v", err)
 		}
 	case ARM64:
 		vars = filepath.Join(cfg.Dir, cfg.Name+"-AAVMF_VARS.fd")
-		if err := copyFile(AAVMFVars, vars); err != nil {
+		if err := files.CopyAtomic(AAVMFVars, vars); err != nil {
 			t.Fatalf("e2e: fresh AAVMF VARS: %v", err)
 		}
 		qemu = QEMUARM64Binary
@@ -458,23 +459,6 @@ func StripANSI(s string) string {
 // TailLines returns the last n lines of s.
 func TailLines(s string, n int) string {
 	return lastLines(s, n)
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 type lockedWriter struct {

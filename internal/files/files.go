@@ -5,12 +5,15 @@
 // until a writer comes, and a device or socket is never boot data), and
 // move a damaged state file aside without ever replacing another file
 // (dhcpsrv.MoveAside for a lease journal, labserver for its install
-// state).
+// state), and copy a boot file into a served tree so that no server ever
+// serves half of it (grubcfg's Secure Boot files, ipxe's binaries, the
+// e2e harness's kernels and firmware variables).
 package files
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -86,4 +89,36 @@ func SyncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// CopyAtomic copies src to dst (mode 0644), making dst's directory,
+// through a temporary file beside dst that is renamed into place: a
+// server reading dst meanwhile sees the old file or the new one, never
+// half of it.
+func CopyAtomic(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
 }

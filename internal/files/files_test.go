@@ -52,3 +52,27 @@ func TestMoveAside(t *testing.T) {
 	_, err := files.MoveAside(filepath.Join(dir, "missing"))
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
+
+// CopyAtomic makes the directory, replaces an existing file whole, leaves
+// mode 0644 and no temporary file behind.
+func TestCopyAtomic(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	require.NoError(t, os.WriteFile(src, []byte("new contents"), 0o600))
+	dst := filepath.Join(dir, "tree", "sub", "boot.efi")
+	require.NoError(t, os.MkdirAll(filepath.Dir(dst), 0o755))
+	require.NoError(t, os.WriteFile(dst, []byte("old"), 0o600))
+	require.NoError(t, files.CopyAtomic(src, dst))
+	b, err := os.ReadFile(dst)
+	require.NoError(t, err)
+	assert.Equal(t, "new contents", string(b))
+	st, err := os.Stat(dst)
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o644), st.Mode().Perm())
+	entries, err := os.ReadDir(filepath.Dir(dst))
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary file left")
+
+	require.NoError(t, files.CopyAtomic(src, filepath.Join(dir, "made", "here")), "the directory is made")
+	assert.ErrorIs(t, files.CopyAtomic(filepath.Join(dir, "missing"), dst), fs.ErrNotExist)
+}
