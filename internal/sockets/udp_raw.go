@@ -95,15 +95,12 @@ func (b *batch) serve(fd uintptr, handle Handler, sendErr func(error), rerr *err
 			b.rmsg[i].hdr.Iov = &b.riov[i]
 			b.rmsg[i].hdr.Iovlen = 1
 		}
-		r, _, e := syscall.RawSyscall6(sysRecvmmsg, fd, uintptr(unsafe.Pointer(&b.rmsg[0])), batchSize, syscall.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
+		r, wait, err := rawIO(sysRecvmmsg, fd, uintptr(unsafe.Pointer(&b.rmsg[0])), batchSize)
+		if wait {
 			return false // nothing queued: wait in the poller
-		default:
-			*rerr = e
+		}
+		if err != nil {
+			*rerr = err
 			return true
 		}
 		n := int(r)
