@@ -275,14 +275,7 @@ func (t *timeline) insert(mac hwaddr.MAC, e event) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r := t.machines[mac]
-	if r == nil {
-		if len(t.machines) >= maxMachines {
-			t.evictOldest()
-		}
-		r = &machineRecord{MAC: mac.String()}
-		t.machines[mac] = r
-	}
+	r := t.machineLocked(mac)
 	i, _ := slices.BinarySearchFunc(r.Events, e.Time, func(x event, at time.Time) int { return x.Time.Compare(at) })
 	for j := i; j < len(r.Events) && r.Events[j].Time.Equal(e.Time); j++ {
 		if x := r.Events[j]; x.Stage == e.Stage && x.Detail == e.Detail && x.IP == e.IP {

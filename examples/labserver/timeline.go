@@ -114,7 +114,9 @@ func (t *timeline) learn(mac hwaddr.MAC, ip netip.Addr) {
 	t.byIP[ip.Unmap()] = mac
 }
 
-func (t *timeline) recordLocked(mac hwaddr.MAC, ip netip.Addr, stage, detail string) {
+// machineLocked returns mac's record, made (after evicting the oldest
+// record when the timeline is full) if there is none; t.mu held.
+func (t *timeline) machineLocked(mac hwaddr.MAC) *machineRecord {
 	r := t.machines[mac]
 	if r == nil {
 		if len(t.machines) >= maxMachines {
@@ -123,6 +125,11 @@ func (t *timeline) recordLocked(mac hwaddr.MAC, ip netip.Addr, stage, detail str
 		r = &machineRecord{MAC: mac.String()}
 		t.machines[mac] = r
 	}
+	return r
+}
+
+func (t *timeline) recordLocked(mac hwaddr.MAC, ip netip.Addr, stage, detail string) {
+	r := t.machineLocked(mac)
 	now := t.now()
 	r.Last = now
 	e := event{Time: now, Stage: stage, Detail: detail}
