@@ -53,13 +53,7 @@ func TestBenchActiveActive(t *testing.T) {
 	var results []result
 	for i, setup := range []string{"journal-1", "etcd-1", "etcd-2", "kea-ha-2"} {
 		t.Run(setup, func(t *testing.T) {
-			hub := netns.New(t)
-			hub.Bridge("br0", "")
-			srvA, srvB, perf, wire := netns.New(t), netns.New(t), netns.New(t), netns.New(t)
-			hub.Connect("br0", srvA, "eth0", "10.99.0.1/16")
-			hub.Connect("br0", srvB, "eth0", "10.99.0.2/16")
-			hub.Connect("br0", perf, "eth0", "10.99.0.3/16")
-			hub.Connect("br0", wire, "eth0", "10.99.0.4/16")
+			srvA, srvB, perf, wire := pairLab(t)
 			prefix := fmt.Sprintf("/bench%d/", i)
 			var kill func()
 			switch setup {

@@ -260,6 +260,21 @@ func readReply(conn net.PacketConn, xid dhcpv4.TransactionID, mt dhcpv4.MessageT
 	}
 }
 
+// pairLab makes the segment of the fault test and the benchmark: a bridge
+// with two server namespaces (10.99.0.1 and .2), one for perfdhcp (.3)
+// and one for a Go client on the wire (.4), all removed with the test.
+func pairLab(t *testing.T) (srvA, srvB, perf, wire *netns.NS) {
+	t.Helper()
+	hub := netns.New(t)
+	hub.Bridge("br0", "")
+	srvA, srvB, perf, wire = netns.New(t), netns.New(t), netns.New(t), netns.New(t)
+	hub.Connect("br0", srvA, "eth0", "10.99.0.1/16")
+	hub.Connect("br0", srvB, "eth0", "10.99.0.2/16")
+	hub.Connect("br0", perf, "eth0", "10.99.0.3/16")
+	hub.Connect("br0", wire, "eth0", "10.99.0.4/16")
+	return srvA, srvB, perf, wire
+}
+
 // TestFaultTwoServers: two DHCP server processes on one etcd cluster
 // (3 members) serve one bridge active-active under perfdhcp load (30
 // DORA/s: a load both servers sustain on a busy 2-core machine under
@@ -272,13 +287,7 @@ func readReply(conn net.PacketConn, xid dhcpv4.TransactionID, mt dhcpv4.MessageT
 func TestFaultTwoServers(t *testing.T) {
 	netns.Need(t, "perfdhcp")
 	c := etcdtest.Start(t, 3)
-	hub := netns.New(t)
-	hub.Bridge("br0", "")
-	srvA, srvB, perf, wire := netns.New(t), netns.New(t), netns.New(t), netns.New(t)
-	hub.Connect("br0", srvA, "eth0", "10.99.0.1/16")
-	hub.Connect("br0", srvB, "eth0", "10.99.0.2/16")
-	hub.Connect("br0", perf, "eth0", "10.99.0.3/16")
-	hub.Connect("br0", wire, "eth0", "10.99.0.4/16")
+	srvA, srvB, perf, wire := pairLab(t)
 	const prefix = "/fault/"
 
 	type ack struct {
